@@ -1,0 +1,61 @@
+"""The composition root: `create_app(settings)` builds the Starlette app; `uvicorn app:app` serves it all."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+
+from config import Settings
+from resolvers import graphql_app
+from services.runtime import Runtime
+from websocket_manager import websocket_manager
+
+log = logging.getLogger("tailtrail")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    rt = Runtime(settings)
+    graphql = graphql_app(rt)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await rt.start()
+        websocket_manager.bind(rt)
+        try:
+            yield
+        finally:
+            websocket_manager.bind(None)
+            await rt.stop()
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            await rt.db.ping()
+        except Exception:
+            log.warning("readiness: database unreachable", exc_info=True)
+            return JSONResponse({"ready": False, "database": False}, status_code=503)
+        return JSONResponse({"ready": True, "database": True})
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    return app
+
+
+app = create_app()

@@ -1,0 +1,81 @@
+"""Settings from the environment (SPEC §3). Built once by the caller and passed in, never imported as a global."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tailtrail.db"
+DEFAULT_BROADCAST_URL = "memory://"
+# A well-known key used only in the explicit, loudly logged development mode (SECRET_KEY unset).
+DEV_SECRET_KEY = "tailtrail-dev-insecure-key-do-not-use-in-production"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: expected a number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    value = _number(env, name, default, minimum=minimum)
+    if value != int(value):
+        raise ConfigError(f"{name}: expected an integer, got {env.get(name)!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    broadcast_url: str = DEFAULT_BROADCAST_URL
+    secret_key: str | None = None
+    # The original guide's clients refresh typing every few seconds; 10 s is SPEC §9's default.
+    typing_ttl: float = 10.0
+    # Per-connection outbox bounds: enough for a burst of a busy group chat (1,000 events or 1 MiB,
+    # Centrifugo's per-client queue default) before the connection counts as a slow consumer.
+    outbox_max_events: int = 1000
+    outbox_max_bytes: int = 1024 * 1024
+    # Message content limits (SPEC §8).
+    max_message_length: int = 10_000
+    # GraphQL WebSocket subscriptions per connection (SPEC §8); one chatEvents stream is all a client needs.
+    max_subscriptions_per_connection: int = 10
+    # Browser origins allowed to open WebSockets, besides same-origin and non-browser clients.
+    allowed_origins: tuple[str, ...] = ()
+
+    @property
+    def dev_mode(self) -> bool:
+        return not self.secret_key
+
+    @property
+    def signing_key(self) -> str:
+        return self.secret_key or DEV_SECRET_KEY
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        origins = tuple(o.strip() for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            broadcast_url=env.get("BROADCAST_URL") or DEFAULT_BROADCAST_URL,
+            secret_key=env.get("SECRET_KEY") or None,
+            typing_ttl=_number(env, "TYPING_TTL", cls.typing_ttl, minimum=0.05),
+            outbox_max_events=_integer(env, "OUTBOX_MAX_EVENTS", cls.outbox_max_events),
+            outbox_max_bytes=_integer(env, "OUTBOX_MAX_BYTES", cls.outbox_max_bytes, minimum=1024),
+            max_message_length=_integer(env, "MAX_MESSAGE_LENGTH", cls.max_message_length),
+            max_subscriptions_per_connection=_integer(
+                env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", cls.max_subscriptions_per_connection
+            ),
+            allowed_origins=origins,
+        )

@@ -1,0 +1,299 @@
+"""Every event the backend streams, as typed data with one JSON form.
+
+An event is encoded once when it is published (`encode`) and decoded once per process when it arrives
+(`decode`); the protocol adapters only rename fields. The dataclass fields *are* the event schema:
+`payload_schema()` describes them, and tests check both protocols' output against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, get_type_hints
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """A user as events carry it."""
+
+    id: uuid.UUID
+    email: str
+    image_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageData:
+    """A stored message as events and service results carry it."""
+
+    id: uuid.UUID
+    chat_id: uuid.UUID
+    seq: int
+    content: str
+    created_at: datetime
+    updated_at: datetime
+    sender: UserRef
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Who receives an event: the members of `chat_id`, or the user `user_id`; never `exclude_user_id`."""
+
+    chat_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    exclude_user_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: ClassVar[str]
+    # Ephemeral events (typing) are not stored and are the first dropped for a slow consumer.
+    ephemeral: ClassVar[bool] = False
+    # "To the others": the acting user's own connections do not receive it.
+    to_others: ClassVar[bool] = False
+
+    def route(self) -> Route:
+        chat_id: uuid.UUID = getattr(self, "chat_id")  # noqa: B009 - every chat event has one
+        actor: uuid.UUID | None = getattr(self, "user_id", None) if self.to_others else None
+        return Route(chat_id=chat_id, exclude_user_id=actor)
+
+    def payload(self) -> dict[str, Any]:
+        """The event's data as JSON-ready snake_case values."""
+        return _jsonable(self)
+
+    def encode(self) -> str:
+        return json.dumps({"type": self.type, "data": self.payload()}, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage(Event):
+    type: ClassVar[str] = "new_message"
+    chat_id: uuid.UUID
+    message: MessageData
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesRead(Event):
+    type: ClassVar[str] = "messages_read"
+    to_others: ClassVar[bool] = True
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+    last_read_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserTyping(Event):
+    type: ClassVar[str] = "user_typing"
+    ephemeral: ClassVar[bool] = True
+    to_others: ClassVar[bool] = True
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class UserStoppedTyping(Event):
+    type: ClassVar[str] = "user_stopped_typing"
+    ephemeral: ClassVar[bool] = True
+    to_others: ClassVar[bool] = True
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class UserJoined(Event):
+    """A user (re)opened a chat's stream on a connection (legacy `join_chat`); membership unchanged."""
+
+    type: ClassVar[str] = "user_joined"
+    to_others: ClassVar[bool] = True
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class UserLeft(Event):
+    """A user closed a chat's stream on a connection (legacy `leave_chat`); membership unchanged."""
+
+    type: ClassVar[str] = "user_left"
+    to_others: ClassVar[bool] = True
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCreated(Event):
+    """A chat was created; its members' open connections start streaming it."""
+
+    type: ClassVar[str] = "chat_created"
+    chat_id: uuid.UUID
+    name: str | None
+    is_group: bool
+    created_by: uuid.UUID | None
+    member_ids: tuple[uuid.UUID, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAdded(Event):
+    """`user_id` became a member; their open connections start streaming the chat."""
+
+    type: ClassVar[str] = "member_added"
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+    added_by: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRemoved(Event):
+    """`user_id` is no longer a member; after this event their connections stop streaming the chat."""
+
+    type: ClassVar[str] = "member_removed"
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+    removed_by: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalNotification(Event):
+    """A notification from server-side code: to one user, or to the members of a chat (SPEC §7)."""
+
+    type: ClassVar[str] = "global_notification"
+    payload_data: dict[str, Any] = field(default_factory=dict)
+    target_user_id: uuid.UUID | None = None
+    chat_id: uuid.UUID | None = None
+    exclude_user_id: uuid.UUID | None = None
+
+    def route(self) -> Route:
+        return Route(chat_id=self.chat_id, user_id=self.target_user_id, exclude_user_id=self.exclude_user_id)
+
+    def payload(self) -> dict[str, Any]:
+        return self.payload_data
+
+    def encode(self) -> str:
+        envelope = {
+            "type": self.type,
+            "data": self.payload_data,
+            "route": _jsonable(self.route()),
+        }
+        return json.dumps(envelope, separators=(",", ":"))
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        NewMessage,
+        MessagesRead,
+        UserTyping,
+        UserStoppedTyping,
+        UserJoined,
+        UserLeft,
+        ChatCreated,
+        MemberAdded,
+        MemberRemoved,
+        GlobalNotification,
+    )
+}
+
+
+class EventDecodeError(ValueError):
+    pass
+
+
+def decode(raw: str) -> Event:
+    """The inverse of `Event.encode` (used once per event per process)."""
+    try:
+        envelope = json.loads(raw)
+        cls = EVENT_TYPES[envelope["type"]]
+        data = envelope["data"]
+        if cls is GlobalNotification:
+            route = envelope["route"]
+            return GlobalNotification(
+                payload_data=data,
+                target_user_id=_uuid_or_none(route.get("user_id")),
+                chat_id=_uuid_or_none(route.get("chat_id")),
+                exclude_user_id=_uuid_or_none(route.get("exclude_user_id")),
+            )
+        return _build(cls, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EventDecodeError(f"expected an encoded event, got {raw[:200]!r}") from exc
+
+
+def _uuid_or_none(value: str | None) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(value)
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    hints = _hints(cls)
+    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if hint in (uuid.UUID, uuid.UUID | None):
+        return uuid.UUID(value)
+    if hint is datetime:
+        return datetime.fromisoformat(value)
+    if hint in (UserRef, MessageData):
+        return _build(hint, value)
+    if hint == tuple[uuid.UUID, ...]:
+        return tuple(uuid.UUID(v) for v in value)
+    return value
+
+
+def payload_schema(cls: type) -> dict[str, Any]:
+    """The JSON shape of a dataclass: field name -> JSON type name, or a nested schema.
+
+    JSON type names: "string" (also UUIDs and ISO timestamps), "integer", "boolean", "object",
+    "array"; a trailing "?" marks a nullable field.
+    """
+    schema: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        hint = _hints(cls)[f.name]
+        schema[f.name] = _json_type(hint)
+    return schema
+
+
+def _json_type(hint: Any) -> Any:
+    nullable = False
+    args = getattr(hint, "__args__", ())
+    if type(None) in args:
+        nullable = True
+        hint = next(a for a in args if a is not type(None))
+    if dataclasses.is_dataclass(hint):
+        nested = payload_schema(hint)
+        return {"?": nested} if nullable else nested
+    if hint in (uuid.UUID, str, datetime):
+        name = "string"
+    elif hint is bool:
+        name = "boolean"
+    elif hint is int:
+        name = "integer"
+    elif getattr(hint, "__origin__", None) in (tuple, list):
+        name = "array"
+    else:
+        name = "object"
+    return name + ("?" if nullable else "")

@@ -1,0 +1,157 @@
+"""The per-process hub: which local connection streams which chat, and the fan-out of bus events to them.
+
+The hub never awaits while fanning out: each event is routed with dictionary lookups and offered to each
+connection's bounded `Outbox`, so one slow socket cannot hold up the others (SPEC §9, slow consumers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved
+from realtime.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+_connection_ids = itertools.count(1)
+
+
+class Delivery:
+    """One event on its way to many connections: decoded once, each wire form encoded at most once."""
+
+    __slots__ = ("_encoded", "event", "raw")
+
+    def __init__(self, event: Event, raw: str) -> None:
+        self.event = event
+        self.raw = raw
+        self._encoded: dict[str, Any] = {}
+
+    def encoded(self, form: str, encode: Callable[[Event], Any]) -> Any:
+        """The event in wire form `form`, computed by `encode` for the first recipient only."""
+        try:
+            return self._encoded[form]
+        except KeyError:
+            value = self._encoded[form] = encode(self.event)
+            return value
+
+
+class Connection:
+    """One client stream (a legacy socket or a `chatEvents` subscription) of one user."""
+
+    def __init__(self, user_id: uuid.UUID, kind: str, outbox: Outbox[Delivery]) -> None:
+        self.id = f"{kind}-{next(_connection_ids)}"
+        self.user_id = user_id
+        self.kind = kind
+        self.outbox = outbox
+        # Chats whose events this connection receives: every chat the user belongs to...
+        self.chats: set[uuid.UUID] = set()
+        # ...except those this connection paused (legacy `leave_chat`); membership is unchanged.
+        self.paused: set[uuid.UUID] = set()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} user={self.user_id}>"
+
+    async def next(self) -> Delivery:
+        """The next delivery; raises `OutboxClosed` when the connection must end."""
+        return await self.outbox.get()
+
+
+class Hub:
+    def __init__(self, *, outbox_max_events: int, outbox_max_bytes: int) -> None:
+        self._outbox_max_events = outbox_max_events
+        self._outbox_max_bytes = outbox_max_bytes
+        self._by_user: dict[uuid.UUID, set[Connection]] = {}
+        self._by_chat: dict[uuid.UUID, set[Connection]] = {}
+        self.delivered = 0
+        self.dropped = 0
+        self.overflows = 0
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def open(self, user_id: uuid.UUID, kind: str) -> Connection:
+        """Register a connection by user first, so membership events reach it before its chats are loaded."""
+        conn = Connection(user_id, kind, Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes))
+        self._by_user.setdefault(user_id, set()).add(conn)
+        return conn
+
+    def close(self, conn: Connection) -> bool:
+        """Forget a connection. True if it was the user's last one in this process."""
+        conn.outbox.close()
+        for chat_id in conn.chats:
+            self._discard(self._by_chat, chat_id, conn)
+        conn.chats.clear()
+        return self._discard(self._by_user, conn.user_id, conn)
+
+    def watch(self, conn: Connection, chat_ids: set[uuid.UUID] | list[uuid.UUID]) -> None:
+        for chat_id in chat_ids:
+            conn.chats.add(chat_id)
+            self._by_chat.setdefault(chat_id, set()).add(conn)
+
+    def unwatch(self, conn: Connection, chat_id: uuid.UUID) -> None:
+        conn.chats.discard(chat_id)
+        conn.paused.discard(chat_id)
+        self._discard(self._by_chat, chat_id, conn)
+
+    def connections_of(self, user_id: uuid.UUID) -> set[Connection]:
+        return self._by_user.get(user_id, set())
+
+    def local_users(self) -> set[uuid.UUID]:
+        return set(self._by_user)
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self._by_user.values())
+
+    @staticmethod
+    def _discard(index: dict[uuid.UUID, set[Connection]], key: uuid.UUID, conn: Connection) -> bool:
+        conns = index.get(key)
+        if conns is None:
+            return False
+        conns.discard(conn)
+        if not conns:
+            del index[key]
+            return True
+        return False
+
+    # -- fan-out ------------------------------------------------------------------------------------
+
+    def dispatch(self, event: Event, raw: str) -> None:
+        """Route one event from the bus to every local connection that should see it."""
+        if isinstance(event, ChatCreated):
+            for member_id in event.member_ids:
+                for conn in self.connections_of(member_id):
+                    self.watch(conn, [event.chat_id])
+        elif isinstance(event, MemberAdded):
+            for conn in self.connections_of(event.user_id):
+                self.watch(conn, [event.chat_id])
+
+        route = event.route()
+        if route.user_id is not None:
+            targets = self._by_user.get(route.user_id, ())
+        elif route.chat_id is not None:
+            targets = self._by_chat.get(route.chat_id, ())
+        else:
+            targets = ()
+
+        delivery = Delivery(event, raw)
+        size = len(raw)
+        for conn in tuple(targets):
+            if conn.user_id == route.exclude_user_id:
+                continue
+            if route.user_id is None and route.chat_id in conn.paused:
+                continue
+            if conn.outbox.put(delivery, size=size, ephemeral=event.ephemeral):
+                self.delivered += 1
+            elif conn.outbox.closed_reason == "overflow":
+                self.overflows += 1
+                log.warning("closing slow consumer %s: outbox full", conn.id)
+            else:
+                self.dropped += 1
+
+        if isinstance(event, MemberRemoved):
+            for conn in tuple(self.connections_of(event.user_id)):
+                self.unwatch(conn, event.chat_id)

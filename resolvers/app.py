@@ -1,0 +1,74 @@
+"""The Strawberry schema and the ASGI GraphQL app (HTTP, both WebSocket subprotocols, GraphiQL)."""
+
+from datetime import timedelta
+
+import strawberry
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types.unset import UnsetType
+
+from resolvers.context import Context
+from resolvers.errors import CodedErrors
+from resolvers.mutation import Mutation
+from resolvers.query import Query
+from resolvers.subscription import Subscription
+from services.auth import authenticate, token_from, token_from_connection_params
+from services.errors import Unauthenticated
+from services.runtime import Runtime
+
+# Document limits (SPEC §8): the deepest legitimate query (myChats → lastMessage → sender) is 4 levels;
+# 10 leaves room for fragments. 2,000 tokens is several times GraphiQL's introspection query's need.
+MAX_DEPTH = 10
+MAX_TOKENS = 2000
+MAX_ALIASES = 15
+# A client has this long after connecting to send connection_init (graphql-transport-ws only).
+CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
+
+
+def build_schema() -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[
+            CodedErrors,
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        ],
+    )
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    def __init__(self, rt: Runtime, schema: strawberry.Schema) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            # The legacy graphql-ws protocol keeps idle connections alive through proxies with "ka" frames.
+            keep_alive=True,
+            keep_alive_interval=15,
+            connection_init_wait_timeout=CONNECTION_INIT_TIMEOUT,
+            max_subscriptions_per_connection=rt.settings.max_subscriptions_per_connection,
+            allowed_origins=rt.settings.allowed_origins,
+        )
+        self.rt = rt
+
+    async def get_context(self, request, response=None) -> Context:  # type: ignore[no-untyped-def,override]
+        return Context(rt=self.rt, request=request, response=response)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:  # type: ignore[override]
+        """Authenticate the socket once, for both subprotocols: connection_init payload, ?token= or header."""
+        token = token_from_connection_params(context.connection_params) or token_from(
+            authorization=context.request.headers.get("authorization"),
+            query_token=context.request.query_params.get("token"),
+        )
+        try:
+            context.set_actor(authenticate(token, key=self.rt.settings.signing_key))
+        except Unauthenticated as exc:
+            raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
+        return await super().on_ws_connect(context)
+
+
+def graphql_app(rt: Runtime) -> GraphQLApp:
+    return GraphQLApp(rt, build_schema())

@@ -1,0 +1,56 @@
+"""The per-request (HTTP) or per-socket (WebSocket) GraphQL context.
+
+On a WebSocket one context serves every operation of the socket (PITFALLS): it holds the authenticated
+actor and the runtime, never a database session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+
+from services.auth import Actor, authenticate, token_from
+from services.errors import BadRequest, DomainError
+from services.runtime import Runtime
+
+
+@dataclass
+class Context:
+    rt: Runtime
+    request: Request | WebSocket
+    response: Any = None
+    connection_params: dict[str, Any] | None = None
+    _actor: Actor | None = field(default=None, repr=False)
+
+    @property
+    def actor(self) -> Actor:
+        """The caller, authenticated on first use (HTTP) or at `connection_init` (WebSocket)."""
+        if self._actor is None:
+            token = token_from(
+                authorization=self.request.headers.get("authorization"),
+                query_token=self.request.query_params.get("token"),
+            )
+            self._actor = authenticate(token, key=self.rt.settings.signing_key)
+        return self._actor
+
+    def set_actor(self, actor: Actor) -> None:
+        self._actor = actor
+
+
+def coded(error: DomainError) -> GraphQLError:
+    extensions: dict[str, Any] = {"code": error.code}
+    if error.details:
+        extensions["details"] = error.details
+    return GraphQLError(error.message, extensions=extensions)
+
+
+def parse_id(value: str, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise BadRequest(f"{name}: expected a UUID") from None

@@ -1,0 +1,38 @@
+"""Subscription.chatEvents: every event of every chat of the user, and their notifications, in one stream."""
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from starlette.websockets import WebSocket
+
+from realtime.outbox import OutboxClosed
+from resolvers.context import Context
+from schema import types
+from services.streams import open_stream
+
+Info = strawberry.Info[Context, None]
+
+# WebSocket close code for a consumer too slow to keep up: "try again later" (RFC 6455 1013).
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Every event of every chat I belong to, including chats I join later.")
+    async def chat_events(self, info: Info, after: str | None = None) -> AsyncGenerator[types.ChatEvent, None]:
+        ctx = info.context
+        rt = ctx.rt
+        async with open_stream(rt, actor=ctx.actor, kind="graphql") as conn:
+            while True:
+                try:
+                    delivery = await conn.next()
+                except OutboxClosed as closed:
+                    if closed.reason == "overflow" and isinstance(ctx.request, WebSocket):
+                        await ctx.request.close(CLOSE_TRY_AGAIN_LATER)
+                    return
+                yield delivery.encoded("graphql", lambda e: _convert(e, rt))
+
+
+def _convert(event: Any, rt: Any) -> Any:
+    return types.event(event, is_online=rt.is_online)

@@ -1,0 +1,1 @@
+"""GraphQL types and converters from service results (the schema object is assembled in `resolvers`)."""

@@ -1,0 +1,62 @@
+"""Users: provisioned by the main app with a service token; this service keeps id, email, image, last seen."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from models import User, utcnow
+from services.auth import Actor, require_service, require_user
+from services.errors import BadRequest, NotFound
+from services.runtime import Runtime
+from services.views import UserView
+
+MAX_EMAIL_LENGTH = 320  # RFC 5321's limit on a mailbox
+MAX_IMAGE_URL_LENGTH = 2048  # what browsers reliably handle
+
+
+def user_view(rt: Runtime, user: User) -> UserView:
+    return UserView(
+        id=user.id,
+        email=user.email,
+        image_url=user.image_url,
+        last_seen=user.last_seen,
+        is_online=rt.is_online(user.id),
+    )
+
+
+async def upsert_user(
+    rt: Runtime, *, actor: Actor, email: str, user_id: uuid.UUID | None = None, image_url: str | None = None
+) -> UserView:
+    require_service(actor)
+    email = email.strip()
+    if not email or len(email) > MAX_EMAIL_LENGTH or "@" not in email:
+        raise BadRequest("email: expected an address of at most 320 characters")
+    if image_url is not None and len(image_url) > MAX_IMAGE_URL_LENGTH:
+        raise BadRequest("image_url: expected at most 2048 characters")
+    values = {"id": user_id or uuid.uuid4(), "email": email, "image_url": image_url, "created_at": utcnow()}
+    insert = pg_insert if not rt.db.is_sqlite else sqlite_insert
+    stmt = insert(User).values(**values)
+    stmt = stmt.on_conflict_do_update(index_elements=[User.id], set_={"email": email, "image_url": image_url})
+    async with rt.db.write() as session:
+        await session.execute(stmt)
+        user = (await session.execute(select(User).where(User.id == values["id"]))).scalar_one()
+    return user_view(rt, user)
+
+
+async def get_me(rt: Runtime, *, actor: Actor) -> UserView:
+    user_id = require_user(actor)
+    async with rt.db.read() as session:
+        user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("this user is not provisioned")
+    return user_view(rt, user)
+
+
+async def touch_last_seen(rt: Runtime, *, user_id: uuid.UUID, when: datetime | None = None) -> None:
+    async with rt.db.write() as session:
+        await session.execute(update(User).where(User.id == user_id).values(last_seen=when or utcnow()))
