@@ -26,8 +26,13 @@ MAX_ALIASES = 15
 CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
 
 
+class Schema(strawberry.Schema):
+    def process_errors(self, errors, execution_context=None):  # type: ignore[no-untyped-def,override]
+        """Client mistakes are not server errors: log only the unexpected ones (CodedErrors logs those)."""
+
+
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

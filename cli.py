@@ -1,0 +1,58 @@
+"""Command line: `python cli.py serve|seed-demo|token|service-token` (each with --help)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from config import Settings
+from services.auth import issue_service_token, issue_user_token
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cli.py", description="TailTrail Realtime")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server (uvicorn app:app)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--demo", action="store_true", help="seed demo users and chats and print their tokens")
+
+    commands.add_parser("seed-demo", help="create the demo users and chats")
+
+    token = commands.add_parser("token", help="print a user token signed with SECRET_KEY")
+    token.add_argument("user_id", type=uuid.UUID)
+    token.add_argument("--days", type=float, default=7.0, help="validity (default: 7 days)")
+
+    service = commands.add_parser("service-token", help="print a service token signed with SECRET_KEY")
+    service.add_argument("--days", type=float, default=1.0, help="validity (default: 1 day)")
+
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+
+    if args.command == "token":
+        print(issue_user_token(args.user_id, key=settings.signing_key, ttl=timedelta(days=args.days)))
+    elif args.command == "service-token":
+        print(issue_service_token(key=settings.signing_key, ttl=timedelta(days=args.days)))
+    elif args.command == "seed-demo":
+        from demo import seed_demo
+
+        asyncio.run(seed_demo(settings))
+    elif args.command == "serve":
+        import uvicorn
+
+        if args.demo:
+            from demo import connection_help, seed_demo
+
+            asyncio.run(seed_demo(settings))
+            print(connection_help(settings, host=args.host, port=args.port), flush=True)
+        uvicorn.run("app:app", host=args.host, port=args.port, ws_per_message_deflate=False, timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
