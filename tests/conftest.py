@@ -1,0 +1,93 @@
+"""Fixtures: the database backends, a real server per backend, and API helpers.
+
+Tests that need PostgreSQL or Redis skip on a laptop without them, and fail when CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Api, Server
+
+PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is unreachable and CI=true: this test must run in CI")
+    pytest.skip(f"{what} is unreachable")
+
+
+def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"tailtrail_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, Exception) as exc:  # noqa: BLE001 - any failure to reach the server
+        unavailable(f"PostgreSQL ({exc.__class__.__name__})")
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    yield f"{base}/{name}"
+    try:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception:  # noqa: BLE001
+        pass
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'tailtrail.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+# The suite's server expires typing after 1 s so the expiry test is quick; other settings are defaults.
+SUITE_TYPING_TTL = "1"
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    srv = Server({"DATABASE_URL": database_url, "TYPING_TTL": SUITE_TYPING_TTL}, log).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def api(server: Server) -> Api:
+    return Api(server)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[object]:
+    """Start extra servers with their own settings; each is stopped after the test."""
+    started: list[Server] = []
+
+    def start(env: dict[str, str]) -> Server:
+        srv = Server(env, tmp_path / f"server{len(started)}.log").start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
