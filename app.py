@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from config import Settings
+from legacy_ws import legacy_endpoint
 from resolvers import graphql_app
 from services.runtime import Runtime
 from websocket_manager import websocket_manager
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            WebSocketRoute("/websocket/ws/{user_id}", legacy_endpoint),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

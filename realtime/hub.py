@@ -42,7 +42,7 @@ class Delivery:
 class Connection:
     """One client stream (a legacy socket or a `chatEvents` subscription) of one user."""
 
-    def __init__(self, user_id: uuid.UUID, kind: str, outbox: Outbox[Delivery]) -> None:
+    def __init__(self, user_id: uuid.UUID, kind: str, outbox: Outbox[Delivery | str]) -> None:
         self.id = f"{kind}-{next(_connection_ids)}"
         self.user_id = user_id
         self.kind = kind
@@ -55,9 +55,13 @@ class Connection:
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id}>"
 
-    async def next(self) -> Delivery:
-        """The next delivery; raises `OutboxClosed` when the connection must end."""
+    async def next(self) -> Delivery | str:
+        """The next delivery (or a reply queued with `reply`); raises `OutboxClosed` when the connection must end."""
         return await self.outbox.get()
+
+    def reply(self, text: str) -> None:
+        """Queue a reply to this connection's own command, in order with its events (one writer per socket)."""
+        self.outbox.put(text, size=len(text), ephemeral=False)
 
 
 class Hub:
@@ -74,7 +78,8 @@ class Hub:
 
     def open(self, user_id: uuid.UUID, kind: str) -> Connection:
         """Register a connection by user first, so membership events reach it before its chats are loaded."""
-        conn = Connection(user_id, kind, Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes))
+        outbox: Outbox[Delivery | str] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
+        conn = Connection(user_id, kind, outbox)
         self._by_user.setdefault(user_id, set()).add(conn)
         return conn
 
@@ -95,6 +100,15 @@ class Hub:
         conn.chats.discard(chat_id)
         conn.paused.discard(chat_id)
         self._discard(self._by_chat, chat_id, conn)
+
+    def pause(self, conn: Connection, chat_id: uuid.UUID) -> None:
+        """Stop this connection's events of a chat (legacy `leave_chat`); membership is unchanged."""
+        conn.paused.add(chat_id)
+
+    def resume(self, conn: Connection, chat_id: uuid.UUID) -> None:
+        """(Re)start this connection's events of a chat the user belongs to (legacy `join_chat`)."""
+        conn.paused.discard(chat_id)
+        self.watch(conn, [chat_id])
 
     def connections_of(self, user_id: uuid.UUID) -> set[Connection]:
         return self._by_user.get(user_id, set())

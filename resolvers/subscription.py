@@ -31,6 +31,8 @@ class Subscription:
                     if closed.reason == "overflow" and isinstance(ctx.request, WebSocket):
                         await ctx.request.close(CLOSE_TRY_AGAIN_LATER)
                     return
+                if isinstance(delivery, str):  # replies exist only on the legacy protocol
+                    continue
                 yield delivery.encoded("graphql", lambda e: _convert(e, rt))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from realtime.events import UserJoined, UserLeft, UserStoppedTyping, UserTyping
+from realtime.hub import Connection
 from services.auth import Actor, require_user
 from services.chats import require_member
 from services.runtime import Runtime
@@ -32,9 +33,16 @@ async def set_typing(
     return True
 
 
-async def announce_stream(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, joined: bool) -> None:
-    """Tell the chat's other members that this user (re)opened or paused the chat on a connection."""
+async def set_chat_stream(rt: Runtime, *, actor: Actor, conn: Connection, chat_id: uuid.UUID, open: bool) -> None:
+    """Open (`join_chat`) or pause (`leave_chat`) one chat's events on one connection; membership is unchanged.
+
+    The chat's other members hear `user_joined` / `user_left`. A non-member is refused and nobody hears of it.
+    """
     user_id = require_user(actor)
     await _check_member(rt, chat_id=chat_id, user_id=user_id)
-    event = UserJoined(chat_id=chat_id, user_id=user_id) if joined else UserLeft(chat_id=chat_id, user_id=user_id)
-    await rt.publish(event)
+    if open:
+        rt.hub.resume(conn, chat_id)
+        await rt.publish(UserJoined(chat_id=chat_id, user_id=user_id))
+    else:
+        rt.hub.pause(conn, chat_id)
+        await rt.publish(UserLeft(chat_id=chat_id, user_id=user_id))

@@ -1,0 +1,5 @@
+"""The legacy JSON protocol at /websocket/ws/{user_id} (SPEC §5): a translation layer onto the services."""
+
+from legacy_ws.endpoint import legacy_endpoint
+
+__all__ = ["legacy_endpoint"]

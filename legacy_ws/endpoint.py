@@ -1,0 +1,216 @@
+"""The legacy endpoint `/websocket/ws/{user_id}`: a translation of JSON frames onto the services and the hub.
+
+One connection = one hub stream of all the user's chats. Two tasks watch the two directions: the reader
+parses commands and calls services; the writer drains the connection's bounded outbox to the socket. When
+either ends (client gone, server shutting down, slow consumer), the other is cancelled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from legacy_ws import frames
+from realtime.hub import Connection
+from realtime.outbox import OutboxClosed
+from services import activity, chats, messages
+from services.auth import Actor, authenticate, token_from
+from services.errors import BadRequest, DomainError, Unauthenticated
+from services.runtime import Runtime
+from services.streams import open_stream
+
+log = logging.getLogger(__name__)
+
+# Close codes (RFC 6455): policy violation (bad or foreign token), message too big, try again later.
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
+# Inbound frame limit: 64 KiB holds the largest legal command (10,000 characters of content, each up to
+# 4 bytes of UTF-8, JSON-escaped) with room to spare; Centrifugo uses the same default.
+MAX_FRAME_BYTES = 64 * 1024
+
+Handler = Callable[["LegacySession", dict[str, Any]], Awaitable[None]]
+
+
+def _chat_id(data: dict[str, Any]) -> uuid.UUID:
+    value = data.get("chat_id")
+    if not isinstance(value, str):
+        raise BadRequest("chat_id: expected a UUID string", details={"field": "chat_id"})
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise BadRequest("chat_id: expected a UUID string", details={"field": "chat_id"}) from None
+
+
+def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    # bool is an int in Python: do not accept true as a number or 1 as a boolean.
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise BadRequest(f"{name}: expected a {kind.__name__}", details={"field": name})
+    return value
+
+
+class LegacySession:
+    def __init__(self, rt: Runtime, websocket: WebSocket, actor: Actor, conn: Connection) -> None:
+        self.rt = rt
+        self.websocket = websocket
+        self.actor = actor
+        self.conn = conn
+
+    # -- commands: one handler per type ------------------------------------------------------------
+
+    async def handle_get_my_chats(self, data: dict[str, Any]) -> None:
+        views = await chats.my_chats(self.rt, actor=self.actor)
+        connected = self.conn.chats - self.conn.paused
+        self.conn.reply(frames.my_chats_frame(views, connected=connected))
+
+    async def handle_get_chat_status(self, data: dict[str, Any]) -> None:
+        self.conn.reply(frames.chat_status_frame(await chats.chat_status(self.rt, actor=self.actor)))
+
+    async def handle_send_message(self, data: dict[str, Any]) -> None:
+        # The sender's own `new_message` arrives through the stream, like everyone else's.
+        await messages.send_message(
+            self.rt,
+            actor=self.actor,
+            chat_id=_chat_id(data),
+            content=_field(data, "content", str),
+            client_id=_field(data, "client_id", str, required=False),
+        )
+
+    async def handle_typing(self, data: dict[str, Any]) -> None:
+        await activity.set_typing(
+            self.rt,
+            actor=self.actor,
+            chat_id=_chat_id(data),
+            is_typing=_field(data, "is_typing", bool),
+            origin=self.conn.id,
+        )
+
+    async def handle_mark_read(self, data: dict[str, Any]) -> None:
+        await messages.mark_read(self.rt, actor=self.actor, chat_id=_chat_id(data))
+
+    async def handle_join_chat(self, data: dict[str, Any]) -> None:
+        await activity.set_chat_stream(self.rt, actor=self.actor, conn=self.conn, chat_id=_chat_id(data), open=True)
+
+    async def handle_leave_chat(self, data: dict[str, Any]) -> None:
+        await activity.set_chat_stream(self.rt, actor=self.actor, conn=self.conn, chat_id=_chat_id(data), open=False)
+
+    HANDLERS: dict[str, Handler] = {
+        "get_my_chats": handle_get_my_chats,
+        "get_chat_status": handle_get_chat_status,
+        "send_message": handle_send_message,
+        "typing": handle_typing,
+        "mark_read": handle_mark_read,
+        "join_chat": handle_join_chat,
+        "leave_chat": handle_leave_chat,
+    }
+
+    # -- the two directions ------------------------------------------------------------------------
+
+    async def read(self) -> None:
+        """Parse and run commands until the client goes away. Bad input gets an error frame, never a close."""
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                raw = message.get("bytes") or b""
+                if len(raw) > MAX_FRAME_BYTES:
+                    await self.close(CLOSE_TOO_BIG, "frame too large")
+                    return
+                self.conn.reply(frames.error_frame("BAD_REQUEST", "expected a JSON text frame"))
+                continue
+            if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
+                await self.close(CLOSE_TOO_BIG, "frame too large")
+                return
+            await self.dispatch(text)
+
+    async def dispatch(self, text: str) -> None:
+        try:
+            try:
+                frame = json.loads(text)
+            except ValueError:
+                raise BadRequest("expected a JSON object") from None
+            if not isinstance(frame, dict):
+                raise BadRequest("expected a JSON object")
+            kind = frame.get("type")
+            data = frame.get("data", {})
+            if not isinstance(kind, str):
+                raise BadRequest("type: expected a string")
+            handler = self.HANDLERS.get(kind)
+            if handler is None:
+                raise BadRequest(f"unknown type {kind[:64]!r}", details={"type": kind[:64]})
+            if not isinstance(data, dict):
+                raise BadRequest("data: expected an object")
+            await handler(self, data)
+        except DomainError as exc:
+            self.conn.reply(frames.error_frame(exc.code, exc.message, exc.details))
+        except Exception:
+            log.exception("legacy command failed (connection %s)", self.conn.id)
+            self.conn.reply(frames.error_frame("INTERNAL", "internal error"))
+
+    async def write(self) -> None:
+        """Drain the outbox to the socket; each event's text is encoded once for all legacy connections."""
+        while True:
+            try:
+                item = await self.conn.next()
+            except OutboxClosed as closed:
+                if closed.reason == "overflow":
+                    await self.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
+                return
+            text = item if isinstance(item, str) else item.encoded("legacy", frames.event_frame)
+            await self.websocket.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code, reason)
+
+
+async def legacy_endpoint(websocket: WebSocket) -> None:
+    rt: Runtime = websocket.app.state.runtime
+    token = token_from(
+        authorization=websocket.headers.get("authorization"), query_token=websocket.query_params.get("token")
+    )
+    # Accept first, then close: a close before accept reaches the client as HTTP 403 with no close code,
+    # and SPEC §4 promises 1008 (PITFALLS).
+    await websocket.accept()
+    try:
+        actor = authenticate(token, key=rt.settings.signing_key)
+        if actor.user_id is None or str(actor.user_id) != str(_path_user(websocket)):
+            raise Unauthenticated("the token's user does not match the URL")
+    except Unauthenticated as exc:
+        await websocket.close(CLOSE_POLICY, exc.message)
+        return
+
+    async with open_stream(rt, actor=actor, kind="legacy") as conn:
+        session = LegacySession(rt, websocket, actor, conn)
+        reader = asyncio.create_task(session.read(), name=f"{conn.id}-read")
+        writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
+        try:
+            done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            results = await asyncio.gather(reader, writer, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, (WebSocketDisconnect, asyncio.CancelledError)):
+                log.warning("legacy connection %s ended with %r", conn.id, result)
+        await session.close(1000, "")
+
+
+def _path_user(websocket: WebSocket) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(websocket.path_params.get("user_id")))
+    except ValueError:
+        return None

@@ -1,0 +1,143 @@
+"""The legacy JSON protocol's frames (SPEC §5) and the translation of events and service results into them.
+
+Every frame is `{"type": <string>, "data": <object>}`, snake_case, timestamps ISO 8601 UTC. Fields marked
+*new* in SPEC §5 are additive. Durable-event frames also carry a top-level `"cursor"` once resume exists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypedDict
+
+from realtime import events
+from services import views
+
+# -- client -> server -------------------------------------------------------------------------------
+
+CommandType = Literal[
+    "get_my_chats", "get_chat_status", "send_message", "typing", "mark_read", "join_chat", "leave_chat"
+]
+
+
+class ClientFrame(TypedDict):
+    """Client -> server: a command."""
+
+    type: CommandType
+    data: dict[str, Any]
+
+
+# -- server -> client -------------------------------------------------------------------------------
+
+
+class ServerFrame(TypedDict):
+    """Server -> client: an event, a reply or an error."""
+
+    type: str
+    data: Any
+
+
+class ErrorData(TypedDict, total=False):
+    """Server -> client: `error` frame data. `code` is one of SPEC §8's codes."""
+
+    message: str
+    code: str
+    details: dict[str, Any]
+
+
+def encode(frame: ServerFrame) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def message_data(m: events.MessageData) -> dict[str, Any]:
+    return {
+        "id": str(m.id),
+        "content": m.content,
+        "created_at": _iso(m.created_at),
+        "updated_at": _iso(m.updated_at),
+        # A message on its way to its readers is unread; the per-member truth is `unread_count`.
+        "is_read": False,
+        "chat_id": str(m.chat_id),
+        "sender": {"id": str(m.sender.id), "email": m.sender.email, "image_url": m.sender.image_url},
+        "seq": m.seq,
+        "client_id": m.client_id,
+    }
+
+
+def event_frame(event: events.Event) -> str:
+    """The wire text of one event (encoded once per event, shared by every legacy connection)."""
+    data: Any
+    match event:
+        case events.NewMessage():
+            data = message_data(event.message)
+        case events.GlobalNotification():
+            data = event.payload_data
+        case _:
+            # Every other event's payload is already the frame data (snake_case, `chat_id` included).
+            data = event.payload()
+    return encode({"type": event.type, "data": data})
+
+
+def error_frame(code: str, message: str, details: dict[str, Any] | None = None) -> str:
+    data: ErrorData = {"message": message, "code": code}
+    if details:
+        data["details"] = details
+    return encode({"type": "error", "data": data})
+
+
+def my_chats_frame(chats: list[views.ChatView], *, connected: set[Any]) -> str:
+    return encode(
+        {
+            "type": "my_chats",
+            "data": {
+                "chats": [
+                    {
+                        "id": str(c.id),
+                        "name": c.name,
+                        "is_group": c.is_group,
+                        "created_at": _iso(c.created_at),
+                        "updated_at": _iso(c.updated_at),
+                        "participants": [
+                            {
+                                "id": str(p.id),
+                                "email": p.email,
+                                "image_url": p.image_url,
+                                "is_online": p.is_online,
+                                "last_seen": _iso(p.last_seen),
+                            }
+                            for p in c.participants
+                        ],
+                        "last_message": None if c.last_message is None else c.last_message.content,
+                        "last_message_time": None if c.last_message is None else _iso(c.last_message.created_at),
+                        "unread_count": c.unread_count,
+                        "is_connected": c.id in connected,
+                    }
+                    for c in chats
+                ],
+                "total_chats": len(chats),
+            },
+        }
+    )
+
+
+def chat_status_frame(status: views.ChatStatus) -> str:
+    return encode(
+        {
+            "type": "chat_status",
+            "data": {
+                "chats": [
+                    {
+                        "chat_id": str(c.chat_id),
+                        "online_users": [str(u) for u in c.online_user_ids],
+                        "typing_users": [str(u) for u in c.typing_user_ids],
+                        "users_count": c.users_count,
+                    }
+                    for c in status.chats
+                ],
+                "total_online_users": status.total_online_users,
+            },
+        }
+    )
