@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test install
 
+# JavaScript clients the suite runs against a live server (the guide's example needs the `ws` package).
+tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --silent --no-audit --no-fund
+	touch $@
+
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -16,5 +21,5 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python cli.py serve --demo
 
-test: install
+test: install tests/js/node_modules/.installed
 	$(BIN)/python -m pytest
