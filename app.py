@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
+import logging_setup
 from config import Settings
 from legacy_ws import legacy_endpoint
 from resolvers import graphql_app
@@ -22,6 +23,7 @@ log = logging.getLogger("tailtrail")
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    logging_setup.install()
     rt = Runtime(settings)
     graphql = graphql_app(rt)
 

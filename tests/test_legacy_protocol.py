@@ -370,7 +370,9 @@ async def test_sigterm_with_open_legacy_connections_finishes_within_graceful_tim
     assert "Application shutdown complete" in server.log()
     for client in clients:
         await client.wait_closed()
-    assert "Traceback" not in server.log()
+    log = server.log()
+    assert "Traceback" not in log
+    assert not any(u.token in log for u in users), "a token reached the access log"
 
 
 def test_websocket_test_client_help() -> None:
