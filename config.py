@@ -81,7 +81,7 @@ class Settings:
             max_subscriptions_per_connection=_integer(
                 env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", cls.max_subscriptions_per_connection
             ),
-            retention_days=_number(env, "RETENTION_DAYS", cls.retention_days, minimum=0.0001),
+            retention_days=_number(env, "RETENTION_DAYS", cls.retention_days, minimum=1e-6),
             resume_max_events=_integer(env, "RESUME_MAX_EVENTS", cls.resume_max_events),
             allowed_origins=origins,
         )

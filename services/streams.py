@@ -59,9 +59,7 @@ async def open_stream(rt: Runtime, *, actor: Actor, kind: str, cursor: str | Non
         live_from = rt.sequencer.last_pos  # read right after watch, with no await in between
         stream = Stream(conn)
         if cursor is not None:
-            stream.replay = await _replay(rt, user_id=user_id, cursor=cursor, upto=live_from)
-            after = decode_cursor(cursor)
-            stream.seam = max(live_from, after if after is not None else 0)
+            stream.replay, stream.seam = await _replay(rt, user_id=user_id, cursor=cursor, upto=live_from)
         rt.mark_online(user_id)
         online = True
         yield stream
@@ -73,20 +71,26 @@ async def open_stream(rt: Runtime, *, actor: Actor, kind: str, cursor: str | Non
         rt.spawn(_after_close(rt, user_id, stopped, last))
 
 
-async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: int) -> list[Delivery]:
+async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: int) -> tuple[list[Delivery], int]:
+    """The replay for a cursor, and the seam: live events at or below it are skipped (already seen or replayed).
+
+    A cursor that cannot be replayed gets one `resync_required` and no seam beyond what this process had
+    already dispatched before the connection watched its chats.
+    """
     after = decode_cursor(cursor)
     if after is None:
-        return [_resync("unknown cursor")]
+        return [_resync("unknown cursor")], upto
     if after >= upto:
-        # Nothing this process has dispatched is newer than the cursor; the log may still be ahead of it.
+        # Nothing this process has dispatched is newer than the cursor; the log may still be ahead of it
+        # (another process delivered it first), but never behind a cursor we issued.
         if after > await journal.current_pos(rt.db):
-            return [_resync("unknown cursor")]
-        return []
+            return [_resync("unknown cursor")], upto
+        return [], after
     try:
         recorded = await journal.replay_for(rt.db, user_id=user_id, after=after, upto=upto, limit=rt.settings.resume_max_events)
     except journal.ResyncRequired as exc:
-        return [_resync(exc.reason)]
-    return [Delivery(r.event, r.raw) for r in recorded]
+        return [_resync(exc.reason)], upto
+    return [Delivery(r.event, r.raw) for r in recorded], upto
 
 
 def _resync(reason: str) -> Delivery:
