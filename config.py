@@ -51,6 +51,10 @@ class Settings:
     max_message_length: int = 10_000
     # GraphQL WebSocket subscriptions per connection (SPEC §8); one chatEvents stream is all a client needs.
     max_subscriptions_per_connection: int = 10
+    # How long durable events stay replayable for resuming clients (SPEC §9 retention window).
+    retention_days: float = 7.0
+    # The most events one resume replays; a client further behind is told to refetch (resync_required).
+    resume_max_events: int = 10_000
     # Browser origins allowed to open WebSockets, besides same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = ()
 
@@ -77,5 +81,7 @@ class Settings:
             max_subscriptions_per_connection=_integer(
                 env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", cls.max_subscriptions_per_connection
             ),
+            retention_days=_number(env, "RETENTION_DAYS", cls.retention_days, minimum=1e-6),
+            resume_max_events=_integer(env, "RESUME_MAX_EVENTS", cls.resume_max_events),
             allowed_origins=origins,
         )

@@ -18,13 +18,12 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from legacy_ws import frames
-from realtime.hub import Connection
 from realtime.outbox import OutboxClosed
 from services import activity, chats, messages
 from services.auth import Actor, authenticate, token_from
 from services.errors import BadRequest, DomainError, Unauthenticated
 from services.runtime import Runtime
-from services.streams import open_stream
+from services.streams import Stream, open_stream
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,12 @@ def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True
 
 
 class LegacySession:
-    def __init__(self, rt: Runtime, websocket: WebSocket, actor: Actor, conn: Connection) -> None:
+    def __init__(self, rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream) -> None:
         self.rt = rt
         self.websocket = websocket
         self.actor = actor
-        self.conn = conn
+        self.stream = stream
+        self.conn = stream.conn
 
     # -- commands: one handler per type ------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class LegacySession:
         """Drain the outbox to the socket; each event's text is encoded once for all legacy connections."""
         while True:
             try:
-                item = await self.conn.next()
+                item = await self.stream.next()
             except OutboxClosed as closed:
                 if closed.reason == "overflow":
                     await self.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
@@ -193,8 +193,10 @@ async def legacy_endpoint(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_POLICY, exc.message)
         return
 
-    async with open_stream(rt, actor=actor, kind="legacy") as conn:
-        session = LegacySession(rt, websocket, actor, conn)
+    cursor = websocket.query_params.get("cursor")
+    async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor) as stream:
+        conn = stream.conn
+        session = LegacySession(rt, websocket, actor, stream)
         reader = asyncio.create_task(session.read(), name=f"{conn.id}-read")
         writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
         try:

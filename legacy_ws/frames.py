@@ -68,7 +68,10 @@ def message_data(m: events.MessageData) -> dict[str, Any]:
 
 
 def event_frame(event: events.Event) -> str:
-    """The wire text of one event (encoded once per event, shared by every legacy connection)."""
+    """The wire text of one event (encoded once per event, shared by every legacy connection).
+
+    Durable events carry their resume position as a top-level `"cursor"` (additive).
+    """
     data: Any
     match event:
         case events.NewMessage():
@@ -78,7 +81,10 @@ def event_frame(event: events.Event) -> str:
         case _:
             # Every other event's payload is already the frame data (snake_case, `chat_id` included).
             data = event.payload()
-    return encode({"type": event.type, "data": data})
+    frame: dict[str, Any] = {"type": event.type, "data": data}
+    if event.cursor is not None:
+        frame["cursor"] = event.cursor
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
 def error_frame(code: str, message: str, details: dict[str, Any] | None = None) -> str:

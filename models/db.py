@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from models.tables import Base
+from models.tables import Base, LogState
 
 # How long a SQLite writer waits for the write lock before failing: long enough to ride out a burst
 # of hundreds of queued writers, short enough that a stuck process shows up as an error.
@@ -73,6 +75,12 @@ class Database:
     async def create_schema(self) -> None:
         async with self._write_engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+            # The log's single state row; a second process starting at once inserts nothing.
+            await conn.execute(self.insert(LogState).values(id=1, last_pos=0, floor_pos=0).on_conflict_do_nothing())
+
+    def insert(self, table: Any) -> Any:
+        """This database's INSERT with ON CONFLICT support."""
+        return sqlite_insert(table) if self.is_sqlite else pg_insert(table)
 
     async def ping(self) -> None:
         async with self._read_engine.connect() as conn:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     TypeDecorator,
@@ -82,6 +83,8 @@ class Member(Base):
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The member's read marker: the seq of the last message this member has read.
     last_read_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The log position at which the user became a member: a resume never replays the chat's earlier events.
+    joined_pos: Mapped[int] = mapped_column(BigInteger, default=0)
 
     # "The chats of user U" is the first query of every connection.
     __table_args__ = (Index("ix_members_user_id", "user_id"),)
@@ -102,9 +105,51 @@ class Message(Base):
     __table_args__ = (
         # History pages, the last message of a chat and unread counts all walk (chat_id, seq).
         UniqueConstraint("chat_id", "seq", name="uq_messages_chat_seq"),
-        # Idempotent sends look a message up by (chat, sender, client id).
-        Index("ix_messages_client", "chat_id", "sender_id", "client_id"),
+        # Idempotent sends: one message per (chat, sender, client id), even under concurrent retries.
+        # NULL client ids never collide (SQL unique semantics on both databases).
+        UniqueConstraint("chat_id", "sender_id", "client_id", name="uq_messages_client"),
     )
 
 
-__all__ = ["Base", "Chat", "Member", "Message", "UTCDateTime", "User", "utcnow"]
+class EventLog(Base):
+    """Every durable event, replayable by resuming clients and by processes catching up after a broker fault.
+
+    `pos` is global, gap-free and in commit order: it is taken from `LogState` by the last statement of the
+    writing transaction, whose row lock is held until commit (PITFALLS: a sequence value taken earlier can
+    commit later on PostgreSQL).
+    """
+
+    __tablename__ = "event_log"
+
+    pos: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # The chat the event belongs to (None for a notification to one user) and its per-chat seq.
+    chat_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    # A notification to one user.
+    target_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The user a membership change is about: they see it even when it removed them from the chat.
+    subject_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    type: Mapped[str] = mapped_column(String(40))
+    # The event exactly as published on the bus.
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_event_log_chat_pos", "chat_id", "pos"),
+        Index("ix_event_log_target_pos", "target_user_id", "pos"),
+        Index("ix_event_log_subject_pos", "subject_user_id", "pos"),
+        Index("ix_event_log_created_at", "created_at"),
+    )
+
+
+class LogState(Base):
+    """One row: the last log position handed out, and the highest position purged by retention."""
+
+    __tablename__ = "log_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_pos: Mapped[int] = mapped_column(BigInteger, default=0)
+    floor_pos: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+__all__ = ["Base", "Chat", "EventLog", "LogState", "Member", "Message", "UTCDateTime", "User", "utcnow"]

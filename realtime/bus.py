@@ -65,9 +65,10 @@ class EventBus:
                 except Exception:  # one bad event must not stop the stream for everyone
                     log.exception("failed to dispatch an event")
 
-    async def publish(self, event: Event) -> bool:
-        """Publish a committed event. Never raises: a failed publish must not fail a committed write."""
-        raw = event.encode()
+    async def publish(self, event: Event, raw: str | None = None) -> bool:
+        """Publish a committed event (`raw`: its encoding, if already made). Never raises: a failed publish
+        must not fail a committed write; the event is in the log and reaches clients by replay."""
+        raw = raw if raw is not None else event.encode()
         try:
             await self._broadcast.publish(CHANNEL, raw)
         except Exception:

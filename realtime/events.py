@@ -54,6 +54,13 @@ class Event:
     ephemeral: ClassVar[bool] = False
     # "To the others": the acting user's own connections do not receive it.
     to_others: ClassVar[bool] = False
+    # A durable event's position in the event log: global, gap-free, in commit order (None if ephemeral
+    # or not yet recorded). Clients see it only as the opaque `cursor`.
+    pos: int | None = field(default=None, kw_only=True, compare=False)
+
+    @property
+    def cursor(self) -> str | None:
+        return None if self.pos is None else encode_cursor(self.pos)
 
     def route(self) -> Route:
         chat_id: uuid.UUID = getattr(self, "chat_id")  # noqa: B009 - every chat event has one
@@ -62,10 +69,16 @@ class Event:
 
     def payload(self) -> dict[str, Any]:
         """The event's data as JSON-ready snake_case values."""
-        return _jsonable(self)
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "pos"}
 
     def encode(self) -> str:
-        return json.dumps({"type": self.type, "data": self.payload()}, separators=(",", ":"))
+        return json.dumps(self._envelope(), separators=(",", ":"))
+
+    def _envelope(self) -> dict[str, Any]:
+        envelope: dict[str, Any] = {"type": self.type, "data": self.payload()}
+        if self.pos is not None:
+            envelope["pos"] = self.pos
+        return envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +183,23 @@ class GlobalNotification(Event):
     def payload(self) -> dict[str, Any]:
         return self.payload_data
 
-    def encode(self) -> str:
-        envelope = {
-            "type": self.type,
-            "data": self.payload_data,
-            "route": _jsonable(self.route()),
-        }
-        return json.dumps(envelope, separators=(",", ":"))
+    def _envelope(self) -> dict[str, Any]:
+        envelope = super(GlobalNotification, self)._envelope()
+        envelope["route"] = _jsonable(self.route())
+        return envelope
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncRequired(Event):
+    """To one resuming connection only: its cursor cannot be replayed (older than retention, unknown, or too
+    far behind). The client refetches its chats and history; live events follow."""
+
+    type: ClassVar[str] = "resync_required"
+    ephemeral: ClassVar[bool] = True
+    reason: str
+
+    def route(self) -> Route:
+        return Route()
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -192,6 +215,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MemberAdded,
         MemberRemoved,
         GlobalNotification,
+        ResyncRequired,
     )
 }
 
@@ -206,6 +230,9 @@ def decode(raw: str) -> Event:
         envelope = json.loads(raw)
         cls = EVENT_TYPES[envelope["type"]]
         data = envelope["data"]
+        pos = envelope.get("pos")
+        if pos is not None and (not isinstance(pos, int) or isinstance(pos, bool)):
+            raise TypeError("pos")
         if cls is GlobalNotification:
             route = envelope["route"]
             return GlobalNotification(
@@ -213,8 +240,10 @@ def decode(raw: str) -> Event:
                 target_user_id=_uuid_or_none(route.get("user_id")),
                 chat_id=_uuid_or_none(route.get("chat_id")),
                 exclude_user_id=_uuid_or_none(route.get("exclude_user_id")),
+                pos=pos,
             )
-        return _build(cls, data)
+        event: Event = _build(cls, data)
+        return dataclasses.replace(event, pos=pos) if pos is not None else event
     except (KeyError, TypeError, ValueError) as exc:
         raise EventDecodeError(f"expected an encoded event, got {raw[:200]!r}") from exc
 
@@ -246,7 +275,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
     hints = _hints(cls)
-    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)}
+    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name != "pos"}
     return cls(**kwargs)
 
 
@@ -272,6 +301,8 @@ def payload_schema(cls: type) -> dict[str, Any]:
     """
     schema: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        if f.name == "pos":
+            continue
         hint = _hints(cls)[f.name]
         schema[f.name] = _json_type(hint)
     return schema
@@ -297,3 +328,24 @@ def _json_type(hint: Any) -> Any:
     else:
         name = "object"
     return name + ("?" if nullable else "")
+
+
+# -- cursors ----------------------------------------------------------------------------------------
+
+_CURSOR_PREFIX = "tt1."
+
+
+def encode_cursor(pos: int) -> str:
+    """An opaque resume cursor for a log position."""
+    return f"{_CURSOR_PREFIX}{pos:x}"
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The log position of a cursor, or None if it is not one of ours."""
+    if not isinstance(cursor, str) or not cursor.startswith(_CURSOR_PREFIX) or len(cursor) > 40:
+        return None
+    try:
+        pos = int(cursor[len(_CURSOR_PREFIX):], 16)
+    except ValueError:
+        return None
+    return pos if pos >= 0 else None

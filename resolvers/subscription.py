@@ -1,7 +1,7 @@
 """Subscription.chatEvents: every event of every chat of the user, and their notifications, in one stream."""
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from starlette.websockets import WebSocket
@@ -20,13 +20,23 @@ CLOSE_TRY_AGAIN_LATER = 1013
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="Every event of every chat I belong to, including chats I join later.")
-    async def chat_events(self, info: Info, after: str | None = None) -> AsyncGenerator[types.ChatEvent, None]:
+    async def chat_events(
+        self,
+        info: Info,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Resume: the `cursor` of the last event you saw. The durable events you missed "
+                "arrive first, in order, then live ones; `ResyncRequired` if they cannot be replayed."
+            ),
+        ] = None,
+    ) -> AsyncGenerator[types.ChatEvent, None]:
         ctx = info.context
         rt = ctx.rt
-        async with open_stream(rt, actor=ctx.actor, kind="graphql") as conn:
+        async with open_stream(rt, actor=ctx.actor, kind="graphql", cursor=after) as stream:
             while True:
                 try:
-                    delivery = await conn.next()
+                    delivery = await stream.next()
                 except OutboxClosed as closed:
                     if closed.reason == "overflow" and isinstance(ctx.request, WebSocket):
                         await ctx.request.close(CLOSE_TRY_AGAIN_LATER)

@@ -69,11 +69,19 @@ class ReadMarker:
 
 # -- events of Subscription.chatEvents --------------------------------------------------------------
 
+CURSOR_DOC = "Resume position: pass the last one you saw as chatEvents(after:) when you reconnect."
+
+
+@strawberry.type(description="Your cursor cannot be replayed: refetch myChats and history; live events follow.")
+class ResyncRequired:
+    reason: str
+
 
 @strawberry.type
 class NewMessage:
     chat_id: strawberry.ID
     message: Message
+    cursor: str = strawberry.field(description=CURSOR_DOC)
 
 
 @strawberry.type
@@ -81,6 +89,7 @@ class MessagesRead:
     chat_id: strawberry.ID
     user_id: strawberry.ID
     last_read_seq: int
+    cursor: str = strawberry.field(description=CURSOR_DOC)
 
 
 @strawberry.type
@@ -99,12 +108,14 @@ class UserStoppedTyping:
 class UserJoined:
     chat_id: strawberry.ID
     user_id: strawberry.ID
+    cursor: str = strawberry.field(description=CURSOR_DOC)
 
 
 @strawberry.type
 class UserLeft:
     chat_id: strawberry.ID
     user_id: strawberry.ID
+    cursor: str = strawberry.field(description=CURSOR_DOC)
 
 
 @strawberry.type(description="A chat with me in it was created; it streams on this subscription from now on.")
@@ -114,6 +125,7 @@ class ChatCreated:
     is_group: bool
     created_by: strawberry.ID | None
     member_ids: list[strawberry.ID]
+    cursor: str = strawberry.field(description=CURSOR_DOC)
 
 
 @strawberry.type(description="A member was added to one of my chats (possibly me: the chat now streams here).")
@@ -121,6 +133,7 @@ class ChatMemberAdded:
     chat_id: strawberry.ID
     user_id: strawberry.ID
     added_by: strawberry.ID | None
+    cursor: str = strawberry.field(description=CURSOR_DOC)
 
 
 @strawberry.type(description="A member was removed from one of my chats (if me: the chat stops streaming).")
@@ -128,11 +141,13 @@ class ChatMemberRemoved:
     chat_id: strawberry.ID
     user_id: strawberry.ID
     removed_by: strawberry.ID | None
+    cursor: str = strawberry.field(description=CURSOR_DOC)
 
 
 @strawberry.type
 class GlobalNotification:
     payload: JSON
+    cursor: str = strawberry.field(description=CURSOR_DOC)
 
 
 ChatEvent = Annotated[
@@ -145,7 +160,8 @@ ChatEvent = Annotated[
     | ChatCreated
     | ChatMemberAdded
     | ChatMemberRemoved
-    | GlobalNotification,
+    | GlobalNotification
+    | ResyncRequired,
     strawberry.union("ChatEvent"),
 ]
 
@@ -231,20 +247,21 @@ def read_marker(view: views.ReadMarker) -> ReadMarker:
 
 def event(e: events.Event, *, is_online: Any = None) -> Any:
     """The GraphQL object of one event (built once per event, shared by every subscriber)."""
+    c = e.cursor or ""  # every durable event is recorded before it is published, so it has a cursor
     match e:
         case events.NewMessage():
             online = bool(is_online(e.message.sender.id)) if is_online else False
-            return NewMessage(chat_id=strawberry.ID(str(e.chat_id)), message=message(e.message, sender_online=online))
+            return NewMessage(chat_id=_id(e.chat_id), message=message(e.message, sender_online=online), cursor=c)  # type: ignore[arg-type]
         case events.MessagesRead():
-            return MessagesRead(chat_id=_id(e.chat_id), user_id=_id(e.user_id), last_read_seq=e.last_read_seq)  # type: ignore[arg-type]
+            return MessagesRead(chat_id=_id(e.chat_id), user_id=_id(e.user_id), last_read_seq=e.last_read_seq, cursor=c)  # type: ignore[arg-type]
         case events.UserTyping():
             return UserTyping(chat_id=_id(e.chat_id), user_id=_id(e.user_id))  # type: ignore[arg-type]
         case events.UserStoppedTyping():
             return UserStoppedTyping(chat_id=_id(e.chat_id), user_id=_id(e.user_id))  # type: ignore[arg-type]
         case events.UserJoined():
-            return UserJoined(chat_id=_id(e.chat_id), user_id=_id(e.user_id))  # type: ignore[arg-type]
+            return UserJoined(chat_id=_id(e.chat_id), user_id=_id(e.user_id), cursor=c)  # type: ignore[arg-type]
         case events.UserLeft():
-            return UserLeft(chat_id=_id(e.chat_id), user_id=_id(e.user_id))  # type: ignore[arg-type]
+            return UserLeft(chat_id=_id(e.chat_id), user_id=_id(e.user_id), cursor=c)  # type: ignore[arg-type]
         case events.ChatCreated():
             return ChatCreated(
                 chat_id=_id(e.chat_id),  # type: ignore[arg-type]
@@ -252,13 +269,16 @@ def event(e: events.Event, *, is_online: Any = None) -> Any:
                 is_group=e.is_group,
                 created_by=_id(e.created_by),
                 member_ids=_ids(e.member_ids),
+                cursor=c,
             )
         case events.MemberAdded():
-            return ChatMemberAdded(chat_id=_id(e.chat_id), user_id=_id(e.user_id), added_by=_id(e.added_by))  # type: ignore[arg-type]
+            return ChatMemberAdded(chat_id=_id(e.chat_id), user_id=_id(e.user_id), added_by=_id(e.added_by), cursor=c)  # type: ignore[arg-type]
         case events.MemberRemoved():
-            return ChatMemberRemoved(chat_id=_id(e.chat_id), user_id=_id(e.user_id), removed_by=_id(e.removed_by))  # type: ignore[arg-type]
+            return ChatMemberRemoved(chat_id=_id(e.chat_id), user_id=_id(e.user_id), removed_by=_id(e.removed_by), cursor=c)  # type: ignore[arg-type]
         case events.GlobalNotification():
-            return GlobalNotification(payload=e.payload_data)
+            return GlobalNotification(payload=e.payload_data, cursor=c)
+        case events.ResyncRequired():
+            return ResyncRequired(reason=e.reason)
     raise TypeError(f"expected a known event, got {type(e).__name__}")
 
 
@@ -274,4 +294,5 @@ EVENT_TYPENAMES: dict[str, str] = {
     events.MemberAdded.type: "ChatMemberAdded",
     events.MemberRemoved.type: "ChatMemberRemoved",
     events.GlobalNotification.type: "GlobalNotification",
+    events.ResyncRequired.type: "ResyncRequired",
 }

@@ -6,7 +6,9 @@ import uuid
 
 from realtime.events import UserJoined, UserLeft, UserStoppedTyping, UserTyping
 from realtime.hub import Connection
+from services import journal
 from services.auth import Actor, require_user
+from services.errors import Forbidden
 from services.chats import require_member
 from services.runtime import Runtime
 
@@ -39,10 +41,15 @@ async def set_chat_stream(rt: Runtime, *, actor: Actor, conn: Connection, chat_i
     The chat's other members hear `user_joined` / `user_left`. A non-member is refused and nobody hears of it.
     """
     user_id = require_user(actor)
-    await _check_member(rt, chat_id=chat_id, user_id=user_id)
-    if open:
-        rt.hub.resume(conn, chat_id)
-        await rt.publish(UserJoined(chat_id=chat_id, user_id=user_id))
-    else:
-        rt.hub.pause(conn, chat_id)
-        await rt.publish(UserLeft(chat_id=chat_id, user_id=user_id))
+    event = UserJoined(chat_id=chat_id, user_id=user_id) if open else UserLeft(chat_id=chat_id, user_id=user_id)
+    async with rt.chat_order(chat_id):
+        async with rt.db.write() as session:
+            seq = await journal.next_seq(session, chat_id, member=user_id)
+            if seq is None:
+                raise Forbidden()
+            recorded = await journal.append(session, event, seq=seq)
+        if open:
+            rt.hub.resume(conn, chat_id)
+        else:
+            rt.hub.pause(conn, chat_id)
+        await rt.publish_recorded(recorded)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Chat, Member, Message, User, utcnow
 from realtime.events import ChatCreated, MemberAdded, MemberRemoved, MessageData, UserRef
+from services import journal
 from services.auth import Actor, require_user
 from services.errors import BadRequest, Forbidden, NotFound
 from services.runtime import Runtime
@@ -104,9 +105,19 @@ async def create_chat(
                 )
             )
             await session.flush()
+            # The creation is the chat's seq 0: its first message is seq 1.
+            recorded = await journal.append(
+                session,
+                ChatCreated(
+                    chat_id=chat_id, name=name, is_group=group, created_by=creator, member_ids=tuple(sorted(members))
+                ),
+            )
             await session.execute(
                 insert(Member),
-                [{"chat_id": chat_id, "user_id": uid, "joined_at": now, "last_read_seq": 0} for uid in members],
+                [
+                    {"chat_id": chat_id, "user_id": uid, "joined_at": now, "last_read_seq": 0, "joined_pos": recorded.event.pos}
+                    for uid in members
+                ],
             )
     except IntegrityError:
         # Another request created the same 1:1 chat between our check and our commit.
@@ -115,11 +126,7 @@ async def create_chat(
             raise
         return await get_chat(rt, actor=Actor(user_id=viewer), chat_id=existing)
 
-    await rt.publish(
-        ChatCreated(
-            chat_id=chat_id, name=name, is_group=group, created_by=creator, member_ids=tuple(sorted(members))
-        )
-    )
+    await rt.publish_recorded(recorded)
     return await get_chat(rt, actor=Actor(user_id=viewer), chat_id=chat_id)
 
 
@@ -141,14 +148,17 @@ async def add_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_id: 
             raise BadRequest("members of a 1:1 chat cannot change")
         if await session.get(User, user_id) is None:
             raise NotFound("userId: unknown user")
-        if await session.get(Member, (chat_id, user_id)) is not None:
-            added = False
-        else:
-            session.add(Member(chat_id=chat_id, user_id=user_id, joined_at=utcnow(), last_read_seq=0))
-            chat.updated_at = utcnow()
-            added = True
-    if added:
-        await rt.publish(MemberAdded(chat_id=chat_id, user_id=user_id, added_by=actor.user_id))
+        recorded = None
+        if await session.get(Member, (chat_id, user_id)) is None:
+            seq = await journal.next_seq(session, chat_id)
+            recorded = await journal.append(
+                session, MemberAdded(chat_id=chat_id, user_id=user_id, added_by=actor.user_id), seq=seq, subject_user_id=user_id
+            )
+            session.add(
+                Member(chat_id=chat_id, user_id=user_id, joined_at=utcnow(), last_read_seq=0, joined_pos=recorded.event.pos)
+            )
+    if recorded is not None:
+        await rt.publish_recorded(recorded)
     return await get_chat(rt, actor=Actor(user_id=actor.user_id or user_id), chat_id=chat_id)
 
 
@@ -169,12 +179,18 @@ async def remove_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_i
         if not chat.is_group:
             raise BadRequest("members of a 1:1 chat cannot change")
         result = await session.execute(delete(Member).where(Member.chat_id == chat_id, Member.user_id == user_id))
-        removed = bool(result.rowcount)  # type: ignore[attr-defined]
-        if removed:
-            chat.updated_at = utcnow()
-    if removed:
-        await rt.publish(MemberRemoved(chat_id=chat_id, user_id=user_id, removed_by=actor.user_id))
-    return removed
+        recorded = None
+        if result.rowcount:  # type: ignore[attr-defined]
+            seq = await journal.next_seq(session, chat_id)
+            recorded = await journal.append(
+                session,
+                MemberRemoved(chat_id=chat_id, user_id=user_id, removed_by=actor.user_id),
+                seq=seq,
+                subject_user_id=user_id,
+            )
+    if recorded is not None:
+        await rt.publish_recorded(recorded)
+    return recorded is not None
 
 
 async def my_chats(rt: Runtime, *, actor: Actor) -> list[ChatView]:

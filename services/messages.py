@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Chat, Member, Message, User, utcnow
+from models import Member, Message, User, utcnow
 from realtime.events import MessageData, MessagesRead, NewMessage
+from services import journal
 from services.auth import Actor, require_user
 from services.chats import message_data, require_member
 from services.errors import BadRequest, Forbidden, PayloadTooLarge
@@ -34,49 +37,62 @@ async def send_message(
     if client_id is not None and not (0 < len(client_id) <= MAX_CLIENT_ID_LENGTH):
         raise BadRequest(f"client_id: expected 1 to {MAX_CLIENT_ID_LENGTH} characters")
 
-    async with rt.chat_order(chat_id):
-        async with rt.db.write() as session:
-            if client_id is not None:
-                existing = await session.execute(
-                    select(Message, User)
-                    .join(User, User.id == Message.sender_id)
-                    .where(Message.chat_id == chat_id, Message.sender_id == sender_id, Message.client_id == client_id)
+    try:
+        async with rt.chat_order(chat_id):
+            async with rt.db.write() as session:
+                if client_id is not None:
+                    existing = await _by_client_id(session, chat_id=chat_id, sender_id=sender_id, client_id=client_id)
+                    if existing is not None:
+                        return existing
+                # One statement authorizes and takes the chat's next seq.
+                seq = await journal.next_seq(session, chat_id, member=sender_id)
+                if seq is None:
+                    raise Forbidden()
+                sender = await session.get(User, sender_id)
+                if sender is None:
+                    raise Forbidden("this user is not provisioned")
+                now = utcnow()
+                message = Message(
+                    id=uuid.uuid4(),
+                    chat_id=chat_id,
+                    seq=seq,
+                    sender_id=sender_id,
+                    content=content,
+                    client_id=client_id,
+                    created_at=now,
+                    updated_at=now,
                 )
-                row = existing.first()
-                if row is not None:
-                    await require_member(session, chat_id=chat_id, user_id=sender_id)
-                    return message_data(*row)
-            now = utcnow()
-            # One statement authorizes and takes the chat's next seq: the row lock it takes is held until
-            # commit, so on PostgreSQL a chat's seqs commit in order (PITFALLS: sequences do not).
-            is_member = exists().where(Member.chat_id == chat_id, Member.user_id == sender_id)
-            seq = (
-                await session.execute(
-                    update(Chat)
-                    .where(Chat.id == chat_id, is_member)
-                    .values(last_seq=Chat.last_seq + 1, updated_at=now)
-                    .returning(Chat.last_seq)
-                )
-            ).scalar_one_or_none()
-            if seq is None:
-                raise Forbidden()
-            sender = await session.get(User, sender_id)
-            if sender is None:
-                raise Forbidden("this user is not provisioned")
-            message = Message(
-                id=uuid.uuid4(),
-                chat_id=chat_id,
-                seq=seq,
-                sender_id=sender_id,
-                content=content,
-                client_id=client_id,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(message)
-        data = message_data(message, sender)
-        await rt.publish(NewMessage(chat_id=chat_id, message=data))
+                session.add(message)
+                data = message_data(message, sender)
+                recorded = await journal.append(session, NewMessage(chat_id=chat_id, message=data), seq=seq)
+            await rt.publish_recorded(recorded)
+    except IntegrityError:
+        # A concurrent retry with the same client id committed first (unique (chat, sender, client id)).
+        if client_id is None:
+            raise
+        async with rt.db.read() as session:
+            existing = await _by_client_id(session, chat_id=chat_id, sender_id=sender_id, client_id=client_id)
+        if existing is None:
+            raise
+        return existing
     return data
+
+
+async def _by_client_id(
+    session: AsyncSession, *, chat_id: uuid.UUID, sender_id: uuid.UUID, client_id: str
+) -> MessageData | None:
+    """The message this sender already sent with this client id (idempotent retries), if any."""
+    row = (
+        await session.execute(
+            select(Message, User)
+            .join(User, User.id == Message.sender_id)
+            .where(Message.chat_id == chat_id, Message.sender_id == sender_id, Message.client_id == client_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    await require_member(session, chat_id=chat_id, user_id=sender_id)
+    return message_data(*row)
 
 
 async def list_messages(
@@ -120,14 +136,18 @@ async def mark_read(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID) -> ReadMar
             latest = (
                 await session.execute(select(func.coalesce(func.max(Message.seq), 0)).where(Message.chat_id == chat_id))
             ).scalar_one()
-            moved = latest > member.last_read_seq
-            if moved:
+            marker = ReadMarker(chat_id=chat_id, user_id=user_id, last_read_seq=max(latest, member.last_read_seq))
+            recorded = None
+            if latest > member.last_read_seq:
                 await session.execute(
                     update(Member)
                     .where(and_(Member.chat_id == chat_id, Member.user_id == user_id, Member.last_read_seq < latest))
                     .values(last_read_seq=latest)
                 )
-            marker = ReadMarker(chat_id=chat_id, user_id=user_id, last_read_seq=max(latest, member.last_read_seq))
-        if moved:
-            await rt.publish(MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=marker.last_read_seq))
+                seq = await journal.next_seq(session, chat_id)
+                recorded = await journal.append(
+                    session, MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=latest), seq=seq
+                )
+        if recorded is not None:
+            await rt.publish_recorded(recorded)
     return marker

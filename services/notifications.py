@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from models import Chat
 from realtime.events import GlobalNotification
+from services import journal
 from services.auth import Actor, require_service
 from services.errors import NotFound
 from services.runtime import Runtime
@@ -21,11 +21,15 @@ async def notify_chat_participants(
     exclude_user_id: uuid.UUID | None = None,
 ) -> bool:
     require_service(actor)
-    async with rt.db.read() as session:
-        if await session.get(Chat, chat_id) is None:
-            raise NotFound("chat not found")
     payload = {"type": "chat_notification", "chat_id": str(chat_id), "notification": notification}
-    await rt.publish(GlobalNotification(payload_data=payload, chat_id=chat_id, exclude_user_id=exclude_user_id))
+    event = GlobalNotification(payload_data=payload, chat_id=chat_id, exclude_user_id=exclude_user_id)
+    async with rt.chat_order(chat_id):
+        async with rt.db.write() as session:
+            seq = await journal.next_seq(session, chat_id)
+            if seq is None:
+                raise NotFound("chat not found")
+            recorded = await journal.append(session, event, seq=seq)
+        await rt.publish_recorded(recorded)
     return True
 
 
@@ -33,5 +37,7 @@ async def send_global_notification(
     rt: Runtime, *, actor: Actor, user_id: uuid.UUID, notification: dict[str, Any]
 ) -> bool:
     require_service(actor)
-    await rt.publish(GlobalNotification(payload_data=notification, target_user_id=user_id))
+    async with rt.db.write() as session:
+        recorded = await journal.append(session, GlobalNotification(payload_data=notification, target_user_id=user_id))
+    await rt.publish_recorded(recorded)
     return True

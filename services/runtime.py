@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -14,9 +15,15 @@ from models import Database
 from realtime.bus import EventBus
 from realtime.events import Event, UserStoppedTyping, decode
 from realtime.hub import Hub
+from realtime.sequencer import FILL_BATCH, Sequencer
 from realtime.typing_state import TypingTracker
+from services import journal
 
 log = logging.getLogger(__name__)
+
+# Retention runs every 10 minutes (the window is days: a purge a little late costs a little disk), or a
+# quarter of the window when it is shorter than that.
+RETENTION_INTERVAL_SECONDS = 600
 
 
 class Runtime:
@@ -25,6 +32,7 @@ class Runtime:
         self.db = Database(settings.database_url)
         self.hub = Hub(outbox_max_events=settings.outbox_max_events, outbox_max_bytes=settings.outbox_max_bytes)
         self.bus = EventBus(settings.broadcast_url, self._on_bus_message)
+        self.sequencer = Sequencer(self.hub.dispatch, self._fetch_log)
         self.typing = TypingTracker(settings.typing_ttl, self._typing_expired)
         self._online: dict[uuid.UUID, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -38,8 +46,13 @@ class Runtime:
             )
         await self.db.create_schema()
         await self.bus.start()
+        # Subscribed first, then read the log's end: everything after it reaches this process by the bus
+        # or, if the bus loses it, by the sequencer filling the gap from the log.
+        self.sequencer.last_pos = await journal.current_pos(self.db)
+        self.spawn(self._retention_loop())
 
     async def stop(self) -> None:
+        self.sequencer.stop()
         for task in list(self._tasks):
             task.cancel()
         await self.bus.stop()
@@ -47,12 +60,30 @@ class Runtime:
 
     # -- events -------------------------------------------------------------------------------------
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, raw: str | None = None) -> None:
         """Publish an event whose data is committed (never raises)."""
-        await self.bus.publish(event)
+        await self.bus.publish(event, raw)
+
+    async def publish_recorded(self, recorded: journal.Recorded) -> None:
+        await self.bus.publish(recorded.event, recorded.raw)
 
     def _on_bus_message(self, raw: str) -> None:
-        self.hub.dispatch(decode(raw), raw)
+        self.sequencer.offer(decode(raw), raw)
+
+    async def _fetch_log(self, after: int, upto: int | None) -> list[str]:
+        return await journal.fetch_range(self.db, after, upto, limit=FILL_BATCH)
+
+    async def _retention_loop(self) -> None:
+        """Purge log entries past retention; every process runs it, and running it twice is harmless."""
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
+            try:
+                purged = await journal.purge_older_than(self.db, cutoff)
+                if purged:
+                    log.info("purged %d event log entries older than %s", purged, cutoff.isoformat())
+            except Exception:
+                log.warning("event log retention failed; will retry", exc_info=True)
+            await asyncio.sleep(min(RETENTION_INTERVAL_SECONDS, self.settings.retention_days * 86400 / 4))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a follow-up in the background, keeping a reference until it ends."""

@@ -6,8 +6,6 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models import User, utcnow
 from services.auth import Actor, require_service, require_user
@@ -39,8 +37,7 @@ async def upsert_user(
     if image_url is not None and len(image_url) > MAX_IMAGE_URL_LENGTH:
         raise BadRequest("image_url: expected at most 2048 characters")
     values = {"id": user_id or uuid.uuid4(), "email": email, "image_url": image_url, "created_at": utcnow()}
-    insert = pg_insert if not rt.db.is_sqlite else sqlite_insert
-    stmt = insert(User).values(**values)
+    stmt = rt.db.insert(User).values(**values)
     stmt = stmt.on_conflict_do_update(index_elements=[User.id], set_={"email": email, "image_url": image_url})
     async with rt.db.write() as session:
         await session.execute(stmt)

@@ -1,0 +1,433 @@
+"""Resume after reconnect, idempotent sends, history and per-chat order (SPEC §9), through a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
+
+from tests.legacy_client import LegacyClient
+from tests.support import EVENT_TIMEOUT, TRANSPORT_WS, Api, User
+
+EVENTS_WITH_CURSORS = """
+subscription($after: String) {
+  chatEvents(after: $after) {
+    __typename
+    ... on NewMessage { cursor chatId message { id seq content clientId } }
+    ... on MessagesRead { cursor chatId userId lastReadSeq }
+    ... on UserJoined { cursor chatId userId }
+    ... on UserLeft { cursor chatId userId }
+    ... on ChatCreated { cursor chatId }
+    ... on ChatMemberAdded { cursor chatId userId }
+    ... on ChatMemberRemoved { cursor chatId userId }
+    ... on GlobalNotification { cursor payload }
+    ... on ResyncRequired { reason }
+  }
+}
+"""
+
+
+class Http:
+    """One keep-alive HTTP client for bursts of mutations."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.client = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=20))
+
+    async def send(self, user: User, chat_id: str, content: str, client_id: str | None = None) -> dict[str, Any]:
+        response = await self.client.post(
+            f"{self.api.server.url}/graphql",
+            json={
+                "query": "mutation($c: ID!, $t: String!, $k: String) { sendMessage(chatId: $c, content: $t, clientId: $k) { id seq content clientId } }",
+                "variables": {"c": chat_id, "t": content, "k": client_id},
+            },
+            headers={"Authorization": f"Bearer {user.token}"},
+        )
+        body = response.json()
+        assert not body.get("errors"), body
+        message: dict[str, Any] = body["data"]["sendMessage"]
+        return message
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def http(api: Api) -> AsyncIterator[Http]:
+    client = Http(api)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+class GqlStream:
+    """A chatEvents subscription that may resume from a cursor; events (probes filtered) in a queue."""
+
+    def __init__(self, api: Api, user: User, after: str | None = None) -> None:
+        self.api, self.user, self.after = api, user, after
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._probe = asyncio.Event()
+        self.error: BaseException | None = None
+
+    async def _run(self) -> None:
+        transport = WebsocketsTransport(
+            url=f"{self.api.server.ws_url}/graphql", init_payload={"token": self.user.token}, subprotocols=[TRANSPORT_WS]
+        )
+        try:
+            async with Client(transport=transport) as session:
+                request = gql(EVENTS_WITH_CURSORS)
+                request.variable_values = {"after": self.after}
+                async for result in session.subscribe(request):
+                    event = result["chatEvents"]
+                    if event["__typename"] == "GlobalNotification" and "probe" in (event["payload"] or {}):
+                        self._probe.set()
+                        continue
+                    await self.events.put(event)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+
+    async def start(self) -> GqlStream:
+        self._task = asyncio.create_task(self._run())
+        deadline = time.monotonic() + EVENT_TIMEOUT
+        n = 0
+        while not self._probe.is_set():
+            assert time.monotonic() < deadline, f"stream never became live: {self.error!r}"
+            n += 1
+            await self.api.notify_user(self.user.id, {"probe": n})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._probe.wait(), 0.3)
+        return self
+
+    async def next(self, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(self.events.get(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no event within {timeout}s ({self.error!r})") from None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+def _gql_key(event: dict[str, Any]) -> tuple[str, Any]:
+    if event["__typename"] == "NewMessage":
+        return ("message", event["message"]["content"])
+    if event["__typename"] == "MessagesRead":
+        return ("read", event["lastReadSeq"])
+    return (event["__typename"], None)
+
+
+def _legacy_key(frame: dict[str, Any]) -> tuple[str, Any]:
+    if frame["type"] == "new_message":
+        return ("message", frame["data"]["content"])
+    if frame["type"] == "messages_read":
+        return ("read", frame["data"]["last_read_seq"])
+    return (frame["type"], None)
+
+
+# -- resume ---------------------------------------------------------------------------------------
+
+
+async def test_graphql_client_resumes_with_exactly_the_missed_events_then_live(api: Api) -> None:
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    stream = await GqlStream(api, alice).start()
+    await api.send(bob, chat_id, "k")
+    seen = await stream.next()
+    assert seen["__typename"] == "NewMessage" and seen["message"]["content"] == "k"
+    cursor = seen["cursor"]
+    await stream.close()
+
+    async with http(api) as h:
+        for i in range(50):
+            await h.send(bob, chat_id, f"missed {i}")
+    await api.data("mutation($c: ID!) { markRead(chatId: $c) { lastReadSeq } }", {"c": chat_id}, token=bob.token)
+
+    resumed = await GqlStream(api, alice, after=cursor).start()
+    try:
+        replayed = [await resumed.next() for _ in range(51)]
+        assert [_gql_key(e) for e in replayed] == [("message", f"missed {i}") for i in range(50)] + [("read", 51)]
+        seqs = [e["message"]["seq"] for e in replayed[:50]]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 50
+        cursors = [e["cursor"] for e in replayed]
+        assert len(set(cursors)) == 51 and cursor not in cursors
+        await api.send(bob, chat_id, "live after replay")
+        live = await resumed.next()
+        assert _gql_key(live) == ("message", "live after replay")
+    finally:
+        await resumed.close()
+
+
+async def test_legacy_client_resumes_with_exactly_the_missed_events_then_live(api: Api) -> None:
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    client = await LegacyClient(api, alice).connect()
+    await client.ready()
+    await api.send(bob, chat_id, "k")
+    seen = await client.next("new_message")
+    cursor = seen["cursor"]
+    await client.close()
+
+    async with http(api) as h:
+        for i in range(50):
+            await h.send(bob, chat_id, f"missed {i}")
+    await api.data("mutation($c: ID!) { markRead(chatId: $c) { lastReadSeq } }", {"c": chat_id}, token=bob.token)
+
+    resumed = LegacyClient(api, alice)
+    resumed.url += f"&cursor={cursor}"
+    await resumed.connect()
+    try:
+        replayed = [await resumed.next() for _ in range(51)]
+        assert [_legacy_key(f) for f in replayed] == [("message", f"missed {i}") for i in range(50)] + [("read", 51)]
+        assert all("cursor" in f for f in replayed)
+        await resumed.ready()
+        await api.send(bob, chat_id, "live after replay")
+        live = await resumed.next("new_message")
+        assert live["data"]["content"] == "live after replay"
+        assert [f for f in await resumed.marker("end") if f["type"] == "new_message"] == []
+    finally:
+        await resumed.close()
+
+
+@pytest.mark.parametrize("protocol", ["graphql", "legacy"])
+async def test_reconnect_under_fire_delivers_every_message_exactly_once_in_order(api: Api, protocol: str) -> None:
+    alice = await api.new_user("alice")
+    senders = [await api.new_user(f"s{i}") for i in range(4)]
+    chats = [await api.new_chat(senders[0], alice, *senders[1:], name=f"fire{i}", is_group=True) for i in range(2)]
+    total = 1000
+    received: dict[str, list[int]] = defaultdict(list)
+    contents: list[str] = []
+
+    async def fire(h: Http, k: int) -> None:
+        for i in range(k, total, len(senders)):
+            await h.send(senders[k], chats[i % 2], f"m{i}")
+
+    async def connect(cursor: str | None) -> Any:
+        if protocol == "graphql":
+            return await GqlStream(api, alice, after=cursor).start()
+        client = LegacyClient(api, alice)
+        if cursor:
+            client.url += f"&cursor={cursor}"
+        await client.connect()
+        return client
+
+    def unpack(item: dict[str, Any]) -> tuple[str | None, str | None, int | None, str | None]:
+        """(cursor, chat_id, seq, content) of a message event; (cursor, None...) for others."""
+        if protocol == "graphql":
+            if item["__typename"] == "NewMessage":
+                return item["cursor"], item["chatId"], item["message"]["seq"], item["message"]["content"]
+            return item.get("cursor"), None, None, None
+        if item["type"] == "new_message":
+            return item["cursor"], item["data"]["chat_id"], item["data"]["seq"], item["data"]["content"]
+        return item.get("cursor"), None, None, None
+
+    cursor: str | None = None
+    conn = await connect(None)  # live before the first send: a fresh stream has nothing to resume from
+    async with http(api) as h:
+        firing = asyncio.gather(*(fire(h, k) for k in range(len(senders))))
+        for round_ in range(6):
+            if round_ > 0:
+                conn = await connect(cursor)
+            # read a random share of what arrives, then drop the connection mid-stream
+            budget = total if round_ == 5 else random.randint(50, 200)
+            try:
+                while budget > 0 and len(contents) < total:
+                    item = await conn.next(timeout=30)
+                    c, chat, seq, content = unpack(item)
+                    if c is not None:
+                        cursor = c
+                    if content is not None:
+                        assert chat is not None and seq is not None
+                        received[chat].append(seq)
+                        contents.append(content)
+                        budget -= 1
+            finally:
+                await conn.close()
+        await firing
+    assert len(contents) == total
+    assert sorted(contents) == sorted(f"m{i}" for i in range(total)), "a message was lost or duplicated"
+    for chat, seqs in received.items():
+        assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), f"chat {chat} out of order or duplicated"
+
+
+async def test_malformed_or_unknown_cursor_yields_resync_required_then_live(api: Api) -> None:
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    for bad in ("garbage", "tt1.zz", "tt1.ffffffffffff"):
+        stream = await GqlStream(api, alice, after=bad).start()
+        try:
+            first = await stream.next()
+            assert first == {"__typename": "ResyncRequired", "reason": "unknown cursor"}
+            await api.send(bob, chat_id, f"live after {bad}")
+            live = await stream.next()
+            assert live["__typename"] == "NewMessage" and live["message"]["content"] == f"live after {bad}"
+        finally:
+            await stream.close()
+
+    client = LegacyClient(api, alice)
+    client.url += "&cursor=garbage"
+    await client.connect()
+    try:
+        frame = await client.next()
+        assert frame == {"type": "resync_required", "data": {"reason": "unknown cursor"}}
+        await client.ready()
+        await api.send(bob, chat_id, "legacy live")
+        assert (await client.next("new_message"))["data"]["content"] == "legacy live"
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def own_database_url(database_url: str, tmp_path: Any) -> Any:
+    """A database of this test's own (a purge must not touch the suite's shared log)."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+        return
+    from tests.conftest import _pg_admin
+
+    name = f"tailtrail_own_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    yield database_url.rsplit("/", 1)[0] + "/" + name
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_cursor_past_retention_yields_resync_required_then_live(own_database_url: str, start_server: Any) -> None:
+    # Retention of ~1 s: the log is purged every quarter second, so an old cursor soon falls off.
+    server = start_server({"DATABASE_URL": own_database_url, "RETENTION_DAYS": "0.00001"})
+    api = Api(server)
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    stream = await GqlStream(api, alice).start()
+    await api.send(bob, chat_id, "old")
+    cursor = (await stream.next())["cursor"]
+    await stream.close()
+
+    deadline = time.monotonic() + 20
+    while True:
+        await api.send(bob, chat_id, "keeps the log moving")
+        resumed = await GqlStream(api, alice, after=cursor).start()
+        first = await resumed.next()
+        if first["__typename"] == "ResyncRequired":
+            break
+        await resumed.close()
+        assert time.monotonic() < deadline, "the cursor never fell out of retention"
+    try:
+        assert first["reason"] == "cursor outside the retained log"
+        await api.send(bob, chat_id, "live")
+        live = await resumed.next()
+        assert live["__typename"] == "NewMessage" and live["message"]["content"] == "live"
+    finally:
+        await resumed.close()
+
+
+# -- idempotent send ------------------------------------------------------------------------------
+
+
+async def test_same_client_id_sequential_and_concurrent_stores_one_message(api: Api) -> None:
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    watcher = await LegacyClient(api, bob).connect()
+    await watcher.ready()
+    try:
+        async with http(api) as h:
+            first = await h.send(alice, chat_id, "once", client_id="retry-1")
+            again = await h.send(alice, chat_id, "once", client_id="retry-1")
+            burst = await asyncio.gather(*(h.send(alice, chat_id, "burst", client_id="retry-2") for _ in range(8)))
+        assert again == first
+        assert len({m["id"] for m in burst}) == 1
+        frames = await watcher.marker("after-sends")
+        messages = [f["data"]["client_id"] for f in frames if f["type"] == "new_message"]
+        assert messages == ["retry-1", "retry-2"]
+        history = await api.data(
+            "query($c: ID!) { messages(chatId: $c) { clientId } }", {"c": chat_id}, token=bob.token
+        )
+        assert [m["clientId"] for m in history["messages"]] == ["retry-1", "retry-2"]
+    finally:
+        await watcher.close()
+
+
+# -- history --------------------------------------------------------------------------------------
+
+
+async def test_messages_pages_backwards_through_1000_messages_without_gaps_or_duplicates(api: Api) -> None:
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    async with http(api) as h:
+        sent = [await h.send(alice if i % 2 else bob, chat_id, f"h{i}") for i in range(1000)]
+    query = "query($c: ID!, $b: Int, $a: Int) { messages(chatId: $c, before: $b, after: $a, limit: 100) { seq content } }"
+    pages: list[list[dict[str, Any]]] = []
+    before = None
+    while True:
+        page = (await api.data(query, {"c": chat_id, "b": before}, token=alice.token))["messages"]
+        if not page:
+            break
+        assert [m["seq"] for m in page] == sorted(m["seq"] for m in page)
+        pages.append(page)
+        before = page[0]["seq"]
+    backwards = [m for page in reversed(pages) for m in page]
+    assert [m["content"] for m in backwards] == [f"h{i}" for i in range(1000)]
+    assert [m["seq"] for m in backwards] == [m["seq"] for m in sent]
+
+    forwards: list[dict[str, Any]] = []
+    after = 0
+    while page := (await api.data(query, {"c": chat_id, "a": after}, token=alice.token))["messages"]:
+        forwards.extend(page)
+        after = page[-1]["seq"]
+    assert forwards == backwards
+
+
+# -- order under concurrent writers ---------------------------------------------------------------
+
+
+async def test_concurrent_writers_to_one_chat_get_gap_free_seqs_seen_in_order(api: Api) -> None:
+    writers = [await api.new_user(f"w{i}") for i in range(8)]
+    watcher = await api.new_user("watcher")
+    chat_id = await api.new_chat(writers[0], watcher, *writers[1:], name="race", is_group=True)
+    legacy = await LegacyClient(api, watcher).connect()
+    await legacy.ready()
+    graph = await GqlStream(api, watcher).start()
+    per_writer = 40
+    try:
+        async with http(api) as h:
+            results = await asyncio.gather(
+                *(h.send(w, chat_id, f"{i}-{n}") for n in range(per_writer) for i, w in enumerate(writers))
+            )
+        total = len(writers) * per_writer
+        assert sorted(m["seq"] for m in results) == list(range(1, total + 1))
+        legacy_seqs = [(await legacy.next("new_message"))["data"]["seq"] for _ in range(total)]
+        graph_seqs = []
+        while len(graph_seqs) < total:
+            event = await graph.next()
+            if event["__typename"] == "NewMessage":
+                graph_seqs.append(event["message"]["seq"])
+        assert legacy_seqs == list(range(1, total + 1))
+        assert graph_seqs == list(range(1, total + 1))
+    finally:
+        await legacy.close()
+        await graph.close()
+
+
+def test_cursor_is_opaque_string() -> None:
+    from realtime.events import decode_cursor, encode_cursor
+
+    assert isinstance(encode_cursor(42), str)
+    assert decode_cursor(encode_cursor(42)) == 42
+    assert decode_cursor(json.dumps({"pos": 1})) is None
+    assert decode_cursor(str(uuid.uuid4())) is None
