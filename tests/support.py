@@ -212,8 +212,17 @@ class Subscriber:
     arrives. Probes are filtered out of `next()`.
     """
 
-    def __init__(self, api: Api, user: User, protocol: str = TRANSPORT_WS, *, init_payload: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        api: Api,
+        user: User,
+        protocol: str = TRANSPORT_WS,
+        *,
+        init_payload: dict[str, Any] | None = None,
+        after: str | None = None,
+    ) -> None:
         self.api = api
+        self.after = after
         self.user = user
         self.protocol = protocol
         self.init_payload = init_payload if init_payload is not None else {"token": user.token}
@@ -231,7 +240,9 @@ class Subscriber:
         )
         try:
             async with Client(transport=transport) as session:
-                async for result in session.subscribe(gql(CHAT_EVENTS)):
+                request = gql(CHAT_EVENTS)
+                request.variable_values = {"after": self.after}
+                async for result in session.subscribe(request):
                     event = result["chatEvents"]
                     payload = event.get("payload")
                     if event["__typename"] == "GlobalNotification" and isinstance(payload, dict) and "probe" in payload:
@@ -309,8 +320,10 @@ class Subscriber:
 
 
 @contextlib.asynccontextmanager
-async def subscribed(api: Api, user: User, protocol: str = TRANSPORT_WS) -> AsyncIterator[Subscriber]:
-    sub = Subscriber(api, user, protocol)
+async def subscribed(
+    api: Api, user: User, protocol: str = TRANSPORT_WS, *, after: str | None = None
+) -> AsyncIterator[Subscriber]:
+    sub = Subscriber(api, user, protocol, after=after)
     await sub.start()
     try:
         yield sub

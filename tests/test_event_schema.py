@@ -23,11 +23,13 @@ from tests.support import Api, User, subscribed
 
 
 def graphql_schema(event_type: str) -> dict[str, Any]:
-    """The GraphQL shape of an event: its payload schema, except GlobalNotification's `{payload: object}`."""
+    """The GraphQL shape of an event: its payload schema (GlobalNotification's is `{payload: object}`), plus
+    the resume `cursor` every durable event carries."""
     cls = EVENT_TYPES[event_type]
-    if cls is GlobalNotification:
-        return {"payload": "object"}
-    return payload_schema(cls)
+    schema = {"payload": "object"} if cls is GlobalNotification else payload_schema(cls)
+    if not cls.ephemeral:
+        schema["cursor"] = "string"
+    return schema
 
 
 def subscription_document() -> str:
@@ -100,6 +102,14 @@ async def global_notification(w: World) -> None:
     await w.api.notify_user(w.watcher.id, {"type": "account_warning", "message": "schema", "nested": {"n": [1, 2]}})
 
 
+async def resync_required(w: World) -> None:
+    """Produced by subscribing with a cursor that cannot be replayed (see RESUME_FROM)."""
+
+
+# Event types that only appear at the start of a subscription resuming from this cursor.
+RESUME_FROM = {"resync_required": "not-a-cursor"}
+
+
 PRODUCERS: dict[str, Callable[[World], Awaitable[None]]] = {
     "new_message": new_message,
     "messages_read": messages_read,
@@ -111,6 +121,7 @@ PRODUCERS: dict[str, Callable[[World], Awaitable[None]]] = {
     "member_added": member_added,
     "member_removed": member_removed,
     "global_notification": global_notification,
+    "resync_required": resync_required,
 }
 
 
@@ -139,7 +150,7 @@ async def test_graphql_output_of_event_matches_its_schema(
     chat_id = await api.new_chat(actor, watcher, name="schema", is_group=True)
     world = World(api=api, actor=actor, watcher=watcher, outsider=outsider, chat_id=chat_id)
 
-    async with subscribed(api, watcher) as sub:
+    async with subscribed(api, watcher, after=RESUME_FROM.get(event_type)) as sub:
         await producer(world)
         event = await sub.next(typename)
 
