@@ -77,16 +77,19 @@ class Mutation:
             user_id=parse_id(user_id, "userId"),
         )
 
-    @strawberry.mutation(description="Create or update a user (service token only).")
+    @strawberry.mutation(
+        description="Create or update a user (service token only). Leaving `imageUrl` out keeps the stored "
+        "image; null clears it."
+    )
     async def upsert_user(
-        self, info: Info, email: str, id: strawberry.ID | None = None, image_url: str | None = None
+        self, info: Info, email: str, id: strawberry.ID | None = None, image_url: str | None = strawberry.UNSET
     ) -> types.User:
         view = await users.upsert_user(
             info.context.rt,
             actor=info.context.actor,
             email=email,
             user_id=None if id is None else parse_id(id, "id"),
-            image_url=image_url,
+            image_url=users.KEEP if image_url is strawberry.UNSET else image_url,
         )
         return types.user(view)
 

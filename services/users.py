@@ -27,18 +27,35 @@ def user_view(rt: Runtime, user: User) -> UserView:
     )
 
 
+class _Keep:
+    """Sentinel: leave the stored value as it is."""
+
+
+KEEP = _Keep()
+
+
 async def upsert_user(
-    rt: Runtime, *, actor: Actor, email: str, user_id: uuid.UUID | None = None, image_url: str | None = None
+    rt: Runtime,
+    *,
+    actor: Actor,
+    email: str,
+    user_id: uuid.UUID | None = None,
+    image_url: str | None | _Keep = KEEP,
 ) -> UserView:
+    """Create a user, or update one: `image_url` left out keeps the stored image, `None` clears it."""
     require_service(actor)
     email = email.strip()
     if not email or len(email) > MAX_EMAIL_LENGTH or "@" not in email:
         raise BadRequest("email: expected an address of at most 320 characters")
-    if image_url is not None and len(image_url) > MAX_IMAGE_URL_LENGTH:
+    if isinstance(image_url, str) and len(image_url) > MAX_IMAGE_URL_LENGTH:
         raise BadRequest("image_url: expected at most 2048 characters")
-    values = {"id": user_id or uuid.uuid4(), "email": email, "image_url": image_url, "created_at": utcnow()}
+    image = None if isinstance(image_url, _Keep) else image_url
+    values = {"id": user_id or uuid.uuid4(), "email": email, "image_url": image, "created_at": utcnow()}
+    changes: dict[str, object] = {"email": email}
+    if not isinstance(image_url, _Keep):
+        changes["image_url"] = image_url
     stmt = rt.db.insert(User).values(**values)
-    stmt = stmt.on_conflict_do_update(index_elements=[User.id], set_={"email": email, "image_url": image_url})
+    stmt = stmt.on_conflict_do_update(index_elements=[User.id], set_=changes)
     async with rt.db.write() as session:
         await session.execute(stmt)
         user = (await session.execute(select(User).where(User.id == values["id"]))).scalar_one()

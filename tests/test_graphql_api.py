@@ -403,3 +403,15 @@ async def test_subscription_accepts_token_on_the_websocket_upgrade(api: Api, whe
         while event["__typename"] == "GlobalNotification":  # a late probe
             event = await _next_payload(ws, deadline)
         assert event == {"__typename": "NewMessage", "message": {"content": f"token via {where}"}}
+
+
+async def test_upsert_without_image_url_keeps_the_stored_image_and_null_clears_it(api: Api) -> None:
+    user_id = str(uuid.uuid4())
+    upsert = "mutation($id: ID, $e: String!, $i: String) { upsertUser(id: $id, email: $e, imageUrl: $i) { imageUrl } }"
+    keep = "mutation($id: ID, $e: String!) { upsertUser(id: $id, email: $e) { email imageUrl } }"
+    first = await api.data(upsert, {"id": user_id, "e": "img@example.test", "i": "https://img.test/a.png"}, token=api.service_token)
+    assert first["upsertUser"]["imageUrl"] == "https://img.test/a.png"
+    kept = await api.data(keep, {"id": user_id, "e": "new@example.test"}, token=api.service_token)
+    assert kept["upsertUser"] == {"email": "new@example.test", "imageUrl": "https://img.test/a.png"}
+    cleared = await api.data(upsert, {"id": user_id, "e": "new@example.test", "i": None}, token=api.service_token)
+    assert cleared["upsertUser"]["imageUrl"] is None
