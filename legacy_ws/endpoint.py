@@ -104,6 +104,19 @@ class LegacySession:
     async def handle_leave_chat(self, data: dict[str, Any]) -> None:
         await activity.set_chat_stream(self.rt, actor=self.actor, conn=self.conn, chat_id=_chat_id(data), open=False)
 
+    async def handle_get_messages(self, data: dict[str, Any]) -> None:
+        """History (additive command): `{chat_id, before?, after?, limit?}` -> reply `messages`."""
+        chat_id = _chat_id(data)
+        page = await messages.list_messages(
+            self.rt,
+            actor=self.actor,
+            chat_id=chat_id,
+            before=_field(data, "before", int, required=False),
+            after=_field(data, "after", int, required=False),
+            limit=_field(data, "limit", int, required=False) or messages.DEFAULT_PAGE,
+        )
+        self.conn.reply(frames.messages_frame(chat_id, page))
+
     HANDLERS: dict[str, Handler] = {
         "get_my_chats": handle_get_my_chats,
         "get_chat_status": handle_get_chat_status,
@@ -112,6 +125,7 @@ class LegacySession:
         "mark_read": handle_mark_read,
         "join_chat": handle_join_chat,
         "leave_chat": handle_leave_chat,
+        "get_messages": handle_get_messages,
     }
 
     # -- the two directions ------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from services import views
 # -- client -> server -------------------------------------------------------------------------------
 
 CommandType = Literal[
-    "get_my_chats", "get_chat_status", "send_message", "typing", "mark_read", "join_chat", "leave_chat"
+    "get_my_chats", "get_chat_status", "send_message", "typing", "mark_read", "join_chat", "leave_chat",
+    "get_messages",  # new, additive: history by seq
 ]
 
 
@@ -147,3 +148,8 @@ def chat_status_frame(status: views.ChatStatus) -> str:
             },
         }
     )
+
+
+def messages_frame(chat_id: Any, page: list[events.MessageData]) -> str:
+    """Reply to `get_messages` (new, additive): a page of history, ascending by seq."""
+    return encode({"type": "messages", "data": {"chat_id": str(chat_id), "messages": [message_data(m) for m in page]}})

@@ -381,3 +381,19 @@ def test_websocket_test_client_help() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--user-id" in result.stdout and "send CHAT_ID TEXT" in result.stdout
+
+
+async def test_get_messages_pages_history_by_seq(api: Api) -> None:
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    sent = [await api.send(bob, chat_id, f"h{i}") for i in range(5)]
+    async with legacy(api, alice) as a:
+        latest = (await a.request("get_messages", {"chat_id": chat_id, "limit": 2}, reply="messages"))["data"]
+        assert latest["chat_id"] == chat_id
+        assert [m["content"] for m in latest["messages"]] == ["h3", "h4"]
+        older = (await a.request("get_messages", {"chat_id": chat_id, "before": sent[3]["seq"], "limit": 2}, reply="messages"))["data"]
+        assert [m["content"] for m in older["messages"]] == ["h1", "h2"]
+        newer = (await a.request("get_messages", {"chat_id": chat_id, "after": sent[3]["seq"]}, reply="messages"))["data"]
+        assert [m["content"] for m in newer["messages"]] == ["h4"]
+        await a.send("get_messages", {"chat_id": chat_id, "limit": "ten"})
+        assert (await a.next("error"))["data"]["code"] == "BAD_REQUEST"

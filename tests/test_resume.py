@@ -431,3 +431,47 @@ def test_cursor_is_opaque_string() -> None:
     assert decode_cursor(encode_cursor(42)) == 42
     assert decode_cursor(json.dumps({"pos": 1})) is None
     assert decode_cursor(str(uuid.uuid4())) is None
+
+
+@pytest.mark.parametrize("protocol", ["legacy", "graphql"])
+async def test_resume_demo_example_prints_what_was_missed(api: Api, protocol: str, tmp_path: Any) -> None:
+    import sys
+
+    from tests.support import ROOT
+
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    state = tmp_path / "cursor"
+    command = [
+        sys.executable, str(ROOT / "examples" / "resume_demo.py"), "--url", api.server.ws_url,
+        "--user-id", alice.id, "--token", alice.token, "--protocol", protocol, "--state", str(state),
+    ]
+
+    async def run_until(expected: list[str]) -> list[str]:
+        proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        lines: list[str] = []
+        try:
+            while [line for line in lines if line.startswith("message")] != expected:
+                raw = await asyncio.wait_for(proc.stdout.readline(), EVENT_TIMEOUT)
+                assert raw, f"example exited; printed {lines}"
+                lines.append(raw.decode().strip())
+        finally:
+            proc.kill()
+            await proc.wait()
+        return lines
+
+    # First run: live. Wait until it is connected (its first event) before sending.
+    first = asyncio.create_task(run_until(["message #1: first"]))
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while not state.exists():
+        assert time.monotonic() < deadline, "the example never saw an event"
+        await api.notify_user(alice.id, {"hello": "example"})
+        await asyncio.sleep(0.2)
+    await api.send(bob, chat_id, "first")
+    await first
+
+    for text in ("missed a", "missed b", "missed c"):
+        await api.send(bob, chat_id, text)
+    lines = await run_until(["message #2: missed a", "message #3: missed b", "message #4: missed c"])
+    assert "resync required: refetch chats and history" not in lines
