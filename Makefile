@@ -22,4 +22,6 @@ run: install
 	$(BIN)/python cli.py serve --demo
 
 test: install tests/js/node_modules/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

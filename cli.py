@@ -50,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             asyncio.run(seed_demo(settings))
             print(connection_help(settings, host=args.host, port=args.port), flush=True)
-        uvicorn.run("app:app", host=args.host, port=args.port, ws_per_message_deflate=False, timeout_graceful_shutdown=10)
+        uvicorn.run(
+            "app:app", host=args.host, port=args.port, ws_per_message_deflate=False, timeout_graceful_shutdown=10
+        )
     return 0
 
 

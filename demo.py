@@ -39,7 +39,11 @@ async def seed_demo(settings: Settings) -> None:
         existing = await chats.my_chats(rt, actor=carol)
         if not any(c.name == "Trail crew" for c in existing):
             group = await chats.create_chat(
-                rt, actor=carol, member_ids=[alice.user_id, bob.user_id], name="Trail crew", is_group=True  # type: ignore[list-item]
+                rt,
+                actor=carol,
+                member_ids=[alice.user_id, bob.user_id],
+                name="Trail crew",
+                is_group=True,  # type: ignore[list-item]
             )
             await messages.send_message(rt, actor=carol, chat_id=group.id, content="Welcome to the crew 🐾")
     finally:

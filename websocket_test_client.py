@@ -49,7 +49,9 @@ def describe(frame: dict[str, Any]) -> str:
     if kind == "my_chats":
         lines = [f"📋 {data.get('total_chats')} chats"]
         for chat in data.get("chats", []):
-            who = ", ".join(p["email"] + (" (online)" if p.get("is_online") else "") for p in chat.get("participants", []))
+            who = ", ".join(
+                p["email"] + (" (online)" if p.get("is_online") else "") for p in chat.get("participants", [])
+            )
             lines.append(f"   {chat['id']}  {chat.get('name') or '1:1'}  unread={chat.get('unread_count')}  [{who}]")
         return "\n".join(lines)
     if kind == "chat_status":

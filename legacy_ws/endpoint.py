@@ -13,7 +13,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -117,7 +117,7 @@ class LegacySession:
         )
         self.conn.reply(frames.messages_frame(chat_id, page))
 
-    HANDLERS: dict[str, Handler] = {
+    HANDLERS: ClassVar[dict[str, Handler]] = {
         "get_my_chats": handle_get_my_chats,
         "get_chat_status": handle_get_chat_status,
         "send_message": handle_send_message,
@@ -214,7 +214,7 @@ async def legacy_endpoint(websocket: WebSocket) -> None:
         reader = asyncio.create_task(session.read(), name=f"{conn.id}-read")
         writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
         try:
-            done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (reader, writer):
                 task.cancel()

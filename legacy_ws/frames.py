@@ -15,7 +15,13 @@ from services import views
 # -- client -> server -------------------------------------------------------------------------------
 
 CommandType = Literal[
-    "get_my_chats", "get_chat_status", "send_message", "typing", "mark_read", "join_chat", "leave_chat",
+    "get_my_chats",
+    "get_chat_status",
+    "send_message",
+    "typing",
+    "mark_read",
+    "join_chat",
+    "leave_chat",
     "get_messages",  # new, additive: history by seq
 ]
 

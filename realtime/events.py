@@ -345,7 +345,7 @@ def decode_cursor(cursor: str) -> int | None:
     if not isinstance(cursor, str) or not cursor.startswith(_CURSOR_PREFIX) or len(cursor) > 40:
         return None
     try:
-        pos = int(cursor[len(_CURSOR_PREFIX):], 16)
+        pos = int(cursor[len(_CURSOR_PREFIX) :], 16)
     except ValueError:
         return None
     return pos if pos >= 0 else None

@@ -26,7 +26,11 @@ class CodedErrors(MaskErrors):
     def _code(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
         if isinstance(original, DomainError):
-            return self._with(error, original.message, {"code": original.code, **({"details": original.details} if original.details else {})})
+            return self._with(
+                error,
+                original.message,
+                {"code": original.code, **({"details": original.details} if original.details else {})},
+            )
         if isinstance(original, GraphQLError) or original is None:
             extensions = dict(error.extensions or {})
             if "code" in extensions:

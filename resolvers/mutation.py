@@ -31,7 +31,9 @@ class Mutation:
 
     @strawberry.mutation(description="Move my read marker to the chat's latest message.")
     async def mark_read(self, info: Info, chat_id: strawberry.ID) -> types.ReadMarker:
-        marker = await messages.mark_read(info.context.rt, actor=info.context.actor, chat_id=parse_id(chat_id, "chatId"))
+        marker = await messages.mark_read(
+            info.context.rt, actor=info.context.actor, chat_id=parse_id(chat_id, "chatId")
+        )
         return types.read_marker(marker)
 
     @strawberry.mutation(description="Start (refresh) or stop typing; typing expires by itself after the TTL.")

@@ -274,7 +274,9 @@ def event(e: events.Event, *, is_online: Any = None) -> Any:
         case events.MemberAdded():
             return ChatMemberAdded(chat_id=_id(e.chat_id), user_id=_id(e.user_id), added_by=_id(e.added_by), cursor=c)  # type: ignore[arg-type]
         case events.MemberRemoved():
-            return ChatMemberRemoved(chat_id=_id(e.chat_id), user_id=_id(e.user_id), removed_by=_id(e.removed_by), cursor=c)  # type: ignore[arg-type]
+            return ChatMemberRemoved(
+                chat_id=_id(e.chat_id), user_id=_id(e.user_id), removed_by=_id(e.removed_by), cursor=c
+            )  # type: ignore[arg-type]
         case events.GlobalNotification():
             return GlobalNotification(payload=e.payload_data, cursor=c)
         case events.ResyncRequired():

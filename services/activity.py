@@ -8,8 +8,8 @@ from realtime.events import UserJoined, UserLeft, UserStoppedTyping, UserTyping
 from realtime.hub import Connection
 from services import journal
 from services.auth import Actor, require_user
-from services.errors import Forbidden
 from services.chats import require_member
+from services.errors import Forbidden
 from services.runtime import Runtime
 
 

@@ -16,6 +16,7 @@ from services import journal
 from services.auth import Actor, require_user
 from services.errors import BadRequest, Forbidden, NotFound
 from services.runtime import Runtime
+from services.users import user_view
 from services.views import ChatPresence, ChatStatus, ChatView, UserView
 
 MAX_CHAT_NAME_LENGTH = 200
@@ -115,7 +116,13 @@ async def create_chat(
             await session.execute(
                 insert(Member),
                 [
-                    {"chat_id": chat_id, "user_id": uid, "joined_at": now, "last_read_seq": 0, "joined_pos": recorded.event.pos}
+                    {
+                        "chat_id": chat_id,
+                        "user_id": uid,
+                        "joined_at": now,
+                        "last_read_seq": 0,
+                        "joined_pos": recorded.event.pos,
+                    }
                     for uid in members
                 ],
             )
@@ -152,10 +159,15 @@ async def add_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_id: 
         if await session.get(Member, (chat_id, user_id)) is None:
             seq = await journal.next_seq(session, chat_id)
             recorded = await journal.append(
-                session, MemberAdded(chat_id=chat_id, user_id=user_id, added_by=actor.user_id), seq=seq, subject_user_id=user_id
+                session,
+                MemberAdded(chat_id=chat_id, user_id=user_id, added_by=actor.user_id),
+                seq=seq,
+                subject_user_id=user_id,
             )
             session.add(
-                Member(chat_id=chat_id, user_id=user_id, joined_at=utcnow(), last_read_seq=0, joined_pos=recorded.event.pos)
+                Member(
+                    chat_id=chat_id, user_id=user_id, joined_at=utcnow(), last_read_seq=0, joined_pos=recorded.event.pos
+                )
             )
     if recorded is not None:
         await rt.publish_recorded(recorded)
@@ -238,15 +250,7 @@ async def _chat_views(
         .order_by(Member.joined_at, User.id)
     )
     for cid, user in rows.all():
-        participants[cid].append(
-            UserView(
-                id=user.id,
-                email=user.email,
-                image_url=user.image_url,
-                last_seen=user.last_seen,
-                is_online=rt.is_online(user.id),
-            )
-        )
+        participants[cid].append(user_view(rt, user))
 
     # 3. the last message of each chat
     latest = (

@@ -14,9 +14,8 @@ from datetime import datetime
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Chat, EventLog, LogState, Member, utcnow
+from models import Chat, Database, EventLog, LogState, Member, utcnow
 from realtime.events import Event, decode
-from models import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +115,11 @@ async def replay_for(db: Database, *, user_id: uuid.UUID, after: int, upto: int,
             .where(
                 EventLog.pos > after,
                 EventLog.pos <= upto,
-                or_(EventLog.target_user_id == user_id, EventLog.subject_user_id == user_id, and_(EventLog.chat_id.is_not(None), member_since)),
+                or_(
+                    EventLog.target_user_id == user_id,
+                    EventLog.subject_user_id == user_id,
+                    and_(EventLog.chat_id.is_not(None), member_since),
+                ),
             )
             .order_by(EventLog.pos)
             .limit(limit + 1)

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config import Settings
@@ -110,7 +110,7 @@ class Runtime:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and not lock._waiters:  # noqa: SLF001 - drop idle locks, keep the map small
+            if not lock.locked() and not lock._waiters:
                 self._chat_locks.pop(chat_id, None)
 
     # -- presence -----------------------------------------------------------------------------------

@@ -87,7 +87,9 @@ async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: int) ->
             return [_resync("unknown cursor")], upto
         return [], after
     try:
-        recorded = await journal.replay_for(rt.db, user_id=user_id, after=after, upto=upto, limit=rt.settings.resume_max_events)
+        recorded = await journal.replay_for(
+            rt.db, user_id=user_id, after=after, upto=upto, limit=rt.settings.resume_max_events
+        )
     except journal.ResyncRequired as exc:
         return [_resync(exc.reason)], upto
     return [Delivery(r.event, r.raw) for r in recorded], upto

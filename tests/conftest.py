@@ -44,13 +44,13 @@ def postgres_url() -> Iterator[str]:
     name = f"tailtrail_test_{uuid.uuid4().hex[:12]}"
     try:
         _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, Exception) as exc:  # noqa: BLE001 - any failure to reach the server
+    except (OSError, Exception) as exc:
         unavailable(f"PostgreSQL ({exc.__class__.__name__})")
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     yield f"{base}/{name}"
     try:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 

@@ -45,7 +45,9 @@ class LegacyClient:
 
     async def send(self, type_: str, data: Any = None, *, raw: str | None = None) -> None:
         assert self.ws is not None
-        await self.ws.send(raw if raw is not None else json.dumps({"type": type_, "data": {} if data is None else data}))
+        await self.ws.send(
+            raw if raw is not None else json.dumps({"type": type_, "data": {} if data is None else data})
+        )
 
     async def next(self, type_: str | None = None, *, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -69,7 +71,9 @@ class LegacyClient:
         await self.request("get_chat_status", reply="chat_status")
         return self
 
-    async def collect_until(self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = EVENT_TIMEOUT) -> list[dict[str, Any]]:
+    async def collect_until(
+        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = EVENT_TIMEOUT
+    ) -> list[dict[str, Any]]:
         seen = []
         while True:
             frame = await self.next(timeout=timeout)
@@ -80,9 +84,7 @@ class LegacyClient:
     async def marker(self, name: str) -> list[dict[str, Any]]:
         """Every frame that arrived before a marker notification sent now (frames arrive in publish order)."""
         await self.api.notify_user(self.user.id, {"marker": name})
-        seen = await self.collect_until(
-            lambda f: f["type"] == "global_notification" and f["data"] == {"marker": name}
-        )
+        seen = await self.collect_until(lambda f: f["type"] == "global_notification" and f["data"] == {"marker": name})
         return seen[:-1]
 
     async def wait_closed(self, timeout: float = EVENT_TIMEOUT) -> int | None:

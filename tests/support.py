@@ -58,10 +58,18 @@ class Server:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "app:app",
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--ws-per-message-deflate", "false",
-                "--timeout-graceful-shutdown", "5",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--ws-per-message-deflate",
+                "false",
+                "--timeout-graceful-shutdown",
+                "5",
             ],
             cwd=ROOT,
             env=self.env,
@@ -115,7 +123,9 @@ class Api:
     def token(self, user_id: uuid.UUID | str, *, ttl: timedelta = timedelta(hours=1)) -> str:
         return issue_user_token(user_id, key=SECRET, ttl=ttl)
 
-    async def post(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None) -> dict[str, Any]:
+    async def post(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.post(
@@ -125,7 +135,9 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
-    async def data(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None) -> dict[str, Any]:
+    async def data(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
         body = await self.post(query, variables, token=token)
         if body.get("errors"):
             raise GraphQLError(body["errors"])
@@ -148,7 +160,9 @@ class Api:
         )
         return User(id=str(user_id), email=email, token=self.token(user_id))
 
-    async def new_chat(self, creator: User, *members: User, name: str | None = None, is_group: bool | None = None) -> str:
+    async def new_chat(
+        self, creator: User, *members: User, name: str | None = None, is_group: bool | None = None
+    ) -> str:
         data = await self.data(
             "mutation($m: [ID!]!, $n: String, $g: Boolean) { createChat(memberIds: $m, name: $n, isGroup: $g) { id } }",
             {"m": [m.id for m in members], "n": name, "g": is_group},
@@ -189,17 +203,18 @@ CHAT_EVENTS = """
 subscription($after: String) {
   chatEvents(after: $after) {
     __typename
-    ... on NewMessage { chatId message { id chatId seq content createdAt updatedAt clientId
-                                          sender { id email imageUrl } } }
-    ... on MessagesRead { chatId userId lastReadSeq }
+    ... on NewMessage { cursor chatId message { id chatId seq content createdAt updatedAt clientId
+                                                 sender { id email imageUrl } } }
+    ... on MessagesRead { cursor chatId userId lastReadSeq }
     ... on UserTyping { chatId userId }
     ... on UserStoppedTyping { chatId userId }
-    ... on UserJoined { chatId userId }
-    ... on UserLeft { chatId userId }
-    ... on ChatCreated { chatId name isGroup createdBy memberIds }
-    ... on ChatMemberAdded { chatId userId addedBy }
-    ... on ChatMemberRemoved { chatId userId removedBy }
-    ... on GlobalNotification { payload }
+    ... on UserJoined { cursor chatId userId }
+    ... on UserLeft { cursor chatId userId }
+    ... on ChatCreated { cursor chatId name isGroup createdBy memberIds }
+    ... on ChatMemberAdded { cursor chatId userId addedBy }
+    ... on ChatMemberRemoved { cursor chatId userId removedBy }
+    ... on GlobalNotification { cursor payload }
+    ... on ResyncRequired { reason }
   }
 }
 """
@@ -252,7 +267,7 @@ class Subscriber:
                     await self.events.put(event)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - reported to the test through `error`
+        except BaseException as exc:
             self.error = exc
         finally:
             self.closed.set()
@@ -291,7 +306,9 @@ class Subscriber:
             if typename is None or event["__typename"] == typename:
                 return event
 
-    async def collect_until(self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = EVENT_TIMEOUT) -> list[dict[str, Any]]:
+    async def collect_until(
+        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = EVENT_TIMEOUT
+    ) -> list[dict[str, Any]]:
         """All events up to and including the first one matching `predicate`."""
         seen = []
         while True:

@@ -95,7 +95,11 @@ async def member_added(w: World) -> None:
 
 async def member_removed(w: World) -> None:
     await member_added(w)
-    await mutate(w, "mutation($c: ID!, $u: ID!) { removeChatMember(chatId: $c, userId: $u) }", {"c": w.chat_id, "u": w.outsider.id})
+    await mutate(
+        w,
+        "mutation($c: ID!, $u: ID!) { removeChatMember(chatId: $c, userId: $u) }",
+        {"c": w.chat_id, "u": w.outsider.id},
+    )
 
 
 async def global_notification(w: World) -> None:
@@ -140,7 +144,11 @@ async def test_graphql_output_of_event_matches_its_schema(
     # The harness's Subscriber runs `tests.support.CHAT_EVENTS`: here, every field the schema names.
     monkeypatch.setattr(tests.support, "CHAT_EVENTS", subscription_document())
 
-    actor, watcher, outsider = await api.new_user("actor"), await api.new_user("watcher"), await api.new_user("outsider")
+    actor, watcher, outsider = (
+        await api.new_user("actor"),
+        await api.new_user("watcher"),
+        await api.new_user("outsider"),
+    )
     # Nullable fields carry values where the event allows, so both their type and their presence are checked.
     await api.data(
         "mutation($id: ID, $e: String!, $i: String) { upsertUser(id: $id, email: $e, imageUrl: $i) { id } }",

@@ -55,7 +55,11 @@ async def test_service_token_provisions_users_and_updates_them_in_place(api: Api
     updated = await api.data(
         upsert, {"id": user_id, "e": "second@example.test", "i": "https://img.test/a.png"}, token=api.service_token
     )
-    assert updated["upsertUser"] == {"id": user_id, "email": "second@example.test", "imageUrl": "https://img.test/a.png"}
+    assert updated["upsertUser"] == {
+        "id": user_id,
+        "email": "second@example.test",
+        "imageUrl": "https://img.test/a.png",
+    }
 
     me = await api.data(ME, token=api.token(user_id))
     assert me["me"] == {"id": user_id, "email": "second@example.test"}
@@ -64,7 +68,7 @@ async def test_service_token_provisions_users_and_updates_them_in_place(api: Api
 async def test_service_token_creates_a_group_chat_its_members_see(api: Api) -> None:
     alice, bob, carol = await api.new_user("alice"), await api.new_user("bob"), await api.new_user("carol")
     data = await api.data(
-        "mutation($m: [ID!]!) { createChat(memberIds: $m, name: \"from the main app\", isGroup: true) "
+        'mutation($m: [ID!]!) { createChat(memberIds: $m, name: "from the main app", isGroup: true) '
         "{ id name isGroup participants { id } } }",
         {"m": [alice.id, bob.id, carol.id]},
         token=api.service_token,
@@ -117,7 +121,7 @@ async def test_user_token_is_forbidden_from_service_operations(api: Api, operati
 async def test_create_chat_with_a_user_token_adds_the_creator(api: Api) -> None:
     alice, bob, carol = await api.new_user("alice"), await api.new_user("bob"), await api.new_user("carol")
     data = await api.data(
-        "mutation($m: [ID!]!) { createChat(memberIds: $m, name: \"pack\") { id isGroup participants { id } } }",
+        'mutation($m: [ID!]!) { createChat(memberIds: $m, name: "pack") { id isGroup participants { id } } }',
         {"m": [bob.id, carol.id]},
         token=alice.token,
     )
@@ -198,7 +202,7 @@ async def test_unread_counts_are_per_member_and_exclude_own_messages(api: Api) -
 # -- a chat the user is not in ---------------------------------------------------------------------
 
 NON_PARTICIPANT_OPERATIONS = {
-    "sendMessage": "mutation($c: ID!) { sendMessage(chatId: $c, content: \"let me in\") { id } }",
+    "sendMessage": 'mutation($c: ID!) { sendMessage(chatId: $c, content: "let me in") { id } }',
     "markRead": "mutation($c: ID!) { markRead(chatId: $c) { lastReadSeq } }",
     "setTyping": "mutation($c: ID!) { setTyping(chatId: $c, isTyping: true) }",
     "chat": "query($c: ID!) { chat(id: $c) { id name participants { email } } }",
@@ -227,7 +231,9 @@ async def test_non_participant_is_forbidden_and_learns_nothing_about_the_chat(ap
         assert secret not in text
 
     # Nothing changed for the members.
-    history = await api.data("query($c: ID!) { messages(chatId: $c) { content sender { id } } }", {"c": chat_id}, token=bob.token)
+    history = await api.data(
+        "query($c: ID!) { messages(chatId: $c) { content sender { id } } }", {"c": chat_id}, token=bob.token
+    )
     assert history["messages"] == [{"content": "top secret", "sender": {"id": alice.id}}]
     assert await unread(api, bob, chat_id) == 1
 
@@ -251,7 +257,7 @@ async def test_bad_token_over_http_is_unauthenticated(api: Api, kind: str) -> No
     assert await api.error_code(ME, token=token) == "UNAUTHENTICATED"
     assert await api.error_code(MY_CHATS, token=token) == "UNAUTHENTICATED"
     code = await api.error_code(
-        "mutation($c: ID!) { sendMessage(chatId: $c, content: \"hi\") { id } }", {"c": chat_id}, token=token
+        'mutation($c: ID!) { sendMessage(chatId: $c, content: "hi") { id } }', {"c": chat_id}, token=token
     )
     assert code == "UNAUTHENTICATED"
     history = await api.data("query($c: ID!) { messages(chatId: $c) { id } }", {"c": chat_id}, token=bob.token)
@@ -409,7 +415,9 @@ async def test_upsert_without_image_url_keeps_the_stored_image_and_null_clears_i
     user_id = str(uuid.uuid4())
     upsert = "mutation($id: ID, $e: String!, $i: String) { upsertUser(id: $id, email: $e, imageUrl: $i) { imageUrl } }"
     keep = "mutation($id: ID, $e: String!) { upsertUser(id: $id, email: $e) { email imageUrl } }"
-    first = await api.data(upsert, {"id": user_id, "e": "img@example.test", "i": "https://img.test/a.png"}, token=api.service_token)
+    first = await api.data(
+        upsert, {"id": user_id, "e": "img@example.test", "i": "https://img.test/a.png"}, token=api.service_token
+    )
     assert first["upsertUser"]["imageUrl"] == "https://img.test/a.png"
     kept = await api.data(keep, {"id": user_id, "e": "new@example.test"}, token=api.service_token)
     assert kept["upsertUser"] == {"email": "new@example.test", "imageUrl": "https://img.test/a.png"}

@@ -62,7 +62,6 @@ async def wait_offline(api: Api, user: User) -> float:
     return time.monotonic() - start
 
 
-
 # -- auto-subscribe, live --------------------------------------------------------------------------
 
 
@@ -129,7 +128,11 @@ async def test_added_member_starts_receiving_and_removed_member_stops(api: Api) 
 async def test_typing_reaches_the_other_members_but_not_the_typer(api: Api) -> None:
     alice, bob, carol = await api.new_user("alice"), await api.new_user("bob"), await api.new_user("carol")
     chat_id = await api.new_chat(alice, bob, carol, is_group=True)
-    async with subscribed(api, alice) as alice_sub, subscribed(api, bob) as bob_sub, subscribed(api, carol) as carol_sub:
+    async with (
+        subscribed(api, alice) as alice_sub,
+        subscribed(api, bob) as bob_sub,
+        subscribed(api, carol) as carol_sub,
+    ):
         await set_typing(api, alice, chat_id, True)
         for sub in (bob_sub, carol_sub):
             assert await sub.next() == {"__typename": "UserTyping", "chatId": chat_id, "userId": alice.id}
@@ -191,7 +194,10 @@ async def test_chat_status_shows_who_else_is_online_and_typing_per_chat(slow_api
         total, chats = await status(alice)
         assert set(chats) == {group, direct}
         assert chats[group] == {
-            "chatId": group, "onlineUserIds": [bob.id], "typingUserIds": [bob.id], "usersCount": 3,
+            "chatId": group,
+            "onlineUserIds": [bob.id],
+            "typingUserIds": [bob.id],
+            "usersCount": 3,
         }
         assert chats[direct] == {"chatId": direct, "onlineUserIds": [], "typingUserIds": [], "usersCount": 2}
         assert total == 1  # bob; never alice herself
@@ -244,7 +250,9 @@ async def test_online_users_and_is_user_online_answer_for_subscribed_users(api: 
         assert alice.id in online
         assert bob.id not in online
         # Members see it too.
-        data = await api.data("query($c: ID!) { chat(id: $c) { participants { id isOnline } } }", {"c": chat_id}, token=bob.token)
+        data = await api.data(
+            "query($c: ID!) { chat(id: $c) { participants { id isOnline } } }", {"c": chat_id}, token=bob.token
+        )
         assert {p["id"]: p["isOnline"] for p in data["chat"]["participants"]} == {alice.id: True, bob.id: False}
     await wait_offline(api, alice)
     assert alice.id not in await online_users(api)

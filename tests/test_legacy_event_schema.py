@@ -33,7 +33,11 @@ def legacy_schema(event_type: str) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
 async def test_legacy_frame_of_event_matches_the_event_schema(event_type: str, api: Api) -> None:
-    actor, watcher, outsider = await api.new_user("actor"), await api.new_user("watcher"), await api.new_user("outsider")
+    actor, watcher, outsider = (
+        await api.new_user("actor"),
+        await api.new_user("watcher"),
+        await api.new_user("outsider"),
+    )
     chat_id = await api.new_chat(actor, watcher, name="schema", is_group=True)
     world = World(api=api, actor=actor, watcher=watcher, outsider=outsider, chat_id=chat_id)
 
@@ -70,7 +74,13 @@ def test_every_event_type_has_a_legacy_frame_check() -> None:
 
 # -- replies (SPEC §5) ----------------------------------------------------------------------------
 
-PARTICIPANT = {"id": "string", "email": "string", "image_url": "string?", "is_online": "boolean", "last_seen": "string?"}
+PARTICIPANT = {
+    "id": "string",
+    "email": "string",
+    "image_url": "string?",
+    "is_online": "boolean",
+    "last_seen": "string?",
+}
 MY_CHAT = {
     "id": "string",
     "name": "string?",

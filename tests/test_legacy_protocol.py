@@ -119,7 +119,10 @@ async def test_events_from_all_chats_arrive_without_join_chat(api: Api) -> None:
         await api.send(bob, with_bob, "one")
         await api.send(carol, group, "two")
         first, second = await a.next("new_message"), await a.next("new_message")
-    assert {(first["data"]["chat_id"], first["data"]["content"]), (second["data"]["chat_id"], second["data"]["content"])} == {
+    assert {
+        (first["data"]["chat_id"], first["data"]["content"]),
+        (second["data"]["chat_id"], second["data"]["content"]),
+    } == {
         (with_bob, "one"),
         (group, "two"),
     }
@@ -229,7 +232,12 @@ async def test_get_my_chats_and_get_chat_status_answer_per_member(api: Api) -> N
 
         status = (await a.request("get_chat_status", reply="chat_status"))["data"]
         by_chat = {c["chat_id"]: c for c in status["chats"]}
-        assert by_chat[group] == {"chat_id": group, "online_users": [bob.id], "typing_users": [bob.id], "users_count": 3}
+        assert by_chat[group] == {
+            "chat_id": group,
+            "online_users": [bob.id],
+            "typing_users": [bob.id],
+            "users_count": 3,
+        }
         assert by_chat[direct] == {"chat_id": direct, "online_users": [bob.id], "typing_users": [], "users_count": 2}
         assert status["total_online_users"] == 1
 
@@ -278,7 +286,7 @@ async def test_leave_chat_stops_that_connections_events_and_join_chat_resumes(ap
 
 # -- bad input ------------------------------------------------------------------------------------
 
-INTERNAL_WORDS = ("Traceback", "sqlalchemy", "File \"", "Error:", "asyncpg", "sqlite")
+INTERNAL_WORDS = ("Traceback", "sqlalchemy", 'File "', "Error:", "asyncpg", "sqlite")
 
 
 def _bad_frames(foreign_chat: str) -> list[tuple[str, str, str]]:
@@ -293,19 +301,51 @@ def _bad_frames(foreign_chat: str) -> list[tuple[str, str, str]]:
         ("data not an object", json.dumps({"type": "send_message", "data": "hi"}), "BAD_REQUEST"),
         ("missing chat_id", json.dumps({"type": "send_message", "data": {"content": "hi"}}), "BAD_REQUEST"),
         ("missing content", json.dumps({"type": "send_message", "data": {"chat_id": foreign_chat}}), "BAD_REQUEST"),
-        ("content not a string", json.dumps({"type": "send_message", "data": {"chat_id": foreign_chat, "content": 5}}), "BAD_REQUEST"),
+        (
+            "content not a string",
+            json.dumps({"type": "send_message", "data": {"chat_id": foreign_chat, "content": 5}}),
+            "BAD_REQUEST",
+        ),
         ("chat_id not a uuid", json.dumps({"type": "mark_read", "data": {"chat_id": "chat-1"}}), "BAD_REQUEST"),
         ("chat_id a number", json.dumps({"type": "typing", "data": {"chat_id": 12, "is_typing": True}}), "BAD_REQUEST"),
-        ("is_typing not a bool", json.dumps({"type": "typing", "data": {"chat_id": foreign_chat, "is_typing": "yes"}}), "BAD_REQUEST"),
-        ("someone else's chat: send", json.dumps({"type": "send_message", "data": {"chat_id": foreign_chat, "content": "hi"}}), "FORBIDDEN"),
-        ("someone else's chat: read", json.dumps({"type": "mark_read", "data": {"chat_id": foreign_chat}}), "FORBIDDEN"),
-        ("someone else's chat: typing", json.dumps({"type": "typing", "data": {"chat_id": foreign_chat, "is_typing": True}}), "FORBIDDEN"),
-        ("someone else's chat: join", json.dumps({"type": "join_chat", "data": {"chat_id": foreign_chat}}), "FORBIDDEN"),
-        ("someone else's chat: leave", json.dumps({"type": "leave_chat", "data": {"chat_id": foreign_chat}}), "FORBIDDEN"),
+        (
+            "is_typing not a bool",
+            json.dumps({"type": "typing", "data": {"chat_id": foreign_chat, "is_typing": "yes"}}),
+            "BAD_REQUEST",
+        ),
+        (
+            "someone else's chat: send",
+            json.dumps({"type": "send_message", "data": {"chat_id": foreign_chat, "content": "hi"}}),
+            "FORBIDDEN",
+        ),
+        (
+            "someone else's chat: read",
+            json.dumps({"type": "mark_read", "data": {"chat_id": foreign_chat}}),
+            "FORBIDDEN",
+        ),
+        (
+            "someone else's chat: typing",
+            json.dumps({"type": "typing", "data": {"chat_id": foreign_chat, "is_typing": True}}),
+            "FORBIDDEN",
+        ),
+        (
+            "someone else's chat: join",
+            json.dumps({"type": "join_chat", "data": {"chat_id": foreign_chat}}),
+            "FORBIDDEN",
+        ),
+        (
+            "someone else's chat: leave",
+            json.dumps({"type": "leave_chat", "data": {"chat_id": foreign_chat}}),
+            "FORBIDDEN",
+        ),
         ("nonexistent chat", json.dumps({"type": "join_chat", "data": {"chat_id": str(uuid.uuid4())}}), "FORBIDDEN"),
         ("content too long", "", "PAYLOAD_TOO_LARGE"),  # filled in below: needs a chat of the user's own
         ("empty content", "", "BAD_REQUEST"),
-        ("long content elsewhere", json.dumps({"type": "send_message", "data": {"chat_id": foreign_chat, "content": long}}), "PAYLOAD_TOO_LARGE"),
+        (
+            "long content elsewhere",
+            json.dumps({"type": "send_message", "data": {"chat_id": foreign_chat, "content": long}}),
+            "PAYLOAD_TOO_LARGE",
+        ),
     ]
 
 
@@ -315,7 +355,9 @@ async def test_bad_input_gets_coded_error_and_connection_keeps_working(api: Api)
     foreign_chat = await api.new_chat(alice, bob)
     cases = _bad_frames(foreign_chat)
     fill = {
-        "content too long": json.dumps({"type": "send_message", "data": {"chat_id": own_chat, "content": "x" * 10_001}}),
+        "content too long": json.dumps(
+            {"type": "send_message", "data": {"chat_id": own_chat, "content": "x" * 10_001}}
+        ),
         "empty content": json.dumps({"type": "send_message", "data": {"chat_id": own_chat, "content": ""}}),
     }
     async with legacy(api, alice) as victim, legacy(api, mallory) as m:
@@ -377,7 +419,12 @@ async def test_sigterm_with_open_legacy_connections_finishes_within_graceful_tim
 
 def test_websocket_test_client_help() -> None:
     result = subprocess.run(
-        [sys.executable, "websocket_test_client.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+        [sys.executable, "websocket_test_client.py", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "--user-id" in result.stdout and "send CHAT_ID TEXT" in result.stdout
@@ -391,9 +438,15 @@ async def test_get_messages_pages_history_by_seq(api: Api) -> None:
         latest = (await a.request("get_messages", {"chat_id": chat_id, "limit": 2}, reply="messages"))["data"]
         assert latest["chat_id"] == chat_id
         assert [m["content"] for m in latest["messages"]] == ["h3", "h4"]
-        older = (await a.request("get_messages", {"chat_id": chat_id, "before": sent[3]["seq"], "limit": 2}, reply="messages"))["data"]
+        older = (
+            await a.request(
+                "get_messages", {"chat_id": chat_id, "before": sent[3]["seq"], "limit": 2}, reply="messages"
+            )
+        )["data"]
         assert [m["content"] for m in older["messages"]] == ["h1", "h2"]
-        newer = (await a.request("get_messages", {"chat_id": chat_id, "after": sent[3]["seq"]}, reply="messages"))["data"]
+        newer = (await a.request("get_messages", {"chat_id": chat_id, "after": sent[3]["seq"]}, reply="messages"))[
+            "data"
+        ]
         assert [m["content"] for m in newer["messages"]] == ["h4"]
         await a.send("get_messages", {"chat_id": chat_id, "limit": "ten"})
         assert (await a.next("error"))["data"]["code"] == "BAD_REQUEST"

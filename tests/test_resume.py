@@ -14,28 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from gql import Client, gql
-from gql.transport.websockets import WebsocketsTransport
 
 from tests.legacy_client import LegacyClient
-from tests.support import EVENT_TIMEOUT, TRANSPORT_WS, Api, User
-
-EVENTS_WITH_CURSORS = """
-subscription($after: String) {
-  chatEvents(after: $after) {
-    __typename
-    ... on NewMessage { cursor chatId message { id seq content clientId } }
-    ... on MessagesRead { cursor chatId userId lastReadSeq }
-    ... on UserJoined { cursor chatId userId }
-    ... on UserLeft { cursor chatId userId }
-    ... on ChatCreated { cursor chatId }
-    ... on ChatMemberAdded { cursor chatId userId }
-    ... on ChatMemberRemoved { cursor chatId userId }
-    ... on GlobalNotification { cursor payload }
-    ... on ResyncRequired { reason }
-  }
-}
-"""
+from tests.support import EVENT_TIMEOUT, Api, Subscriber, User
 
 
 class Http:
@@ -72,60 +53,6 @@ async def http(api: Api) -> AsyncIterator[Http]:
         await client.close()
 
 
-class GqlStream:
-    """A chatEvents subscription that may resume from a cursor; events (probes filtered) in a queue."""
-
-    def __init__(self, api: Api, user: User, after: str | None = None) -> None:
-        self.api, self.user, self.after = api, user, after
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._probe = asyncio.Event()
-        self.error: BaseException | None = None
-
-    async def _run(self) -> None:
-        transport = WebsocketsTransport(
-            url=f"{self.api.server.ws_url}/graphql", init_payload={"token": self.user.token}, subprotocols=[TRANSPORT_WS]
-        )
-        try:
-            async with Client(transport=transport) as session:
-                request = gql(EVENTS_WITH_CURSORS)
-                request.variable_values = {"after": self.after}
-                async for result in session.subscribe(request):
-                    event = result["chatEvents"]
-                    if event["__typename"] == "GlobalNotification" and "probe" in (event["payload"] or {}):
-                        self._probe.set()
-                        continue
-                    await self.events.put(event)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001
-            self.error = exc
-
-    async def start(self) -> GqlStream:
-        self._task = asyncio.create_task(self._run())
-        deadline = time.monotonic() + EVENT_TIMEOUT
-        n = 0
-        while not self._probe.is_set():
-            assert time.monotonic() < deadline, f"stream never became live: {self.error!r}"
-            n += 1
-            await self.api.notify_user(self.user.id, {"probe": n})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._probe.wait(), 0.3)
-        return self
-
-    async def next(self, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
-        try:
-            return await asyncio.wait_for(self.events.get(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"no event within {timeout}s ({self.error!r})") from None
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-
 def _gql_key(event: dict[str, Any]) -> tuple[str, Any]:
     if event["__typename"] == "NewMessage":
         return ("message", event["message"]["content"])
@@ -148,7 +75,7 @@ def _legacy_key(frame: dict[str, Any]) -> tuple[str, Any]:
 async def test_graphql_client_resumes_with_exactly_the_missed_events_then_live(api: Api) -> None:
     alice, bob = await api.new_user("alice"), await api.new_user("bob")
     chat_id = await api.new_chat(alice, bob)
-    stream = await GqlStream(api, alice).start()
+    stream = await Subscriber(api, alice).start()
     await api.send(bob, chat_id, "k")
     seen = await stream.next()
     assert seen["__typename"] == "NewMessage" and seen["message"]["content"] == "k"
@@ -160,7 +87,7 @@ async def test_graphql_client_resumes_with_exactly_the_missed_events_then_live(a
             await h.send(bob, chat_id, f"missed {i}")
     await api.data("mutation($c: ID!) { markRead(chatId: $c) { lastReadSeq } }", {"c": chat_id}, token=bob.token)
 
-    resumed = await GqlStream(api, alice, after=cursor).start()
+    resumed = await Subscriber(api, alice, after=cursor).start()
     try:
         replayed = [await resumed.next() for _ in range(51)]
         assert [_gql_key(e) for e in replayed] == [("message", f"missed {i}") for i in range(50)] + [("read", 51)]
@@ -221,7 +148,7 @@ async def test_reconnect_under_fire_delivers_every_message_exactly_once_in_order
 
     async def connect(cursor: str | None) -> Any:
         if protocol == "graphql":
-            return await GqlStream(api, alice, after=cursor).start()
+            return await Subscriber(api, alice, after=cursor).start()
         client = LegacyClient(api, alice)
         if cursor:
             client.url += f"&cursor={cursor}"
@@ -271,7 +198,7 @@ async def test_malformed_or_unknown_cursor_yields_resync_required_then_live(api:
     alice, bob = await api.new_user("alice"), await api.new_user("bob")
     chat_id = await api.new_chat(alice, bob)
     for bad in ("garbage", "tt1.zz", "tt1.ffffffffffff"):
-        stream = await GqlStream(api, alice, after=bad).start()
+        stream = await Subscriber(api, alice, after=bad).start()
         try:
             first = await stream.next()
             assert first == {"__typename": "ResyncRequired", "reason": "unknown cursor"}
@@ -314,7 +241,7 @@ async def test_cursor_past_retention_yields_resync_required_then_live(own_databa
     api = Api(server)
     alice, bob = await api.new_user("alice"), await api.new_user("bob")
     chat_id = await api.new_chat(alice, bob)
-    stream = await GqlStream(api, alice).start()
+    stream = await Subscriber(api, alice).start()
     await api.send(bob, chat_id, "old")
     cursor = (await stream.next())["cursor"]
     await stream.close()
@@ -322,7 +249,7 @@ async def test_cursor_past_retention_yields_resync_required_then_live(own_databa
     deadline = time.monotonic() + 20
     while True:
         await api.send(bob, chat_id, "keeps the log moving")
-        resumed = await GqlStream(api, alice, after=cursor).start()
+        resumed = await Subscriber(api, alice, after=cursor).start()
         first = await resumed.next()
         if first["__typename"] == "ResyncRequired":
             break
@@ -371,7 +298,9 @@ async def test_messages_pages_backwards_through_1000_messages_without_gaps_or_du
     chat_id = await api.new_chat(alice, bob)
     async with http(api) as h:
         sent = [await h.send(alice if i % 2 else bob, chat_id, f"h{i}") for i in range(1000)]
-    query = "query($c: ID!, $b: Int, $a: Int) { messages(chatId: $c, before: $b, after: $a, limit: 100) { seq content } }"
+    query = (
+        "query($c: ID!, $b: Int, $a: Int) { messages(chatId: $c, before: $b, after: $a, limit: 100) { seq content } }"
+    )
     pages: list[list[dict[str, Any]]] = []
     before = None
     while True:
@@ -402,7 +331,7 @@ async def test_concurrent_writers_to_one_chat_get_gap_free_seqs_seen_in_order(ap
     chat_id = await api.new_chat(writers[0], watcher, *writers[1:], name="race", is_group=True)
     legacy = await LegacyClient(api, watcher).connect()
     await legacy.ready()
-    graph = await GqlStream(api, watcher).start()
+    graph = await Subscriber(api, watcher).start()
     per_writer = 40
     try:
         async with http(api) as h:
@@ -443,8 +372,18 @@ async def test_resume_demo_example_prints_what_was_missed(api: Api, protocol: st
     chat_id = await api.new_chat(alice, bob)
     state = tmp_path / "cursor"
     command = [
-        sys.executable, str(ROOT / "examples" / "resume_demo.py"), "--url", api.server.ws_url,
-        "--user-id", alice.id, "--token", alice.token, "--protocol", protocol, "--state", str(state),
+        sys.executable,
+        str(ROOT / "examples" / "resume_demo.py"),
+        "--url",
+        api.server.ws_url,
+        "--user-id",
+        alice.id,
+        "--token",
+        alice.token,
+        "--protocol",
+        protocol,
+        "--state",
+        str(state),
     ]
 
     async def run_until(expected: list[str]) -> list[str]:

@@ -52,7 +52,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "cli.py", "serve", "--demo", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -60,7 +63,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
         while True:
             output = log_path.read_text(errors="replace")
             assert proc.poll() is None, f"cli.py serve exited with {proc.returncode}:\n{output}"
-            assert time.monotonic() < deadline, f"cli.py serve --demo did not come up within {STARTUP_TIMEOUT}s:\n{output}"
+            assert time.monotonic() < deadline, (
+                f"cli.py serve --demo did not come up within {STARTUP_TIMEOUT}s:\n{output}"
+            )
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
@@ -79,7 +84,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
 
 
 def graphql(demo: DemoServer, query: str, token: str) -> dict[str, Any]:
-    response = httpx.post(f"{demo.url}/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    response = httpx.post(
+        f"{demo.url}/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

@@ -41,7 +41,7 @@ def counting_statements(rt: Runtime) -> Iterator[list[str]]:
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
-    engines = {id(e): e for e in (rt.db._read_engine, rt.db._write_engine)}.values()  # noqa: SLF001
+    engines = {id(e): e for e in (rt.db._read_engine, rt.db._write_engine)}.values()
     for engine in engines:
         event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
@@ -171,7 +171,7 @@ def sample(hint: Any, *, nulls: bool) -> Any:
     if hint is uuid.UUID:
         return uuid.uuid4()
     if hint is str:
-        return "text with \"quotes\", ünïcödé and 🐾"
+        return 'text with "quotes", ünïcödé and 🐾'
     if hint is bool:
         return True
     if hint is int:
@@ -205,7 +205,13 @@ def test_event_survives_encode_and_decode(event_type: str, nulls: bool) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["not json", "[]", '{"type": "no_such_event", "data": {}}', '{"type": "new_message"}', '{"type": "messages_read", "data": {}}'],
+    [
+        "not json",
+        "[]",
+        '{"type": "no_such_event", "data": {}}',
+        '{"type": "new_message"}',
+        '{"type": "messages_read", "data": {}}',
+    ],
 )
 def test_decode_rejects_what_is_not_an_encoded_event(raw: str) -> None:
     with pytest.raises(EventDecodeError):
