@@ -220,6 +220,12 @@ subscription($after: String) {
 """
 
 
+def without_cursor(event: dict[str, Any]) -> dict[str, Any]:
+    """A durable event without its cursor, which is asserted present (every durable event carries one)."""
+    assert isinstance(event.get("cursor"), str) and event["cursor"], f"no cursor on {event}"
+    return {k: v for k, v in event.items() if k != "cursor"}
+
+
 class Subscriber:
     """A real `chatEvents` subscription (gql over websockets), its events collected in a queue.
 
