@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,9 @@ from services.runtime import Runtime
 from websocket_manager import websocket_manager
 
 log = logging.getLogger("tailtrail")
+
+# A readiness probe answers within this, database or not.
+READINESS_TIMEOUT = 2.0
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -41,12 +45,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> JSONResponse:
+        """200 when both the database and the event bus are reachable, 503 otherwise (SPEC §9, broker faults)."""
         try:
-            await rt.db.ping()
+            await asyncio.wait_for(rt.db.ping(), READINESS_TIMEOUT)
+            database = True
         except Exception:
             log.warning("readiness: database unreachable", exc_info=True)
-            return JSONResponse({"ready": False, "database": False}, status_code=503)
-        return JSONResponse({"ready": True, "database": True})
+            database = False
+        broker = rt.ready
+        ready = database and broker
+        return JSONResponse({"ready": ready, "database": database, "broker": broker}, status_code=200 if ready else 503)
 
     app = Starlette(
         routes=[

@@ -55,6 +55,8 @@ class Settings:
     retention_days: float = 7.0
     # The most events one resume replays; a client further behind is told to refetch (resync_required).
     resume_max_events: int = 10_000
+    # A process silent this long (SIGKILL, lost machine) is forgotten: its users go offline, its typing stops.
+    presence_timeout: float = 15.0
     # Browser origins allowed to open WebSockets, besides same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = ()
 
@@ -83,5 +85,6 @@ class Settings:
             ),
             retention_days=_number(env, "RETENTION_DAYS", cls.retention_days, minimum=1e-6),
             resume_max_events=_integer(env, "RESUME_MAX_EVENTS", cls.resume_max_events),
+            presence_timeout=_number(env, "PRESENCE_TIMEOUT", cls.presence_timeout, minimum=1.0),
             allowed_origins=origins,
         )

@@ -57,6 +57,8 @@ class Event:
     # A durable event's position in the event log: global, gap-free, in commit order (None if ephemeral
     # or not yet recorded). Clients see it only as the opaque `cursor`.
     pos: int | None = field(default=None, kw_only=True, compare=False)
+    # The process that published an ephemeral event (typing): it alone expires it, unless it dies.
+    origin: str | None = field(default=None, kw_only=True, compare=False)
 
     @property
     def cursor(self) -> str | None:
@@ -69,7 +71,7 @@ class Event:
 
     def payload(self) -> dict[str, Any]:
         """The event's data as JSON-ready snake_case values."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "pos"}
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in _META}
 
     def encode(self) -> str:
         return json.dumps(self._envelope(), separators=(",", ":"))
@@ -78,6 +80,8 @@ class Event:
         envelope: dict[str, Any] = {"type": self.type, "data": self.payload()}
         if self.pos is not None:
             envelope["pos"] = self.pos
+        if self.origin is not None:
+            envelope["origin"] = self.origin
         return envelope
 
 
@@ -228,11 +232,22 @@ def decode(raw: str) -> Event:
     """The inverse of `Event.encode` (used once per event per process)."""
     try:
         envelope = json.loads(raw)
+    except ValueError as exc:
+        raise EventDecodeError(f"expected an encoded event, got {raw[:200]!r}") from exc
+    return decode_envelope(envelope)
+
+
+def decode_envelope(envelope: Any) -> Event:
+    """An event from its parsed JSON envelope."""
+    try:
         cls = EVENT_TYPES[envelope["type"]]
         data = envelope["data"]
         pos = envelope.get("pos")
         if pos is not None and (not isinstance(pos, int) or isinstance(pos, bool)):
             raise TypeError("pos")
+        origin = envelope.get("origin")
+        if origin is not None and not isinstance(origin, str):
+            raise TypeError("origin")
         if cls is GlobalNotification:
             route = envelope["route"]
             return GlobalNotification(
@@ -241,11 +256,14 @@ def decode(raw: str) -> Event:
                 chat_id=_uuid_or_none(route.get("chat_id")),
                 exclude_user_id=_uuid_or_none(route.get("exclude_user_id")),
                 pos=pos,
+                origin=origin,
             )
         event: Event = _build(cls, data)
-        return dataclasses.replace(event, pos=pos) if pos is not None else event
+        if pos is not None or origin is not None:
+            event = dataclasses.replace(event, pos=pos, origin=origin)
+        return event
     except (KeyError, TypeError, ValueError) as exc:
-        raise EventDecodeError(f"expected an encoded event, got {raw[:200]!r}") from exc
+        raise EventDecodeError(f"expected an encoded event, got {str(envelope)[:200]!r}") from exc
 
 
 def _uuid_or_none(value: str | None) -> uuid.UUID | None:
@@ -264,6 +282,9 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+# Fields of the envelope, not of the payload.
+_META = frozenset({"pos", "origin"})
+
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
@@ -275,7 +296,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
     hints = _hints(cls)
-    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name != "pos"}
+    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name not in _META}
     return cls(**kwargs)
 
 
@@ -301,7 +322,7 @@ def payload_schema(cls: type) -> dict[str, Any]:
     """
     schema: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if f.name == "pos":
+        if f.name in _META:
             continue
         hint = _hints(cls)[f.name]
         schema[f.name] = _json_type(hint)

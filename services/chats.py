@@ -308,6 +308,6 @@ async def chat_status(rt: Runtime, *, actor: Actor) -> ChatStatus:
     for cid, uids in sorted(members.items()):
         online = tuple(sorted(u for u in uids if u != user_id and rt.is_online(u)))
         online_others.update(online)
-        typing = tuple(sorted(u for u in rt.typing.typing_in(cid) if u != user_id))
+        typing = tuple(sorted(u for u in rt.typing_in(cid) if u != user_id))
         chats.append(ChatPresence(chat_id=cid, online_user_ids=online, typing_user_ids=typing, users_count=len(uids)))
     return ChatStatus(chats=tuple(chats), total_online_users=len(online_others))

@@ -1,20 +1,24 @@
-"""The running backend: database, event bus, hub, typing state — built from settings, started by the app."""
+"""The running backend: database, event bus, hub, presence and typing — built from settings, started by the app."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import multiprocessing
+import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from config import Settings
+from config import ConfigError, Settings
 from models import Database
 from realtime.bus import EventBus
-from realtime.events import Event, UserStoppedTyping, decode
+from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
 from realtime.hub import Hub
+from realtime.presence import Presence
 from realtime.sequencer import FILL_BATCH, Sequencer
 from realtime.typing_state import TypingTracker
 from services import journal
@@ -24,32 +28,76 @@ log = logging.getLogger(__name__)
 # Retention runs every 10 minutes (the window is days: a purge a little late costs a little disk), or a
 # quarter of the window when it is shorter than that.
 RETENTION_INTERVAL_SECONDS = 600
+# Housekeeping: forget silent processes, and look for log entries whose publish was lost (a safety net
+# behind the sequencer's gap filling, for the last event before a quiet spell).
+MAINTENANCE_SECONDS = 1.0
+CATCH_UP_CHECK_SECONDS = 5.0
+# How long start-up waits for the broker before it reports not-ready and carries on connecting.
+BUS_START_WAIT_SECONDS = 3.0
+
+
+def uvicorn_workers() -> int:
+    """How many uvicorn worker processes this one is part of (1 outside `uvicorn --workers N`)."""
+    if multiprocessing.parent_process() is None:
+        return 1
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            args = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        args = []
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--workers" and i + 1 < len(args) else None
+        if arg.startswith("--workers="):
+            value = arg.split("=", 1)[1]
+        if value and value.isdigit():
+            return int(value)
+    env = os.environ.get("WEB_CONCURRENCY", "")
+    return int(env) if env.isdigit() else 1
 
 
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.process_id = uuid.uuid4().hex[:12]
         self.db = Database(settings.database_url)
         self.hub = Hub(outbox_max_events=settings.outbox_max_events, outbox_max_bytes=settings.outbox_max_bytes)
-        self.bus = EventBus(settings.broadcast_url, self._on_bus_message)
+        self.presence = Presence(self.process_id, timeout=settings.presence_timeout, send=self._send_control)
+        self.bus = EventBus(
+            settings.broadcast_url,
+            self._on_bus_message,
+            heartbeat=self.presence.heartbeat,
+            process_id=self.process_id,
+            on_connected=self._on_bus_connected,
+        )
         self.sequencer = Sequencer(self.hub.dispatch, self._fetch_log)
         self.typing = TypingTracker(settings.typing_ttl, self._typing_expired)
-        self._online: dict[uuid.UUID, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._chat_locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._started = False
 
     async def start(self) -> None:
+        if self.settings.broadcast_url.startswith("memory://") and uvicorn_workers() > 1:
+            raise ConfigError(
+                "BROADCAST_URL=memory:// connects the processes of one server only, but this is one of several "
+                "uvicorn workers: set BROADCAST_URL=redis://… (and a shared DATABASE_URL), or run one worker."
+            )
         if self.settings.dev_mode:
             log.warning(
                 "SECRET_KEY is not set: DEVELOPMENT MODE, tokens are signed with a public key. "
                 "Set SECRET_KEY before exposing this server."
             )
         await self.db.create_schema()
-        await self.bus.start()
-        # Subscribed first, then read the log's end: everything after it reaches this process by the bus
-        # or, if the bus loses it, by the sequencer filling the gap from the log.
+        # Everything after this position reaches this process by the bus, or by catch-up from the log when
+        # the bus connects (again).
         self.sequencer.last_pos = await journal.current_pos(self.db)
+        self._started = True
+        if not await self.bus.start(wait=BUS_START_WAIT_SECONDS):
+            log.warning(
+                "event bus %s unreachable: not ready; connecting in the background",
+                _safe_url(self.settings.broadcast_url),
+            )
         self.spawn(self._retention_loop())
+        self.spawn(self._maintenance_loop())
 
     async def stop(self) -> None:
         self.sequencer.stop()
@@ -58,32 +106,54 @@ class Runtime:
         await self.bus.stop()
         await self.db.dispose()
 
+    @property
+    def ready(self) -> bool:
+        return self.bus.connected
+
     # -- events -------------------------------------------------------------------------------------
 
-    async def publish(self, event: Event, raw: str | None = None) -> None:
-        """Publish an event whose data is committed (never raises)."""
-        await self.bus.publish(event, raw)
+    async def publish(self, event: Event) -> None:
+        """Publish an ephemeral event (never raises). This process's own connections get it at once."""
+        event = dataclasses.replace(event, origin=self.process_id)
+        raw = event.encode()
+        self._offer(event, raw)
+        await self.bus.publish_raw(raw)
 
     async def publish_recorded(self, recorded: journal.Recorded) -> None:
-        await self.bus.publish(recorded.event, recorded.raw)
+        """Publish a durable event whose data is committed (never raises). Local connections get it at once;
+        the bus's copy is then a duplicate the sequencer drops."""
+        self._offer(recorded.event, recorded.raw)
+        await self.bus.publish_raw(recorded.raw)
 
-    def _on_bus_message(self, raw: str) -> None:
-        self.sequencer.offer(decode(raw), raw)
+    def _offer(self, event: Event, raw: str) -> None:
+        if isinstance(event, UserTyping):
+            self.presence.typing_started(event.chat_id, event.user_id, event.origin)
+        elif isinstance(event, UserStoppedTyping):
+            self.presence.typing_stopped(event.chat_id, event.user_id)
+        self.sequencer.offer(event, raw)
+
+    def _on_bus_message(self, message: dict[str, Any], raw: str) -> None:
+        kind = message.get("type")
+        if isinstance(kind, str) and kind.startswith("_"):
+            self.presence.handle(message)
+            return
+        event = decode_envelope(message)
+        if event.pos is None and event.origin == self.process_id:
+            return  # our own ephemeral event, delivered locally when it was published
+        self._offer(event, raw)
+
+    def _send_control(self, message: dict[str, Any]) -> None:
+        self.bus.send_control(message)
+
+    async def _on_bus_connected(self) -> None:
+        self.presence.hello()
+        if self._started:
+            caught_up = await self.sequencer.catch_up()
+            if caught_up:
+                log.info("caught up %d events from the log", caught_up)
 
     async def _fetch_log(self, after: int, upto: int | None) -> list[str]:
         return await journal.fetch_range(self.db, after, upto, limit=FILL_BATCH)
-
-    async def _retention_loop(self) -> None:
-        """Purge log entries past retention; every process runs it, and running it twice is harmless."""
-        while True:
-            cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
-            try:
-                purged = await journal.purge_older_than(self.db, cutoff)
-                if purged:
-                    log.info("purged %d event log entries older than %s", purged, cutoff.isoformat())
-            except Exception:
-                log.warning("event log retention failed; will retry", exc_info=True)
-            await asyncio.sleep(min(RETENTION_INTERVAL_SECONDS, self.settings.retention_days * 86400 / 4))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a follow-up in the background, keeping a reference until it ends."""
@@ -99,6 +169,34 @@ class Runtime:
     def _typing_expired(self, chat_id: uuid.UUID, user_id: uuid.UUID) -> None:
         self.spawn(self.publish(UserStoppedTyping(chat_id=chat_id, user_id=user_id)))
 
+    async def _maintenance_loop(self) -> None:
+        since_check = 0.0
+        while True:
+            await asyncio.sleep(MAINTENANCE_SECONDS)
+            for chat_id, user_id in self.presence.expire():
+                # The process that started this typing is gone and will never stop it: stop it here, for
+                # this process's own connections (every process does the same for its own).
+                stop = UserStoppedTyping(chat_id=chat_id, user_id=user_id)
+                self.hub.dispatch(stop, stop.encode())
+            since_check += MAINTENANCE_SECONDS
+            if since_check >= CATCH_UP_CHECK_SECONDS:
+                since_check = 0.0
+                with contextlib.suppress(Exception):
+                    if await journal.current_pos(self.db) > self.sequencer.last_pos:
+                        await self.sequencer.catch_up()
+
+    async def _retention_loop(self) -> None:
+        """Purge log entries past retention; every process runs it, and running it twice is harmless."""
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
+            try:
+                purged = await journal.purge_older_than(self.db, cutoff)
+                if purged:
+                    log.info("purged %d event log entries older than %s", purged, cutoff.isoformat())
+            except Exception:
+                log.warning("event log retention failed; will retry", exc_info=True)
+            await asyncio.sleep(min(RETENTION_INTERVAL_SECONDS, self.settings.retention_days * 86400 / 4))
+
     @contextlib.asynccontextmanager
     async def chat_order(self, chat_id: uuid.UUID) -> AsyncIterator[None]:
         """Hold while committing and publishing a chat's durable event, so this process publishes a chat's
@@ -110,25 +208,31 @@ class Runtime:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and not lock._waiters:
+            if not lock.locked() and not lock._waiters:  # drop idle locks, keep the map small
                 self._chat_locks.pop(chat_id, None)
 
-    # -- presence -----------------------------------------------------------------------------------
+    # -- presence (global: every process's connections) ---------------------------------------------
 
     def mark_online(self, user_id: uuid.UUID) -> None:
-        self._online[user_id] = self._online.get(user_id, 0) + 1
+        self.presence.connected(user_id)
 
     def mark_offline(self, user_id: uuid.UUID) -> bool:
-        """True if that was the user's last open stream."""
-        count = self._online.get(user_id, 0) - 1
-        if count > 0:
-            self._online[user_id] = count
-            return False
-        self._online.pop(user_id, None)
-        return True
+        """True if that was the user's last open stream in this process."""
+        return self.presence.disconnected(user_id)
 
     def is_online(self, user_id: uuid.UUID) -> bool:
-        return user_id in self._online
+        return self.presence.is_online(user_id)
 
     def online_users(self) -> set[uuid.UUID]:
-        return set(self._online)
+        return self.presence.online_users()
+
+    def typing_in(self, chat_id: uuid.UUID) -> set[uuid.UUID]:
+        return self.presence.typing_in(chat_id)
+
+
+def _safe_url(url: str) -> str:
+    """A broker URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
