@@ -13,6 +13,7 @@ shared broker (`BROADCAST_URL=redis://…`) and database its notifications reach
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +24,7 @@ from services.auth import Actor
 from services.runtime import Runtime
 
 _SYSTEM = Actor.service()
+log = logging.getLogger(__name__)
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:
@@ -40,7 +42,10 @@ class WebsocketManager:
     async def connect(self, settings: Settings | None = None) -> AsyncIterator[WebsocketManager]:
         """Start a runtime of this process's own (for use outside the server) and bind to it."""
         runtime = Runtime(settings or Settings.from_env())
+        if runtime.settings.broadcast_url.startswith("memory://"):
+            log.warning("websocket_manager.connect() with BROADCAST_URL=memory:// reaches no server process")
         await runtime.start()
+        await runtime.presence_settled()
         self.bind(runtime)
         try:
             yield self

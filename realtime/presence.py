@@ -164,3 +164,7 @@ class Presence:
     @property
     def peers(self) -> int:
         return len(self._peers)
+
+    def settled(self) -> bool:
+        """Every process heard from so far has sent its full online set."""
+        return all(peer.version >= 0 for peer in self._peers.values())

@@ -18,7 +18,7 @@ from models import Database
 from realtime.bus import EventBus
 from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
 from realtime.hub import Hub
-from realtime.presence import Presence
+from realtime.presence import HEARTBEAT_SECONDS, Presence
 from realtime.sequencer import FILL_BATCH, Sequencer
 from realtime.typing_state import TypingTracker
 from services import journal
@@ -32,6 +32,8 @@ RETENTION_INTERVAL_SECONDS = 600
 # behind the sequencer's gap filling, for the last event before a quiet spell).
 MAINTENANCE_SECONDS = 1.0
 CATCH_UP_CHECK_SECONDS = 5.0
+# A script's runtime waits at most this long for the server processes' presence snapshots.
+PRESENCE_SETTLE_MAX_SECONDS = 5.0
 # How long start-up waits for the broker before it reports not-ready and carries on connecting.
 BUS_START_WAIT_SECONDS = 3.0
 
@@ -109,6 +111,14 @@ class Runtime:
     @property
     def ready(self) -> bool:
         return self.bus.connected
+
+    async def presence_settled(self) -> None:
+        """Wait until the other processes have announced who is online (for a process with no connections of
+        its own, such as a script using `websocket_manager`): two heartbeats, then every peer's snapshot."""
+        deadline = asyncio.get_running_loop().time() + PRESENCE_SETTLE_MAX_SECONDS
+        await asyncio.sleep(2 * HEARTBEAT_SECONDS)
+        while not self.presence.settled() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(HEARTBEAT_SECONDS / 5)
 
     # -- events -------------------------------------------------------------------------------------
 
