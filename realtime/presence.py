@@ -10,6 +10,7 @@ its users count as offline unless connected elsewhere, and the typing it started
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,8 @@ class Presence:
         self._peers: dict[str, _Peer] = {}
         # (chat, user) -> the process that started the typing (it will also stop it, unless it dies)
         self._typing: dict[tuple[uuid.UUID, uuid.UUID], str] = {}
+        # Set whenever a peer's snapshot arrives (see `settled`).
+        self.updated = asyncio.Event()
 
     # -- local truth --------------------------------------------------------------------------------
 
@@ -124,6 +127,7 @@ class Presence:
         if kind == "_presence_snapshot":
             peer.version = int(version) if isinstance(version, int) else -1
             peer.users = {uuid.UUID(u) for u in message.get("users", [])}
+            self.updated.set()
         elif kind == "_presence_delta":
             if version == peer.version + 1:
                 user = uuid.UUID(message["user"])

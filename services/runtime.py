@@ -115,10 +115,12 @@ class Runtime:
     async def presence_settled(self) -> None:
         """Wait until the other processes have announced who is online (for a process with no connections of
         its own, such as a script using `websocket_manager`): two heartbeats, then every peer's snapshot."""
-        deadline = asyncio.get_running_loop().time() + PRESENCE_SETTLE_MAX_SECONDS
         await asyncio.sleep(2 * HEARTBEAT_SECONDS)
-        while not self.presence.settled() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(HEARTBEAT_SECONDS / 5)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PRESENCE_SETTLE_MAX_SECONDS):
+                while not self.presence.settled():
+                    self.presence.updated.clear()
+                    await self.presence.updated.wait()
 
     # -- events -------------------------------------------------------------------------------------
 
