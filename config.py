@@ -51,6 +51,22 @@ class Settings:
     max_message_length: int = 10_000
     # GraphQL WebSocket subscriptions per connection (SPEC §8); one chatEvents stream is all a client needs.
     max_subscriptions_per_connection: int = 10
+    # Inbound WebSocket frame limit: 64 KiB holds the largest legal command (10,000 characters of content,
+    # up to 4 bytes each in UTF-8, JSON-escaped) with room to spare; Centrifugo's default too. Larger: close 1009.
+    max_frame_bytes: int = 64 * 1024
+    # Commands per connection: a token bucket refilled at `rate_limit_per_second` holding `rate_limit_burst`.
+    # A person types and reads far below 20 commands a second; a reconnecting client's burst fits in 40.
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 40
+    # Refused commands within 10 s after which the connection is closed (1008): sustained abuse, not a burst.
+    rate_limit_strikes: int = 100
+    # Open streams (legacy sockets + chatEvents subscriptions) of one user: phones, tabs and laptops, not a botnet.
+    max_connections_per_user: int = 20
+    # GraphQL documents: the deepest legitimate query (myChats -> lastMessage -> sender) is 4 levels; 10 leaves
+    # room for fragments. 2,000 tokens is several times GraphiQL's introspection query's need.
+    graphql_max_depth: int = 10
+    graphql_max_tokens: int = 2000
+    graphql_max_aliases: int = 15
     # How long durable events stay replayable for resuming clients (SPEC §9 retention window).
     retention_days: float = 7.0
     # The most events one resume replays; a client further behind is told to refetch (resync_required).
@@ -86,5 +102,13 @@ class Settings:
             retention_days=_number(env, "RETENTION_DAYS", cls.retention_days, minimum=1e-6),
             resume_max_events=_integer(env, "RESUME_MAX_EVENTS", cls.resume_max_events),
             presence_timeout=_number(env, "PRESENCE_TIMEOUT", cls.presence_timeout, minimum=1.0),
+            max_frame_bytes=_integer(env, "MAX_FRAME_BYTES", cls.max_frame_bytes, minimum=1024),
+            rate_limit_per_second=_number(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second, minimum=0.1),
+            rate_limit_burst=_integer(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),
+            rate_limit_strikes=_integer(env, "RATE_LIMIT_STRIKES", cls.rate_limit_strikes),
+            max_connections_per_user=_integer(env, "MAX_CONNECTIONS_PER_USER", cls.max_connections_per_user),
+            graphql_max_depth=_integer(env, "GRAPHQL_MAX_DEPTH", cls.graphql_max_depth),
+            graphql_max_tokens=_integer(env, "GRAPHQL_MAX_TOKENS", cls.graphql_max_tokens),
+            graphql_max_aliases=_integer(env, "GRAPHQL_MAX_ALIASES", cls.graphql_max_aliases),
             allowed_origins=origins,
         )
