@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
@@ -17,6 +18,7 @@ from config import Settings
 from legacy_ws import legacy_endpoint
 from resolvers import graphql_app
 from services.runtime import Runtime
+from websocket_guard import WebSocketGuard
 from websocket_manager import websocket_manager
 
 log = logging.getLogger("tailtrail")
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"ready": ready, "database": database, "broker": broker}, status_code=200 if ready else 503)
 
     app = Starlette(
+        middleware=[Middleware(WebSocketGuard, settings=settings)],
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),

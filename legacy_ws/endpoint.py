@@ -18,22 +18,23 @@ from typing import Any, ClassVar
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from legacy_ws import frames
+from legacy_ws.origins import origin_allowed
 from realtime.outbox import OutboxClosed
+from realtime.ratelimit import RateLimiter
 from services import activity, chats, messages
 from services.auth import Actor, authenticate, token_from
-from services.errors import BadRequest, DomainError, Unauthenticated
+from services.errors import BadRequest, DomainError, Forbidden, RateLimited, Unauthenticated
 from services.runtime import Runtime
 from services.streams import Stream, open_stream
 
 log = logging.getLogger(__name__)
 
-# Close codes (RFC 6455): policy violation (bad or foreign token), message too big, try again later.
+# Close codes (RFC 6455): policy violation (bad or foreign token, sustained rate abuse, disallowed origin,
+# too many connections), try again later (slow consumer). Oversized frames close with 1009 in websocket_guard.
 CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
-# Inbound frame limit: 64 KiB holds the largest legal command (10,000 characters of content, each up to
-# 4 bytes of UTF-8, JSON-escaped) with room to spare; Centrifugo uses the same default.
-MAX_FRAME_BYTES = 64 * 1024
+# A close handshake with a client that stopped reading cannot complete; give up on it after this long.
+CLOSE_TIMEOUT_SECONDS = 5.0
 
 Handler = Callable[["LegacySession", dict[str, Any]], Awaitable[None]]
 
@@ -65,6 +66,11 @@ class LegacySession:
         self.actor = actor
         self.stream = stream
         self.conn = stream.conn
+        self.limiter = RateLimiter(
+            per_second=rt.settings.rate_limit_per_second,
+            burst=rt.settings.rate_limit_burst,
+            strikes=rt.settings.rate_limit_strikes,
+        )
 
     # -- commands: one handler per type ------------------------------------------------------------
 
@@ -136,17 +142,16 @@ class LegacySession:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if not self.limiter.allow():
+                if self.limiter.abusive:
+                    await self.close(CLOSE_POLICY, "rate limit exceeded")
+                    return
+                self.conn.reply(frames.error_frame("RATE_LIMITED", "too many commands: slow down"))
+                continue
             text = message.get("text")
             if text is None:
-                raw = message.get("bytes") or b""
-                if len(raw) > MAX_FRAME_BYTES:
-                    await self.close(CLOSE_TOO_BIG, "frame too large")
-                    return
                 self.conn.reply(frames.error_frame("BAD_REQUEST", "expected a JSON text frame"))
                 continue
-            if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
-                await self.close(CLOSE_TOO_BIG, "frame too large")
-                return
             await self.dispatch(text)
 
     async def dispatch(self, text: str) -> None:
@@ -188,7 +193,7 @@ class LegacySession:
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await self.websocket.close(code, reason)
+                await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
 
 
 async def legacy_endpoint(websocket: WebSocket) -> None:
@@ -200,28 +205,42 @@ async def legacy_endpoint(websocket: WebSocket) -> None:
     # and SPEC §4 promises 1008 (PITFALLS).
     await websocket.accept()
     try:
+        if not origin_allowed(websocket.headers, rt.settings.allowed_origins):
+            raise Forbidden("this origin may not open WebSockets here")
         actor = authenticate(token, key=rt.settings.signing_key)
         if actor.user_id is None or str(actor.user_id) != str(_path_user(websocket)):
             raise Unauthenticated("the token's user does not match the URL")
-    except Unauthenticated as exc:
+    except (Unauthenticated, Forbidden) as exc:
         await websocket.close(CLOSE_POLICY, exc.message)
         return
 
     cursor = websocket.query_params.get("cursor")
-    async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor) as stream:
-        conn = stream.conn
-        session = LegacySession(rt, websocket, actor, stream)
-        reader = asyncio.create_task(session.read(), name=f"{conn.id}-read")
-        writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
-        try:
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (reader, writer):
-                task.cancel()
-            results = await asyncio.gather(reader, writer, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception) and not isinstance(result, (WebSocketDisconnect, asyncio.CancelledError)):
-                log.warning("legacy connection %s ended with %r", conn.id, result)
+    try:
+        async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor) as stream:
+            await _serve(rt, websocket, actor, stream)
+    except RateLimited as exc:  # too many connections of this user
+        await websocket.close(CLOSE_POLICY, exc.message)
+
+
+async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream) -> None:
+    conn = stream.conn
+    session = LegacySession(rt, websocket, actor, stream)
+    reader = asyncio.create_task(session.read(), name=f"{conn.id}-read")
+    writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
+    # A client that stopped reading leaves the writer stuck in a send: on overflow, stop waiting for it.
+    conn.on_overflow = writer.cancel
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        results = await asyncio.gather(reader, writer, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception) and not isinstance(result, (WebSocketDisconnect, asyncio.CancelledError)):
+            log.warning("legacy connection %s ended with %r", conn.id, result)
+    if conn.outbox.closed_reason == "overflow":
+        await session.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
+    else:
         await session.close(1000, "")
 
 

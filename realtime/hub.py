@@ -51,6 +51,9 @@ class Connection:
         self.chats: set[uuid.UUID] = set()
         # ...except those this connection paused (legacy `leave_chat`); membership is unchanged.
         self.paused: set[uuid.UUID] = set()
+        # Called once when the outbox overflows: the adapter closes the socket (1013) even if its writer is
+        # stuck sending to a client that stopped reading.
+        self.on_overflow: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id}>"
@@ -163,6 +166,9 @@ class Hub:
             elif conn.outbox.closed_reason == "overflow":
                 self.overflows += 1
                 log.warning("closing slow consumer %s: outbox full", conn.id)
+                if conn.on_overflow is not None:
+                    callback, conn.on_overflow = conn.on_overflow, None
+                    callback()
             else:
                 self.dropped += 1
 

@@ -8,6 +8,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types.unset import UnsetType
 
+from config import Settings
 from resolvers.context import Context
 from resolvers.errors import CodedErrors
 from resolvers.mutation import Mutation
@@ -17,11 +18,6 @@ from services.auth import authenticate, token_from, token_from_connection_params
 from services.errors import Unauthenticated
 from services.runtime import Runtime
 
-# Document limits (SPEC §8): the deepest legitimate query (myChats → lastMessage → sender) is 4 levels;
-# 10 leaves room for fragments. 2,000 tokens is several times GraphiQL's introspection query's need.
-MAX_DEPTH = 10
-MAX_TOKENS = 2000
-MAX_ALIASES = 15
 # A client has this long after connecting to send connection_init (graphql-transport-ws only).
 CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
 
@@ -31,16 +27,18 @@ class Schema(strawberry.Schema):
         """Client mistakes are not server errors: log only the unexpected ones (CodedErrors logs those)."""
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    """The schema, with the document limits of `settings` (SPEC §8; defaults and reasons in config.py)."""
+    limits = settings or Settings()
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
             CodedErrors,
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: QueryDepthLimiter(max_depth=limits.graphql_max_depth),
+            lambda: MaxTokensLimiter(max_token_count=limits.graphql_max_tokens),
+            lambda: MaxAliasesLimiter(max_alias_count=limits.graphql_max_aliases),
         ],
     )
 
@@ -76,4 +74,4 @@ class GraphQLApp(GraphQL[Context, None]):
 
 
 def graphql_app(rt: Runtime) -> GraphQLApp:
-    return GraphQLApp(rt, build_schema())
+    return GraphQLApp(rt, build_schema(rt.settings))

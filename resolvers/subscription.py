@@ -1,5 +1,8 @@
 """Subscription.chatEvents: every event of every chat of the user, and their notifications, in one stream."""
 
+import asyncio
+import contextlib
+import functools
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
@@ -15,6 +18,8 @@ Info = strawberry.Info[Context, None]
 
 # WebSocket close code for a consumer too slow to keep up: "try again later" (RFC 6455 1013).
 CLOSE_TRY_AGAIN_LATER = 1013
+# A close handshake with a client that stopped reading cannot complete; give up on it after this long.
+CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 @strawberry.type
@@ -34,6 +39,9 @@ class Subscription:
         ctx = info.context
         rt = ctx.rt
         async with open_stream(rt, actor=ctx.actor, kind="graphql", cursor=after) as stream:
+            if isinstance(ctx.request, WebSocket):
+                # A client that stopped reading leaves Strawberry stuck in a send: close the socket from here.
+                stream.conn.on_overflow = functools.partial(rt.spawn, _close_slow(ctx.request))
             while True:
                 try:
                     delivery = await stream.next()
@@ -44,6 +52,11 @@ class Subscription:
                 if isinstance(delivery, str):  # replies exist only on the legacy protocol
                     continue
                 yield delivery.encoded("graphql", lambda e: _convert(e, rt))
+
+
+async def _close_slow(websocket: WebSocket) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(CLOSE_TRY_AGAIN_LATER), CLOSE_TIMEOUT_SECONDS)
 
 
 def _convert(event: Any, rt: Any) -> Any:

@@ -1,0 +1,42 @@
+"""Per-connection command rate limiting: a token bucket, plus a count of refusals for sustained abuse."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+# Refusals are counted over this window: a burst that is refused a few times is a burst, a client refused
+# `strikes` times within it is abusing the server.
+STRIKE_WINDOW_SECONDS = 10.0
+
+
+class RateLimiter:
+    def __init__(self, *, per_second: float, burst: int, strikes: int) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self.strikes = strikes
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self._refusals: deque[float] = deque()
+
+    def allow(self) -> bool:
+        """Take a token for one command; False if the bucket is empty (the command is refused)."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.per_second)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self._refusals.append(now)
+        while self._refusals and self._refusals[0] < now - STRIKE_WINDOW_SECONDS:
+            self._refusals.popleft()
+        return False
+
+    @property
+    def abusive(self) -> bool:
+        """Refused `strikes` times within the window: close the connection."""
+        return len(self._refusals) >= self.strikes
+
+    def wait_time(self) -> float:
+        """Seconds until the next token (for pacing instead of refusing)."""
+        return max(0.0, (1.0 - self._tokens) / self.per_second)
