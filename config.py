@@ -62,7 +62,8 @@ class Settings:
     rate_limit_strikes: int = 100
     # Open streams (legacy sockets + chatEvents subscriptions) of one user: phones, tabs and laptops, not a botnet.
     max_connections_per_user: int = 20
-    # GraphQL documents: the deepest legitimate query (myChats -> lastMessage -> sender) is 4 levels; 10 leaves
+    # GraphQL documents: the deepest legitimate query (myChats -> lastMessage -> sender -> id) has depth 3 (the
+    # root field is 0); 10 leaves
     # room for fragments. 2,000 tokens is several times GraphiQL's introspection query's need.
     graphql_max_depth: int = 10
     graphql_max_tokens: int = 2000

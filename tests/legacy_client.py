@@ -50,15 +50,26 @@ class LegacyClient:
         )
 
     async def next(self, type_: str | None = None, *, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
+        """The next frame (of `type_`, skipping others); fails at once when the server has closed and no frame
+        is left."""
         deadline = time.monotonic() + timeout
         while True:
+            if self.frames.empty() and self.closed.is_set():
+                raise AssertionError(f"no {type_ or 'frame'}: the server closed the connection ({self.close_code})")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"no {type_ or 'frame'} within {timeout}s")
+            getter = asyncio.ensure_future(self.frames.get())
+            closer = asyncio.ensure_future(self.closed.wait())
             try:
-                frame = await asyncio.wait_for(self.frames.get(), remaining)
-            except TimeoutError:
-                raise AssertionError(f"no {type_ or 'frame'} within {timeout}s (closed={self.close_code})") from None
+                await asyncio.wait({getter, closer}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closer.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if not getter.done() or getter.cancelled():
+                continue
+            frame = getter.result()
             if type_ is None or frame["type"] == type_:
                 return frame
 
