@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 import uuid
 from collections.abc import Sequence
@@ -17,9 +18,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cli.py", description="TailTrail Realtime")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the server (uvicorn app:app)")
+    serve = commands.add_parser("serve", help="run the server (uvicorn app:app, with the socket limits of SECURITY.md)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="processes (needs BROADCAST_URL=redis://…)")
     serve.add_argument("--demo", action="store_true", help="seed demo users and chats and print their tokens")
 
     commands.add_parser("seed-demo", help="create the demo users and chats")
@@ -43,17 +45,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(seed_demo(settings))
     elif args.command == "serve":
-        import uvicorn
-
         if args.demo:
             from demo import connection_help, seed_demo
 
             asyncio.run(seed_demo(settings))
             print(connection_help(settings, host=args.host, port=args.port), flush=True)
-        uvicorn.run(
-            "app:app", host=args.host, port=args.port, ws_per_message_deflate=False, timeout_graceful_shutdown=10
-        )
+        serve_app(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
+
+
+def listening_socket(settings: Settings, *, host: str, port: int) -> socket.socket:
+    """The server's socket, bound here so accepted connections inherit a capped kernel send buffer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_app(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
+    import uvicorn
+
+    sock = listening_socket(settings, host=host, port=port)
+    print(f"serving on http://{host}:{port}", flush=True)
+    uvicorn.run(
+        "app:app",
+        fd=sock.fileno(),
+        workers=workers,
+        # Per-message deflate costs ~300 KiB per connection when a client offers it (PITFALLS); chat frames
+        # are small. Off, deliberately.
+        ws_per_message_deflate=False,
+        # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.
+        ws_max_size=settings.max_frame_bytes + 1,
+        timeout_graceful_shutdown=10,
+    )
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ class Settings:
     rate_limit_burst: int = 40
     # Refused commands within 10 s after which the connection is closed (1008): sustained abuse, not a burst.
     rate_limit_strikes: int = 100
+    # Kernel send buffer of each client socket (set on the listening socket by `cli.py serve`): Linux would
+    # otherwise let a client that stops reading park up to tcp_wmem's maximum (4 MiB here) in the kernel before
+    # the server notices. 64 KiB (the kernel doubles it) still fills a 100 ms path at over 1 MB/s.
+    socket_send_buffer: int = 64 * 1024
     # Open streams (legacy sockets + chatEvents subscriptions) of one user: phones, tabs and laptops, not a botnet.
     max_connections_per_user: int = 20
     # GraphQL documents: the deepest legitimate query (myChats -> lastMessage -> sender -> id) has depth 3 (the
@@ -107,6 +111,7 @@ class Settings:
             rate_limit_per_second=_number(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second, minimum=0.1),
             rate_limit_burst=_integer(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),
             rate_limit_strikes=_integer(env, "RATE_LIMIT_STRIKES", cls.rate_limit_strikes),
+            socket_send_buffer=_integer(env, "SOCKET_SEND_BUFFER", cls.socket_send_buffer, minimum=4096),
             max_connections_per_user=_integer(env, "MAX_CONNECTIONS_PER_USER", cls.max_connections_per_user),
             graphql_max_depth=_integer(env, "GRAPHQL_MAX_DEPTH", cls.graphql_max_depth),
             graphql_max_tokens=_integer(env, "GRAPHQL_MAX_TOKENS", cls.graphql_max_tokens),

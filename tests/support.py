@@ -40,7 +40,8 @@ def free_port() -> int:
 class Server:
     """`uvicorn app:app` in a subprocess, on a free port, with the given environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, cli: bool = False) -> None:
+        self.cli = cli  # start with `python cli.py serve` (socket limits) instead of `uvicorn app:app`
         self.port = free_port()
         self.env = {**os.environ, "SECRET_KEY": SECRET, **env}
         self.log_path = log_path
@@ -56,21 +57,11 @@ class Server:
 
     def start(self) -> Server:
         log = self.log_path.open("ab")
+        uvicorn = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(self.port)]
+        uvicorn += ["--ws-per-message-deflate", "false", "--timeout-graceful-shutdown", "5"]
+        cli = [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--ws-per-message-deflate",
-                "false",
-                "--timeout-graceful-shutdown",
-                "5",
-            ],
+            cli if self.cli else uvicorn,
             cwd=ROOT,
             env=self.env,
             stdout=log,
