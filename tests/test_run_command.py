@@ -132,14 +132,20 @@ def test_serve_help_lists_the_port_option() -> None:
 
 
 def test_serve_listens_on_port_8000_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The argparse default, read by running the CLI with uvicorn.run recording its arguments."""
+    """The argparse default, read by running the CLI with socket binding and uvicorn.run recorded."""
     import uvicorn
 
     import cli
 
+    bound: list[tuple[str, int]] = []
     calls: list[dict[str, Any]] = []
+
+    def fake_socket(settings: Any, *, host: str, port: int) -> Any:
+        bound.append((host, port))
+        return type("Sock", (), {"fileno": lambda self: 99})()
+
+    monkeypatch.setattr(cli, "listening_socket", fake_socket)
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append({"args": args, **kwargs}))
     assert cli.main(["serve"]) == 0
-    assert len(calls) == 1
-    assert calls[0]["port"] == 8000
-    assert calls[0]["host"] == "127.0.0.1"
+    assert bound == [("127.0.0.1", 8000)]
+    assert len(calls) == 1 and calls[0]["fd"] == 99 and calls[0]["args"] == ("app:app",)
