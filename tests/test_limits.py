@@ -21,12 +21,15 @@ FRAME_LIMIT = 64 * 1024
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with the default limits, except two connections per user (so that limit is quick to reach)."""
+    """A server with the default limits, except two connections per user and one subscription per socket (so
+    those limits are quick to reach)."""
     root = tmp_path_factory.mktemp("limited")
-    server = Server(
-        {"DATABASE_URL": f"sqlite+aiosqlite:///{root / 'limits.db'}", "MAX_CONNECTIONS_PER_USER": "2"},
-        root / "server.log",
-    ).start()
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{root / 'limits.db'}",
+        "MAX_CONNECTIONS_PER_USER": "2",
+        "MAX_SUBSCRIPTIONS_PER_CONNECTION": "1",
+    }
+    server = Server(env, root / "server.log").start()
     yield server
     server.stop()
 
@@ -143,6 +146,23 @@ async def test_connections_per_user_are_limited(lapi: Api) -> None:
     await second.close()
 
 
+async def test_subscriptions_per_socket_are_limited(lapi: Api) -> None:
+    alice = await lapi.new_user("alice")
+    async with websockets.connect(f"{lapi.server.ws_url}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"token": alice.token}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))["type"] == "connection_ack"
+        subscribe = {"type": "subscribe", "payload": {"query": "subscription { chatEvents { __typename } }"}}
+        await ws.send(json.dumps({"id": "1", **subscribe}))
+        await ws.send(json.dumps({"id": "2", **subscribe}))
+        refused = json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))
+        assert refused["id"] == "2" and refused["type"] == "error"
+        assert refused["payload"][0]["message"] == "Subscription limit reached"
+        # the first subscription is still live on the same socket
+        await lapi.notify_user(alice.id, {"still": "here"})
+        event = json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))
+        assert event["id"] == "1" and event["type"] == "next"
+
+
 @pytest.mark.parametrize(
     ("query", "words"),
     [
@@ -199,8 +219,8 @@ async def test_legacy_websocket_origins(lapi: Api, origin: str | None, allowed: 
         headers["Origin"] = origin
     url = f"{lapi.server.ws_url}/websocket/ws/{alice.id}?token={alice.token}"
     async with websockets.connect(url, additional_headers=headers) as ws:
-        await ws.send(json.dumps({"type": "get_chat_status", "data": {}}))
         if allowed:
+            await ws.send(json.dumps({"type": "get_chat_status", "data": {}}))
             assert json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))["type"] == "chat_status"
         else:
             assert await _close_code(ws) == 1008
