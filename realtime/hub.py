@@ -116,13 +116,6 @@ class Hub:
     def connections_of(self, user_id: uuid.UUID) -> set[Connection]:
         return self._by_user.get(user_id, set())
 
-    def local_users(self) -> set[uuid.UUID]:
-        return set(self._by_user)
-
-    @property
-    def connection_count(self) -> int:
-        return sum(len(c) for c in self._by_user.values())
-
     @staticmethod
     def _discard(index: dict[uuid.UUID, set[Connection]], key: uuid.UUID, conn: Connection) -> bool:
         conns = index.get(key)

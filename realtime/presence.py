@@ -75,9 +75,6 @@ class Presence:
             }
         )
 
-    def is_local(self, user_id: uuid.UUID) -> bool:
-        return user_id in self._local
-
     # -- the global view ----------------------------------------------------------------------------
 
     def is_online(self, user_id: uuid.UUID) -> bool:
@@ -164,10 +161,6 @@ class Presence:
         for key in orphaned:
             del self._typing[key]
         return orphaned
-
-    @property
-    def peers(self) -> int:
-        return len(self._peers)
 
     def settled(self) -> bool:
         """Every process heard from so far has sent its full online set."""

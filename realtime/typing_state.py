@@ -55,9 +55,6 @@ class TypingTracker:
             self.stop(chat_id, user_id)
         return stopped
 
-    def typing_in(self, chat_id: uuid.UUID) -> set[uuid.UUID]:
-        return {uid for (cid, uid) in self._entries if cid == chat_id}
-
     def _expire(self, key: Key) -> None:
         if self._entries.pop(key, None) is not None:
             self._on_expire(*key)

@@ -75,11 +75,6 @@ async def current_pos(db: Database) -> int:
         return int((await session.execute(select(LogState.last_pos).where(LogState.id == 1))).scalar_one())
 
 
-async def floor_pos(db: Database) -> int:
-    async with db.read() as session:
-        return int((await session.execute(select(LogState.floor_pos).where(LogState.id == 1))).scalar_one())
-
-
 async def fetch_range(db: Database, after: int, upto: int | None = None, *, limit: int = 10_000) -> list[str]:
     """The recorded events after `after` (up to `upto`), in log order, as published."""
     query = select(EventLog.payload).where(EventLog.pos > after).order_by(EventLog.pos).limit(limit)
