@@ -16,6 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
 import websockets
 
 from tests.legacy_client import LegacyClient
@@ -25,6 +26,8 @@ EVENTS = int(os.environ.get("SLOW_CONSUMER_EVENTS", "3000"))
 BASELINE_EVENTS = 1000
 # Sent at a steady rate the server sustains with room to spare, so latency is delivery, not queueing.
 RATE = 50
+# Both runs at RATE, with room for start-up and the close: the full run takes about four minutes.
+pytestmark = pytest.mark.timeout(int(120 + 1.5 * (EVENTS + BASELINE_EVENTS) / RATE))
 OUTBOX_MAX_BYTES = 1024 * 1024
 # What one stalled connection may cost before it is closed: its outbox (OUTBOX_MAX_BYTES) plus the socket's
 # write buffer, with room for the allocator's slack (the figure SECURITY.md documents).
