@@ -41,15 +41,7 @@ class WebSocketGuard:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
-        limiter = (
-            RateLimiter(
-                per_second=self.settings.rate_limit_per_second,
-                burst=self.settings.rate_limit_burst,
-                strikes=self.settings.rate_limit_strikes,
-            )
-            if scope.get("path") in self.paced_paths
-            else None
-        )
+        limiter = RateLimiter.for_connection(self.settings) if scope.get("path") in self.paced_paths else None
         closed = False
 
         async def guarded_receive() -> Message:

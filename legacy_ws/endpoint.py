@@ -66,11 +66,7 @@ class LegacySession:
         self.actor = actor
         self.stream = stream
         self.conn = stream.conn
-        self.limiter = RateLimiter(
-            per_second=rt.settings.rate_limit_per_second,
-            burst=rt.settings.rate_limit_burst,
-            strikes=rt.settings.rate_limit_strikes,
-        )
+        self.limiter = RateLimiter.for_connection(rt.settings)
 
     # -- commands: one handler per type ------------------------------------------------------------
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from config import Settings
+
 # Refusals are counted over this window: a burst that is refused a few times is a burst, a client refused
 # `strikes` times within it is abusing the server.
 STRIKE_WINDOW_SECONDS = 10.0
 
 
 class RateLimiter:
+    @classmethod
+    def for_connection(cls, settings: Settings) -> RateLimiter:
+        """The limiter of one WebSocket connection, from RATE_LIMIT_PER_SECOND / _BURST / _STRIKES."""
+        return cls(
+            per_second=settings.rate_limit_per_second,
+            burst=settings.rate_limit_burst,
+            strikes=settings.rate_limit_strikes,
+        )
+
     def __init__(self, *, per_second: float, burst: int, strikes: int) -> None:
         self.per_second = per_second
         self.burst = burst
