@@ -1,6 +1,9 @@
 """ASGI middleware that guards every WebSocket of the app before any protocol code sees a frame.
 
 - Inbound frames larger than `max_frame_bytes` close the socket with 1009 (message too big).
+- On the GraphQL socket, a message that is not a protocol message at all (not a JSON object, a non-string `id`
+  or `type`, a `payload` that is not an object) closes with 4400 before Strawberry's handler sees it: that
+  handler crashes on such input instead of closing (found by tests/test_fuzz.py).
 - On the GraphQL socket, inbound messages are paced by a per-connection token bucket: a client sending faster
   than the limit is slowed down (its messages wait; none is dropped), and one that keeps pushing for long
   enough to be refused `rate_limit_strikes` times is closed with 1008. The legacy endpoint answers each
@@ -10,17 +13,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings
 from realtime.ratelimit import RateLimiter
+from resolvers.limits import request_shape_error
 
 log = logging.getLogger(__name__)
 
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_BAD_MESSAGE = 4400  # graphql-transport-ws: "invalid message"
 
 
 def frame_size(message: Message) -> int:
@@ -43,6 +49,12 @@ class WebSocketGuard:
             return
         limiter = RateLimiter.for_connection(self.settings) if scope.get("path") in self.paced_paths else None
         closed = False
+        graphql = scope.get("path") in self.paced_paths
+
+        async def guarded_send(message: Message) -> None:
+            if closed and message["type"] == "websocket.send":
+                return  # the guard closed this socket: what the app still sends has nowhere to go
+            await send(message)
 
         async def guarded_receive() -> Message:
             nonlocal closed
@@ -53,6 +65,8 @@ class WebSocketGuard:
                 return message
             if frame_size(message) > self.settings.max_frame_bytes:
                 return await close(CLOSE_TOO_BIG, "frame too large")
+            if graphql and not is_protocol_message(message):
+                return await close(CLOSE_BAD_MESSAGE, "invalid message")
             if limiter is not None and not limiter.allow():
                 if limiter.abusive:
                     return await close(CLOSE_POLICY, "rate limit exceeded")
@@ -69,4 +83,26 @@ class WebSocketGuard:
                 pass
             return {"type": "websocket.disconnect", "code": code}
 
-        await self.app(scope, guarded_receive, send)
+        await self.app(scope, guarded_receive, guarded_send)
+
+
+def is_protocol_message(message: Message) -> bool:
+    """A graphql-transport-ws / graphql-ws message shape: a JSON object with a string `type`, an optional
+    string `id` and an optional object (or null) `payload`. Anything finer is the protocol handler's job."""
+    text = message.get("text")
+    if text is None:
+        return False
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str) or len(data["type"]) > 64:
+        return False
+    if "id" in data and not isinstance(data["id"], str):
+        return False
+    payload = data.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        return False
+    if data["type"] in ("subscribe", "start"):  # an operation: graphql-transport-ws / graphql-ws
+        return request_shape_error(payload) is None
+    return True

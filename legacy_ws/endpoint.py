@@ -107,17 +107,26 @@ class LegacySession:
         await activity.set_chat_stream(self.rt, actor=self.actor, conn=self.conn, chat_id=_chat_id(data), open=False)
 
     async def handle_get_messages(self, data: dict[str, Any]) -> None:
-        """History (additive command): `{chat_id, before?, after?, limit?}` -> reply `messages`."""
+        """History (additive command): `{chat_id, before?, after?, limit?}` -> reply `messages`.
+
+        A reply never exceeds half the outbox: a page of long messages is cut short (the newest kept when
+        paging back, the oldest when paging forward) and the client asks for the rest."""
         chat_id = _chat_id(data)
+        after = _field(data, "after", int, required=False)
+        limit = _field(data, "limit", int, required=False)
         page = await messages.list_messages(
             self.rt,
             actor=self.actor,
             chat_id=chat_id,
             before=_field(data, "before", int, required=False),
-            after=_field(data, "after", int, required=False),
-            limit=_field(data, "limit", int, required=False) or messages.DEFAULT_PAGE,
+            after=after,
+            limit=messages.DEFAULT_PAGE if limit is None else limit,
         )
-        self.conn.reply(frames.messages_frame(chat_id, page))
+        self.conn.reply(
+            frames.messages_frame(
+                chat_id, page, max_bytes=self.rt.settings.outbox_max_bytes // 2, keep_newest=after is None
+            )
+        )
 
     HANDLERS: ClassVar[dict[str, Handler]] = {
         "get_my_chats": handle_get_my_chats,
@@ -154,7 +163,7 @@ class LegacySession:
         try:
             try:
                 frame = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
                 raise BadRequest("expected a JSON object") from None
             if not isinstance(frame, dict):
                 raise BadRequest("expected a JSON object")
@@ -164,7 +173,8 @@ class LegacySession:
                 raise BadRequest("type: expected a string")
             handler = self.HANDLERS.get(kind)
             if handler is None:
-                raise BadRequest(f"unknown type {kind[:64]!r}", details={"type": kind[:64]})
+                shown = kind[:64].encode("utf-8", "replace").decode("utf-8")  # lone surrogates cannot be sent
+                raise BadRequest(f"unknown type {shown!r}", details={"type": shown})
             if not isinstance(data, dict):
                 raise BadRequest("data: expected an object")
             await handler(self, data)

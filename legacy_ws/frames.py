@@ -156,6 +156,13 @@ def chat_status_frame(status: views.ChatStatus) -> str:
     )
 
 
-def messages_frame(chat_id: Any, page: list[events.MessageData]) -> str:
-    """Reply to `get_messages` (new, additive): a page of history, ascending by seq."""
-    return encode({"type": "messages", "data": {"chat_id": str(chat_id), "messages": [message_data(m) for m in page]}})
+def messages_frame(chat_id: Any, page: list[events.MessageData], *, max_bytes: int, keep_newest: bool) -> str:
+    """Reply to `get_messages` (new, additive): a page of history, ascending by seq, at most `max_bytes` long
+    (cut at the oldest messages when `keep_newest`, else at the newest; always at least one message)."""
+    items = [message_data(m) for m in page]
+    sizes = [len(json.dumps(item, ensure_ascii=False).encode()) + 1 for item in items]
+    total = sum(sizes)
+    while len(items) > 1 and total > max_bytes:
+        total -= sizes.pop(0 if keep_newest else -1)
+        items.pop(0 if keep_newest else -1)
+    return encode({"type": "messages", "data": {"chat_id": str(chat_id), "messages": items}})

@@ -3,14 +3,16 @@
 from datetime import timedelta
 
 import strawberry
+from starlette.exceptions import HTTPException
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter
 from strawberry.types.unset import UnsetType
 
 from config import Settings
 from resolvers.context import Context
 from resolvers.errors import CodedErrors
+from resolvers.limits import depth_limit
 from resolvers.mutation import Mutation
 from resolvers.query import Query
 from resolvers.subscription import Subscription
@@ -36,7 +38,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         subscription=Subscription,
         extensions=[
             CodedErrors,
-            lambda: QueryDepthLimiter(max_depth=limits.graphql_max_depth),
+            lambda: AddValidationRules([depth_limit(limits.graphql_max_depth)]),
             lambda: MaxTokensLimiter(max_token_count=limits.graphql_max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=limits.graphql_max_aliases),
         ],
@@ -56,6 +58,13 @@ class GraphQLApp(GraphQL[Context, None]):
             allowed_origins=rt.settings.allowed_origins,
         )
         self.rt = rt
+
+    async def parse_http_body(self, request_adapter):  # type: ignore[no-untyped-def]
+        """Refuse a body that is not a GraphQL request with 400, before Strawberry trips over it."""
+        try:
+            return await super().parse_http_body(request_adapter)
+        except (AttributeError, TypeError, RecursionError):  # a JSON string, number or list; too deep to parse
+            raise HTTPException(400, "expected a JSON object") from None
 
     async def get_context(self, request, response=None) -> Context:  # type: ignore[no-untyped-def,override]
         return Context(rt=self.rt, request=request, response=response)

@@ -37,6 +37,9 @@ class CodedErrors(MaskErrors):
                 return error
             extensions["code"] = "BAD_REQUEST"
             return self._with(error, error.message, extensions)
+        if _from_strawberry(original):
+            # Strawberry's own request errors (no query, unknown operationName, …) are the client's mistake.
+            return self._with(error, error.message, {"code": "BAD_REQUEST"})
         log.error("unexpected error in a resolver", exc_info=original)
         return self._with(error, "internal error", {"code": "INTERNAL"})
 
@@ -51,3 +54,12 @@ class CodedErrors(MaskErrors):
             original_error=None,
             extensions=extensions,
         )
+
+
+def _from_strawberry(error: BaseException) -> bool:
+    """Raised by Strawberry about the request itself (no query, an operationName the document lacks, …)."""
+    for candidate in (error, error.__cause__):
+        module = type(candidate).__module__ if candidate is not None else ""
+        if module.startswith("strawberry.exceptions") or module == "strawberry.schema.exceptions":
+            return True
+    return False

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
@@ -41,7 +40,8 @@ class Subscription:
         async with open_stream(rt, actor=ctx.actor, kind="graphql", cursor=after) as stream:
             if isinstance(ctx.request, WebSocket):
                 # A client that stopped reading leaves Strawberry stuck in a send: close the socket from here.
-                stream.conn.on_overflow = functools.partial(rt.spawn, _close_slow(ctx.request))
+                websocket = ctx.request
+                stream.conn.on_overflow = lambda: rt.spawn(_close_slow(websocket))
             while True:
                 try:
                     delivery = await stream.next()

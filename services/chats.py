@@ -17,6 +17,7 @@ from services.auth import Actor, require_user
 from services.errors import BadRequest, Forbidden, NotFound
 from services.runtime import Runtime
 from services.users import user_view
+from services.validation import valid_text
 from services.views import ChatPresence, ChatStatus, ChatView, UserView
 
 MAX_CHAT_NAME_LENGTH = 200
@@ -73,6 +74,8 @@ async def create_chat(
         raise BadRequest(f"memberIds: at most {MAX_CHAT_MEMBERS} members")
     if name is not None and len(name) > MAX_CHAT_NAME_LENGTH:
         raise BadRequest(f"name: at most {MAX_CHAT_NAME_LENGTH} characters")
+    if name is not None:
+        valid_text(name, "name")
     group = is_group if is_group is not None else len(members) != 2
     if not group and len(members) != 2:
         raise BadRequest("a 1:1 chat has exactly two members")

@@ -15,6 +15,7 @@ from services.auth import Actor, require_user
 from services.chats import message_data, require_member
 from services.errors import BadRequest, Forbidden, PayloadTooLarge
 from services.runtime import Runtime
+from services.validation import MAX_SEQ, valid_text
 from services.views import ReadMarker
 
 MAX_CLIENT_ID_LENGTH = 100  # room for a UUID or a ULID with a device prefix
@@ -27,6 +28,7 @@ def _validate_content(rt: Runtime, content: str) -> None:
         raise BadRequest("content: expected 1 or more characters")
     if len(content) > rt.settings.max_message_length:
         raise PayloadTooLarge(f"content: at most {rt.settings.max_message_length} characters")
+    valid_text(content, "content")
 
 
 async def send_message(
@@ -34,8 +36,10 @@ async def send_message(
 ) -> MessageData:
     sender_id = require_user(actor)
     _validate_content(rt, content)
-    if client_id is not None and not (0 < len(client_id) <= MAX_CLIENT_ID_LENGTH):
-        raise BadRequest(f"client_id: expected 1 to {MAX_CLIENT_ID_LENGTH} characters")
+    if client_id is not None:
+        if not (0 < len(client_id) <= MAX_CLIENT_ID_LENGTH):
+            raise BadRequest(f"client_id: expected 1 to {MAX_CLIENT_ID_LENGTH} characters")
+        valid_text(client_id, "client_id")
 
     try:
         async with rt.chat_order(chat_id):
@@ -111,6 +115,9 @@ async def list_messages(
         raise BadRequest(f"limit: expected 1 to {MAX_PAGE}")
     if before is not None and after is not None:
         raise BadRequest("give before or after, not both")
+    for name, value in (("before", before), ("after", after)):
+        if value is not None and not 0 <= value <= MAX_SEQ:
+            raise BadRequest(f"{name}: expected a seq from 0 to {MAX_SEQ}")
     query = select(Message, User).join(User, User.id == Message.sender_id).where(Message.chat_id == chat_id)
     if after is not None:
         query = query.where(Message.seq > after).order_by(Message.seq).limit(limit)

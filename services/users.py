@@ -11,6 +11,7 @@ from models import User, utcnow
 from services.auth import Actor, require_service, require_user
 from services.errors import BadRequest, NotFound
 from services.runtime import Runtime
+from services.validation import valid_text
 from services.views import UserView
 
 MAX_EMAIL_LENGTH = 320  # RFC 5321's limit on a mailbox
@@ -49,6 +50,9 @@ async def upsert_user(
         raise BadRequest("email: expected an address of at most 320 characters")
     if isinstance(image_url, str) and len(image_url) > MAX_IMAGE_URL_LENGTH:
         raise BadRequest("image_url: expected at most 2048 characters")
+    valid_text(email, "email")
+    if isinstance(image_url, str):
+        valid_text(image_url, "image_url")
     image = None if isinstance(image_url, _Keep) else image_url
     values = {"id": user_id or uuid.uuid4(), "email": email, "image_url": image, "created_at": utcnow()}
     changes: dict[str, object] = {"email": email}

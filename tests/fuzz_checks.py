@@ -513,8 +513,11 @@ def gql_expect(wire: Wire, *, acked: bool, live_id: str | None, valid_tokens: fr
     if message_type == "pong":
         return GqlExpect(may_close=junk_payload)
     if message_type in ("subscribe", "complete"):
+        # The server refuses a message that is not protocol-shaped (websocket_guard.is_protocol_message) with
+        # 4400 before the protocol handler would answer 4401 (not acknowledged) or 4409 (duplicate id).
+        shapeless = frozenset({4400}) if _shapeless(msg) else frozenset()
         if message_type == "subscribe" and not acked:
-            return _closes(4401)
+            return _closes(4401, *shapeless)
         if "id" not in msg or not _hashable(msg["id"]):
             return _closes(4400)
         # The protocol's ids are strings; a server may refuse others (4400) or echo them back.
@@ -522,13 +525,29 @@ def gql_expect(wire: Wire, *, acked: bool, live_id: str | None, valid_tokens: fr
         if message_type == "complete":
             return GqlExpect(may_close=odd_id)
         if live_id is not None and msg["id"] == live_id and isinstance(msg["id"], str):
-            return _closes(4409)
+            return _closes(4409, *shapeless)
         payload = msg.get("payload")
         if not isinstance(payload, dict) or "query" not in payload:
             return _closes(4400)
         # A document the server cannot run may be refused with 4400 (Strawberry's answer to syntax errors).
         return GqlExpect(op_id=msg["id"], may_close=frozenset({4400}))
     return _closes(4400)
+
+
+def _shapeless(msg: dict[str, Any]) -> bool:
+    """Not shaped like a subscribe/complete message: a non-string id, or a payload that is not a request."""
+    if "id" in msg and not isinstance(msg["id"], str):
+        return True
+    payload = msg.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        return True
+    if msg["type"] != "subscribe":
+        return False
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str) or not payload["query"].strip():
+        return True
+    return any(
+        payload.get(name) is not None and not isinstance(payload[name], dict) for name in ("variables", "extensions")
+    ) or (payload.get("operationName") is not None and not isinstance(payload["operationName"], str))
 
 
 def same_id(a: Any, b: Any) -> bool:
