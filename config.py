@@ -51,8 +51,9 @@ class Settings:
     max_message_length: int = 10_000
     # GraphQL WebSocket subscriptions per connection (SPEC §8); one chatEvents stream is all a client needs.
     max_subscriptions_per_connection: int = 10
-    # Inbound WebSocket frame limit: 64 KiB holds the largest legal command (10,000 characters of content,
-    # up to 4 bytes each in UTF-8, JSON-escaped) with room to spare; Centrifugo's default too. Larger: close 1009.
+    # Inbound WebSocket frame limit: 64 KiB (Centrifugo's default) holds a 10,000-character message sent as
+    # UTF-8 (up to 4 bytes a character). A client that \u-escapes non-ASCII text needs up to 12 bytes for an
+    # emoji, so 10,000 escaped emoji do not fit: send UTF-8, or raise the limit. Larger: close 1009.
     max_frame_bytes: int = 64 * 1024
     # Commands per connection: a token bucket refilled at `rate_limit_per_second` holding `rate_limit_burst`.
     # A person types and reads far below 20 commands a second; a reconnecting client's burst fits in 40.
@@ -67,8 +68,8 @@ class Settings:
     # Open streams (legacy sockets + chatEvents subscriptions) of one user: phones, tabs and laptops, not a botnet.
     max_connections_per_user: int = 20
     # GraphQL documents: the deepest legitimate query (myChats -> lastMessage -> sender -> id) has depth 3 (the
-    # root field is 0); 10 leaves
-    # room for fragments. 2,000 tokens is several times GraphiQL's introspection query's need.
+    # root field is 0); 10 leaves room for schema growth. 2,000 tokens is several times GraphiQL's introspection
+    # query's need.
     graphql_max_depth: int = 10
     graphql_max_tokens: int = 2000
     graphql_max_aliases: int = 15
