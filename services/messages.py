@@ -15,7 +15,7 @@ from services.auth import Actor, require_user
 from services.chats import message_data, require_member
 from services.errors import BadRequest, Forbidden, PayloadTooLarge
 from services.runtime import Runtime
-from services.validation import MAX_SEQ, valid_text
+from services.validation import MAX_SEQ, MIN_SEQ, valid_text
 from services.views import ReadMarker
 
 MAX_CLIENT_ID_LENGTH = 100  # room for a UUID or a ULID with a device prefix
@@ -116,8 +116,8 @@ async def list_messages(
     if before is not None and after is not None:
         raise BadRequest("give before or after, not both")
     for name, value in (("before", before), ("after", after)):
-        if value is not None and not 0 <= value <= MAX_SEQ:
-            raise BadRequest(f"{name}: expected a seq from 0 to {MAX_SEQ}")
+        if value is not None and not MIN_SEQ <= value <= MAX_SEQ:
+            raise BadRequest(f"{name}: expected a 64-bit integer")
     query = select(Message, User).join(User, User.id == Message.sender_id).where(Message.chat_id == chat_id)
     if after is not None:
         query = query.where(Message.seq > after).order_by(Message.seq).limit(limit)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from services.errors import BadRequest
 
-# Positions and seqs are 64-bit integers in the database; anything outside is a client error, not an overflow.
-MAX_SEQ = 2**63 - 1
+# Seqs are 64-bit integers in the database: a bound outside that range is a client error, not an overflow.
+MIN_SEQ, MAX_SEQ = -(2**63), 2**63 - 1
 
 
 def valid_text(value: str, name: str) -> str:
