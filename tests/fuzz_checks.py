@@ -16,12 +16,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import websockets
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from websockets.asyncio.client import ClientConnection
 
+from legacy_ws.frames import CommandType
 from tests.fuzz_frames import MAX_CONTENT, MAX_FRAME_BYTES, Wire
 
 CODES = frozenset(
@@ -370,18 +371,7 @@ def legacy_expect(
     return expect
 
 
-LEGACY_COMMAND_SET = frozenset(
-    {
-        "get_my_chats",
-        "get_chat_status",
-        "send_message",
-        "typing",
-        "mark_read",
-        "join_chat",
-        "leave_chat",
-        "get_messages",
-    }
-)
+LEGACY_COMMAND_SET = frozenset(get_args(CommandType))
 
 
 def check_legacy_frame(frame: Any, *, own: frozenset[str], users: frozenset[str], markers: set[str]) -> list[str]:

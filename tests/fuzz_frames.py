@@ -12,24 +12,19 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from hypothesis import strategies as st
+
+from legacy_ws.frames import CommandType
 
 # The documented default inbound frame limit (config.py, README): larger frames close the socket with 1009.
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CONTENT = 10_000
 
-LEGACY_COMMANDS = (
-    "get_my_chats",
-    "get_chat_status",
-    "send_message",
-    "typing",
-    "mark_read",
-    "join_chat",
-    "leave_chat",
-    "get_messages",
-)
+# Every command of the protocol, from its one definition (frames.CommandType, checked against the handlers in
+# tests/test_authorization_matrix.py).
+LEGACY_COMMANDS: tuple[str, ...] = get_args(CommandType)
 
 HUGE_INTS = [2**70, -(2**70), 2**63, 2**63 - 1, -(2**63), -(2**63) - 1, 2**31, -(2**31) - 1, 2**53 + 1]
 
