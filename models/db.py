@@ -7,15 +7,17 @@ write lock late and fails or loses read-modify-write updates under concurrency (
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from models.group_commit import GroupCommit
 from models.tables import Base, LogState
 
 # How long a SQLite writer waits for the write lock before failing: long enough to ride out a burst
@@ -58,6 +60,11 @@ class Database:
         else:
             # pool_pre_ping: a server restart costs one failed checkout, not one failed request.
             self._read_engine = self._write_engine = create_async_engine(url, pool_pre_ping=True, pool_size=10)
+        # The hot writes (sends) on a SQLite file go through one group-committing writer thread.
+        self.group_commit: GroupCommit | None = None
+        path = make_url(url).database if self.is_sqlite else None
+        if path and path != ":memory:" and not path.startswith("file:"):
+            self.group_commit = GroupCommit(path)
         self._read = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._write = async_sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -87,6 +94,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self.group_commit is not None:
+            await asyncio.to_thread(self.group_commit.close)
         await self._write_engine.dispose()
         if self._read_engine is not self._write_engine:
             await self._read_engine.dispose()

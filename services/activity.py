@@ -52,4 +52,4 @@ async def set_chat_stream(rt: Runtime, *, actor: Actor, conn: Connection, chat_i
             rt.hub.resume(conn, chat_id)
         else:
             rt.hub.pause(conn, chat_id)
-        await rt.publish_recorded(recorded)
+        rt.publish_recorded(recorded)

@@ -136,7 +136,7 @@ async def create_chat(
             raise
         return await get_chat(rt, actor=Actor(user_id=viewer), chat_id=existing)
 
-    await rt.publish_recorded(recorded)
+    rt.publish_recorded(recorded)
     return await get_chat(rt, actor=Actor(user_id=viewer), chat_id=chat_id)
 
 
@@ -173,7 +173,7 @@ async def add_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_id: 
                 )
             )
     if recorded is not None:
-        await rt.publish_recorded(recorded)
+        rt.publish_recorded(recorded)
     return await get_chat(rt, actor=Actor(user_id=actor.user_id or user_id), chat_id=chat_id)
 
 
@@ -204,7 +204,7 @@ async def remove_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_i
                 subject_user_id=user_id,
             )
     if recorded is not None:
-        await rt.publish_recorded(recorded)
+        rt.publish_recorded(recorded)
     return recorded is not None
 
 

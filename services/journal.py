@@ -7,14 +7,17 @@ part of the log after their cursor; processes replay it to fill gaps in what the
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Chat, Database, EventLog, LogState, Member, utcnow
+from models.group_commit import sqlite_time, sqlite_uuid
 from realtime.events import Event, decode
 
 
@@ -52,22 +55,65 @@ async def append(
             update(LogState).where(LogState.id == 1).values(last_pos=LogState.last_pos + 1).returning(LogState.last_pos)
         )
     ).scalar_one()
-    recorded = dataclasses.replace(event, pos=pos)
-    raw = recorded.encode()
-    route = recorded.route()
-    session.add(
-        EventLog(
-            pos=pos,
-            chat_id=route.chat_id,
-            seq=seq,
-            target_user_id=target_user_id if target_user_id is not None else route.user_id,
-            subject_user_id=subject_user_id,
-            type=recorded.type,
-            payload=raw,
-            created_at=utcnow(),
-        )
+    recorded, row = _log_entry(event, pos, seq=seq, target_user_id=target_user_id, subject_user_id=subject_user_id)
+    session.add(EventLog(**row))
+    return recorded
+
+
+_SQLITE_NEXT_POS = "UPDATE log_state SET last_pos = last_pos + 1 WHERE id = 1 RETURNING last_pos"
+_SQLITE_INSERT = (
+    "INSERT INTO event_log (pos, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def append_sqlite(connection: sqlite3.Connection, event: Event, *, seq: int | None = None) -> Recorded:
+    """`append` for a unit of work of the SQLite group commit (models.group_commit): the same row, by hand."""
+    (pos,) = connection.execute(_SQLITE_NEXT_POS).fetchone()
+    recorded, row = _log_entry(event, pos, seq=seq)
+
+    def key(value: uuid.UUID | None) -> str | None:
+        return None if value is None else sqlite_uuid(value)
+
+    connection.execute(
+        _SQLITE_INSERT,
+        (
+            row["pos"],
+            key(row["chat_id"]),
+            row["seq"],
+            key(row["target_user_id"]),
+            key(row["subject_user_id"]),
+            row["type"],
+            row["payload"],
+            sqlite_time(row["created_at"]),
+        ),
     )
-    return Recorded(recorded, raw)
+    return recorded
+
+
+def _log_entry(
+    event: Event,
+    pos: int,
+    *,
+    seq: int | None,
+    target_user_id: uuid.UUID | None = None,
+    subject_user_id: uuid.UUID | None = None,
+) -> tuple[Recorded, dict[str, Any]]:
+    """The event at its position, encoded once, and its `event_log` row."""
+    positioned = dataclasses.replace(event, pos=pos)
+    raw = positioned.encode()
+    route = positioned.route()
+    row = {
+        "pos": pos,
+        "chat_id": route.chat_id,
+        "seq": seq,
+        "target_user_id": target_user_id if target_user_id is not None else route.user_id,
+        "subject_user_id": subject_user_id,
+        "type": positioned.type,
+        "payload": raw,
+        "created_at": utcnow(),
+    }
+    return Recorded(positioned, raw), row
 
 
 async def current_pos(db: Database) -> int:

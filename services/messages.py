@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
+from typing import cast
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Member, Message, User, utcnow
-from realtime.events import MessageData, MessagesRead, NewMessage
+from models.group_commit import GroupCommit, sqlite_time, sqlite_uuid
+from realtime.events import MessageData, MessagesRead, NewMessage, UserRef
 from services import journal
 from services.auth import Actor, require_user
 from services.chats import message_data, require_member
@@ -41,6 +44,10 @@ async def send_message(
             raise BadRequest(f"client_id: expected 1 to {MAX_CLIENT_ID_LENGTH} characters")
         valid_text(client_id, "client_id")
 
+    if rt.db.group_commit is not None:
+        return await _send_group_committed(
+            rt, rt.db.group_commit, chat_id=chat_id, sender_id=sender_id, content=content, client_id=client_id
+        )
     try:
         async with rt.chat_order(chat_id):
             async with rt.db.write() as session:
@@ -69,7 +76,7 @@ async def send_message(
                 session.add(message)
                 data = message_data(message, sender)
                 recorded = await journal.append(session, NewMessage(chat_id=chat_id, message=data), seq=seq)
-            await rt.publish_recorded(recorded)
+            rt.publish_recorded(recorded)
     except IntegrityError:
         # A concurrent retry with the same client id committed first (unique (chat, sender, client id)).
         if client_id is None:
@@ -80,6 +87,67 @@ async def send_message(
             raise
         return existing
     return data
+
+
+# The send as one SQLite unit of work (models.group_commit): the same statements as above, without the ORM.
+_SQLITE_EXISTING = "SELECT 1 FROM messages WHERE chat_id = ? AND sender_id = ? AND client_id = ?"
+_SQLITE_NEXT_SEQ = (
+    "UPDATE chats SET last_seq = last_seq + 1, updated_at = ? "
+    "WHERE id = ? AND EXISTS (SELECT 1 FROM members WHERE chat_id = ? AND user_id = ?) RETURNING last_seq"
+)
+_SQLITE_SENDER = "SELECT email, image_url FROM users WHERE id = ?"
+_SQLITE_INSERT = (
+    "INSERT INTO messages (id, chat_id, seq, sender_id, content, client_id, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+async def _send_group_committed(
+    rt: Runtime, writer: GroupCommit, *, chat_id: uuid.UUID, sender_id: uuid.UUID, content: str, client_id: str | None
+) -> MessageData:
+    chat_key, sender_key = sqlite_uuid(chat_id), sqlite_uuid(sender_id)
+
+    def unit(connection: sqlite3.Connection) -> tuple[MessageData, journal.Recorded] | None:
+        if client_id is not None:
+            if connection.execute(_SQLITE_EXISTING, (chat_key, sender_key, client_id)).fetchone() is not None:
+                return None  # a retry: answered below from what the first send stored
+        now = utcnow()
+        stamp = sqlite_time(now)
+        row = connection.execute(_SQLITE_NEXT_SEQ, (stamp, chat_key, chat_key, sender_key)).fetchone()
+        if row is None:  # one statement authorizes and takes the chat's next seq
+            raise Forbidden()
+        sender = connection.execute(_SQLITE_SENDER, (sender_key,)).fetchone()
+        if sender is None:
+            raise Forbidden("this user is not provisioned")
+        seq = row[0]
+        message_id = uuid.uuid4()
+        connection.execute(
+            _SQLITE_INSERT, (sqlite_uuid(message_id), chat_key, seq, sender_key, content, client_id, stamp, stamp)
+        )
+        data = MessageData(
+            id=message_id,
+            chat_id=chat_id,
+            seq=seq,
+            content=content,
+            created_at=now,
+            updated_at=now,
+            sender=UserRef(id=sender_id, email=sender[0], image_url=sender[1]),
+            client_id=client_id,
+        )
+        return data, journal.append_sqlite(connection, NewMessage(chat_id=chat_id, message=data), seq=seq)
+
+    def committed(sent: tuple[MessageData, journal.Recorded] | None) -> None:
+        if sent is not None:
+            rt.publish_recorded(sent[1])
+
+    sent = await writer.run(unit, committed=committed)
+    if sent is not None:
+        return sent[0]
+    async with rt.db.read() as session:  # a retry of a send with the same client id
+        existing = await _by_client_id(session, chat_id=chat_id, sender_id=sender_id, client_id=cast(str, client_id))
+    if existing is None:  # cannot happen: a message is never deleted alone
+        raise Forbidden()
+    return existing
 
 
 async def _by_client_id(
@@ -156,5 +224,5 @@ async def mark_read(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID) -> ReadMar
                     session, MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=latest), seq=seq
                 )
         if recorded is not None:
-            await rt.publish_recorded(recorded)
+            rt.publish_recorded(recorded)
     return marker

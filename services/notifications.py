@@ -29,7 +29,7 @@ async def notify_chat_participants(
             if seq is None:
                 raise NotFound("chat not found")
             recorded = await journal.append(session, event, seq=seq)
-        await rt.publish_recorded(recorded)
+        rt.publish_recorded(recorded)
     return True
 
 
@@ -39,5 +39,5 @@ async def send_global_notification(
     require_service(actor)
     async with rt.db.write() as session:
         recorded = await journal.append(session, GlobalNotification(payload_data=notification, target_user_id=user_id))
-    await rt.publish_recorded(recorded)
+    rt.publish_recorded(recorded)
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -34,6 +35,9 @@ MAINTENANCE_SECONDS = 1.0
 CATCH_UP_CHECK_SECONDS = 5.0
 # A script's runtime waits at most this long for the server processes' presence snapshots.
 PRESENCE_SETTLE_MAX_SECONDS = 5.0
+# Committed events waiting for the broker; beyond this (a hanging broker) the oldest go unpublished and
+# other processes read them from the log.
+OUTGOING_MAX = 10_000
 # How long start-up waits for the broker before it reports not-ready and carries on connecting.
 BUS_START_WAIT_SECONDS = 3.0
 
@@ -75,6 +79,8 @@ class Runtime:
         self.typing = TypingTracker(settings.typing_ttl, self._typing_expired)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._chat_locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._outgoing: collections.deque[str] = collections.deque()
+        self._outgoing_ready = asyncio.Event()
         self._started = False
 
     async def start(self) -> None:
@@ -98,6 +104,7 @@ class Runtime:
                 "event bus %s unreachable: not ready; connecting in the background",
                 _safe_url(self.settings.broadcast_url),
             )
+        self.spawn(self._publish_loop())
         self.spawn(self._retention_loop())
         self.spawn(self._maintenance_loop())
 
@@ -131,11 +138,24 @@ class Runtime:
         self._offer(event, raw)
         await self.bus.publish_raw(raw)
 
-    async def publish_recorded(self, recorded: journal.Recorded) -> None:
-        """Publish a durable event whose data is committed (never raises). Local connections get it at once;
-        the bus's copy is then a duplicate the sequencer drops."""
+    def publish_recorded(self, recorded: journal.Recorded) -> None:
+        """Publish a durable event whose data is committed (never raises, never waits). Local connections get
+        it at once; the bus's copy, sent in commit order by one task, is then a duplicate the sequencer drops."""
         self._offer(recorded.event, recorded.raw)
-        await self.bus.publish_raw(recorded.raw)
+        if len(self._outgoing) >= OUTGOING_MAX:
+            # The broker is hanging: the oldest event stays in the log, and other processes read it from there
+            # when the next one they get shows the gap.
+            self._outgoing.popleft()
+            self.bus.publish_failures += 1
+        self._outgoing.append(recorded.raw)
+        self._outgoing_ready.set()
+
+    async def _publish_loop(self) -> None:
+        while True:
+            while not self._outgoing:
+                self._outgoing_ready.clear()
+                await self._outgoing_ready.wait()
+            await self.bus.publish_raw(self._outgoing.popleft())
 
     def _offer(self, event: Event, raw: str) -> None:
         if isinstance(event, UserTyping):
