@@ -1,0 +1,370 @@
+"""The client process: every workload against one server, pinned by the orchestrator to a core of its own.
+
+`python -m bench.client SPEC.json` reads the server's address and pid, the plan and the users' tokens, runs
+the workloads in order (idle connections first, on a fresh server, so its memory baseline is clean), writes
+the figures to the spec's `result` path and reports progress on stderr.
+
+Readiness is proven, never assumed: a workload's connections count as live once each has received one of its
+messages (sent at the workload's rate until all have). Between workloads the server is left to finish what
+the last one started (closing thousands of connections, say) until its CPU is quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench import procstat
+from bench.dialects import DIALECTS, Dialect
+from bench.load import Peer, Tally, pace, percentiles_ms
+from bench.plan import Plan
+from bench.wsclient import WebSocket
+
+HOST = "127.0.0.1"
+CONNECT_CONCURRENCY = 100  # upgrades in flight at once
+READY_TIMEOUT = 120.0  # for every connection of a workload to have received a message
+LOBBY_RATE = 2.0  # messages/s to the lobby (every idle connection) while proving the idle connections live
+DRAIN_TIMEOUT = 20.0  # after a window's last send, for its deliveries to arrive
+ACK_TIMEOUT = 10.0  # a closed-loop sender's wait for its acknowledgement
+QUIET_CPU = 0.10  # share of a core below which the server counts as idle
+QUIET_SAMPLE = 0.3
+QUIET_TIMEOUT = 120.0
+RSS_STABLE = 0.01  # consecutive readings this close (relative) are settled
+FELL_BEHIND_P99_MS = 1000.0
+
+
+class WorkloadError(RuntimeError):
+    pass
+
+
+def shown(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+class Client:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.server = spec["server"]
+        self.pid: int = spec["pid"]
+        self.plan = Plan.from_json(spec["plan"])
+        self.dialect: Dialect = DIALECTS[self.server](HOST, spec["port"], spec["tokens"])
+        self.tally = Tally(self.dialect)
+        self.started = time.monotonic()
+
+    def log(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {self.server}: {message}", file=sys.stderr, flush=True)
+
+    # -- the workloads ------------------------------------------------------------------------------
+
+    async def idle(self) -> dict[str, Any]:
+        """(c) Server memory per idle connection: RSS with N live idle connections minus RSS before them."""
+        plan, lobby = self.plan, self.plan.lobby
+        sender = Peer(await self.dialect.open_sender(0, lobby), self.tally, room=lobby)
+        warm = await self.open_many(plan.idle_warmup, lambda i: self.dialect.open_receiver(i, [lobby]), "warm-up")
+        await self.prove_live([sender, *warm], [sender], LOBBY_RATE)
+        await self.quiesce()
+        rss_before = await self.settled_rss()
+        started = time.monotonic()
+        idle = await self.open_many(
+            plan.idle, lambda i: self.dialect.open_receiver(plan.idle_warmup + i, [lobby]), "idle"
+        )
+        connect_seconds = time.monotonic() - started
+        await self.prove_live([sender, *warm, *idle], [sender], LOBBY_RATE)
+        await self.quiesce()
+        rss_after = await self.settled_rss()
+        per_connection = (rss_after - rss_before) / len(idle)
+        self.log(f"{len(idle)} idle connections: {per_connection / 1024:.1f} KiB each")
+        figures = {
+            "connections": len(idle),
+            "connect_seconds": round(connect_seconds, 2),
+            "rss_before": rss_before,
+            "rss_after": rss_after,
+            "rss_per_connection": round(per_connection),
+            "closed_early": self.closed_early([sender, *warm, *idle]),
+        }
+        await self.close_all([sender, *warm, *idle])
+        return figures
+
+    async def fanout(self) -> dict[str, Any]:
+        """(a) One chat, one sender, a ramp of rates; stops at the first rate the server cannot keep up with."""
+        plan, chat = self.plan, self.plan.big_chat
+        sender = Peer(await self.dialect.open_sender(0, chat), self.tally, room=chat)
+        receivers = await self.open_many(plan.big_members, lambda i: self.dialect.open_receiver(i, [chat]), "receivers")
+        peers = [sender, *receivers]
+        await self.prove_live(peers, [sender], plan.ramp[0])
+        steps = []
+        for rate in plan.ramp:
+            await self.quiesce()
+            step = await self.measure(peers, [sender], rate, f"1 chat x {plan.big_members}")
+            steps.append(step)
+            if step["fell_behind"]:
+                self.log(f"fell behind at {rate:g} msg/s: ramp stopped")
+                break
+        await self.close_all(peers)
+        return {"members": plan.big_members, "steps": steps}
+
+    async def small(self) -> dict[str, Any]:
+        """(b) Many small chats, one sender each, a fixed total rate."""
+        plan = self.plan
+        senders = await self.open_senders(plan.small_chats)
+        m = plan.small_members
+
+        async def receiver(i: int) -> WebSocket:
+            c, j = divmod(i, m)
+            return await self.dialect.open_receiver(plan.small_member(c, j), [plan.small_chat(c)])
+
+        receivers = await self.open_many(plan.small_chats * m, receiver, "receivers")
+        for i, peer in enumerate(receivers):
+            peer.group = i // m
+        peers = [*senders, *receivers]
+        await self.prove_live(peers, senders, plan.small_rate)
+        await self.quiesce()
+        step = await self.measure(peers, senders, plan.small_rate, f"{plan.small_chats} chats x {m}")
+        await self.close_all(peers)
+        return {"chats": plan.small_chats, "members": m, **step}
+
+    async def write(self) -> dict[str, Any]:
+        """(d) The write path alone: senders whose chats have no other connected member, so a send's only
+        delivery is its acknowledgement. A closed loop (send, await the ack, repeat) gives the throughput; an
+        open loop at a fixed rate gives the acknowledgement latency under that load."""
+        plan = self.plan
+        senders = await self.open_senders(plan.write_senders)
+        await self.prove_live(senders, senders, plan.write_open_rate)
+        await self.quiesce()
+        closed = await self.closed_loop(senders)
+        await self.quiesce()
+        opened = await self.measure(senders, senders, plan.write_open_rate, "write path, open loop")
+        await self.close_all(senders)
+        return {"senders": plan.write_senders, "closed_loop": closed, "open_loop": opened}
+
+    # -- measuring ------------------------------------------------------------------------------------
+
+    async def measure(self, peers: Sequence[Peer], senders: Sequence[Peer], rate: float, label: str) -> dict[str, Any]:
+        """Warm up, then one measured window at `rate` msg/s (round-robin over `senders`), then wait for every
+        delivery of the window's messages. A peer of group g receives sender g's messages."""
+        tally, k = self.tally, len(senders)
+
+        def send(i: int) -> None:
+            senders[i % k].send_message(i)
+
+        tally.begin(peers)
+        await pace(rate, self.plan.warmup, send)
+        tally.begin(peers)
+        window = self.open_window()
+        sent = await pace(rate, self.plan.window, send)
+        figures = self.close_window(window)
+        expected = {g: len(range(g, sent, k)) for g in range(k)}
+        tally.expect(sum(expected[p.group] for p in peers))
+        drained = await self.wait(tally.complete, DRAIN_TIMEOUT)
+        missing = sum(max(0, expected[p.group] - p.got) for p in peers)
+        duplicates = sum(max(0, p.got - expected[p.group]) for p in peers)
+        latency = percentiles_ms(tally.latencies)
+        closed = self.closed_early(peers)
+        p99 = latency["p99"]
+        fell_behind = not drained or closed > 0 or (p99 is not None and p99 > FELL_BEHIND_P99_MS)
+        step = {
+            "rate": rate,
+            "messages": sent,
+            "expected": tally.expected,
+            "delivered": tally.delivered,
+            "missing": missing,
+            "duplicates": duplicates,
+            "latency_ms": latency,
+            "fell_behind": fell_behind,
+            "closed_early": closed,
+            **figures,
+        }
+        self.log(
+            f"{label} at {rate:g} msg/s: {step['deliveries_per_second']:,.0f} deliveries/s, "
+            f"{shown(step['cpu_us_per_delivery'], '.1f')} us CPU each, p50 {latency['p50']} ms, p99 {p99} ms, "
+            f"missing {missing}, client CPU {figures['client_cpu']:.0%}"
+        )
+        return step
+
+    async def closed_loop(self, senders: Sequence[Peer]) -> dict[str, Any]:
+        tally = self.tally
+        loop = asyncio.get_running_loop()
+        failures = {"refused": 0, "timed_out": 0}
+
+        async def one(peer: Peer, stop: float) -> None:
+            n = 0
+            while loop.time() < stop:
+                peer.waiter = loop.create_future()
+                peer.awaiting = n
+                peer.send_message(n)
+                try:
+                    if not await asyncio.wait_for(peer.waiter, ACK_TIMEOUT):
+                        failures["refused"] += 1
+                except TimeoutError:
+                    failures["timed_out"] += 1
+                    return
+                finally:
+                    peer.waiter = None
+                n += 1
+
+        tally.begin(senders)
+        stop = loop.time() + self.plan.warmup
+        await asyncio.gather(*(one(p, stop) for p in senders))
+        tally.begin(senders)
+        window = self.open_window()
+        stop = loop.time() + self.plan.window
+        await asyncio.gather(*(one(p, stop) for p in senders))
+        figures = self.close_window(window)
+        acked = tally.delivered
+        latency = percentiles_ms(tally.latencies)
+        result = {
+            "acked": acked,
+            "acked_per_second": round(acked / figures["window_seconds"], 1),
+            "ack_latency_ms": latency,
+            **failures,
+            "closed_early": self.closed_early(senders),
+            **figures,
+        }
+        self.log(
+            f"write path, closed loop x {len(senders)}: {result['acked_per_second']:,.0f} acked sends/s, "
+            f"ack p50 {latency['p50']} ms, p99 {latency['p99']} ms, {shown(figures['cpu_us_per_delivery'], '.0f')} us CPU each"
+        )
+        return result
+
+    def open_window(self) -> tuple[float, float, float]:
+        self.tally.window = True
+        self.tally.window_deliveries = 0
+        return time.monotonic(), procstat.cpu_seconds(self.pid), time.process_time()
+
+    def close_window(self, window: tuple[float, float, float]) -> dict[str, Any]:
+        """Server CPU, client CPU and deliveries over the window (deliveries of any phase: what the server
+        did while its CPU was counted)."""
+        wall = time.monotonic() - window[0]
+        server_cpu = procstat.cpu_seconds(self.pid) - window[1]
+        client_cpu = (time.process_time() - window[2]) / wall
+        self.tally.window = False
+        deliveries = self.tally.window_deliveries
+        return {
+            "window_seconds": round(wall, 3),
+            "window_deliveries": deliveries,
+            "deliveries_per_second": round(deliveries / wall, 1),
+            "server_cpu_seconds": round(server_cpu, 3),
+            "server_cpu": round(server_cpu / wall, 3),
+            "cpu_us_per_delivery": round(server_cpu / deliveries * 1e6, 2) if deliveries else None,
+            "client_cpu": round(client_cpu, 3),
+        }
+
+    # -- connections ----------------------------------------------------------------------------------
+
+    async def open_many(self, count: int, opener: Callable[[int], Awaitable[WebSocket]], label: str) -> list[Peer]:
+        """`count` connections, at most CONNECT_CONCURRENCY upgrades at a time; any failure fails the workload."""
+        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        done = 0
+        step = max(1, count // 5)
+
+        async def one(i: int) -> Peer:
+            nonlocal done
+            async with gate:
+                peer = Peer(await opener(i), self.tally)
+            done += 1
+            if done % step == 0 and count >= 500:
+                self.log(f"{label}: {done:,}/{count:,} connected")
+            return peer
+
+        results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
+        peers = [r for r in results if isinstance(r, Peer)]
+        failures = [r for r in results if not isinstance(r, Peer)]
+        if failures:
+            await self.close_all(peers)
+            raise WorkloadError(f"{len(failures)} of {count} {label} connections failed: {failures[0]!r}")
+        return peers
+
+    async def open_senders(self, count: int) -> list[Peer]:
+        """Sender c is member 0 of small chat c, on a connection of its own: it receives its own messages."""
+        plan = self.plan
+        senders = []
+        for c in range(count):
+            ws = await self.dialect.open_sender(plan.small_member(c, 0), plan.small_chat(c))
+            senders.append(Peer(ws, self.tally, group=c, room=plan.small_chat(c)))
+        return senders
+
+    async def prove_live(self, peers: Sequence[Peer], senders: Sequence[Peer], rate: float) -> None:
+        """Send messages at `rate` until every peer has received one."""
+        self.tally.begin(peers)
+        k = len(senders)
+        await pace(
+            rate, 0, lambda i: senders[i % k].send_message(i), until=self.tally.ready.is_set, max_seconds=READY_TIMEOUT
+        )
+        if not await self.wait(self.tally.ready, 1.0):
+            raise WorkloadError(f"{self.tally.waiting} of {len(peers)} connections never received a message")
+
+    async def close_all(self, peers: Sequence[Peer]) -> None:
+        await asyncio.gather(*(p.ws.close() for p in peers))
+
+    @staticmethod
+    def closed_early(peers: Sequence[Peer]) -> int:
+        """Connections the server closed while the workload ran (a slow consumer's 1013, say)."""
+        return sum(1 for p in peers if p.ws.closed.done())
+
+    # -- waiting for the server -----------------------------------------------------------------------
+
+    async def quiesce(self) -> None:
+        """Wait until the server's CPU is below QUIET_CPU of a core (it finished the last workload's work)."""
+        deadline = time.monotonic() + QUIET_TIMEOUT
+        before, then = procstat.cpu_seconds(self.pid), time.monotonic()
+        while True:
+            await asyncio.sleep(QUIET_SAMPLE)
+            now_cpu, now = procstat.cpu_seconds(self.pid), time.monotonic()
+            if (now_cpu - before) / (now - then) < QUIET_CPU:
+                return
+            if now > deadline:
+                self.log(f"server still busy after {QUIET_TIMEOUT:.0f}s; going on")
+                return
+            before, then = now_cpu, now
+
+    async def settled_rss(self) -> int:
+        """The server's RSS once two readings QUIET_SAMPLE apart agree within RSS_STABLE."""
+        deadline = time.monotonic() + QUIET_TIMEOUT
+        previous = procstat.rss_bytes(self.pid)
+        while True:
+            await asyncio.sleep(QUIET_SAMPLE)
+            current = procstat.rss_bytes(self.pid)
+            if abs(current - previous) <= RSS_STABLE * previous or time.monotonic() > deadline:
+                return current
+            previous = current
+
+    @staticmethod
+    async def wait(event: asyncio.Event, within: float) -> bool:
+        try:
+            await asyncio.wait_for(event.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    client = Client(spec)
+    result: dict[str, Any] = {"server": client.server}
+    for workload in spec["workloads"]:
+        await client.quiesce()
+        client.log(f"workload {workload}")
+        result[workload] = await getattr(client, workload)()
+    result["unexpected_frames"] = client.tally.unexpected
+    result["unexpected_sample"] = client.tally.unexpected_sample
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m bench.client SPEC.json (written by python -m bench)", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(args[0]).read_text())
+    result = uvloop.run(run(spec))
+    Path(spec["result"]).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""What a run measures: the size of every workload, and the users and chats they use.
+
+Ids are deterministic, so the seeding (orchestrator) and the load (client process) agree on them without
+passing 10,000 ids around; only the tokens travel, because they are signed with the server's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    # (a) one chat: its members are the receiving connections; one sender at each offered rate (msg/s).
+    big_members: int
+    ramp: tuple[float, ...]
+    headline_rate: float
+    # (b) many small chats, one sender each, at a fixed total rate (msg/s).
+    small_chats: int
+    small_members: int
+    small_rate: float
+    # (c) idle connections measured, after `idle_warmup` connections have exercised the server's code paths.
+    idle: int
+    idle_warmup: int
+    # (d) the write path: closed-loop senders, then an open loop at a fixed rate (sends/s).
+    write_senders: int
+    write_open_rate: float
+    # Every measured window follows `warmup` seconds of the same load.
+    warmup: float
+    window: float
+
+    def __post_init__(self) -> None:
+        if self.headline_rate not in self.ramp:
+            raise ValueError("the headline rate must be one of the ramp's rates")
+        if self.write_senders > self.small_chats:
+            raise ValueError("each write-path sender writes to a small chat of its own")
+
+    @property
+    def users(self) -> int:
+        return max(self.big_members + self.small_chats * self.small_members, self.idle_warmup + self.idle)
+
+    # -- ids: users 0.. are the big chat's members, then the small chats', in order; idle connections
+    # use users 0.. again (one connection each), all members of the lobby chat.
+
+    @staticmethod
+    def user(i: int) -> str:
+        return f"00000000-0000-4000-8000-{i:012x}"
+
+    @staticmethod
+    def chat(i: int) -> str:
+        return f"00000000-0000-4000-9000-{i:012x}"
+
+    @property
+    def big_chat(self) -> str:
+        return self.chat(0)
+
+    def small_chat(self, c: int) -> str:
+        return self.chat(1 + c)
+
+    def small_member(self, c: int, j: int) -> int:
+        return self.big_members + c * self.small_members + j
+
+    @property
+    def lobby(self) -> str:
+        return self.chat(1 + self.small_chats)
+
+    def chats(self) -> list[tuple[str, list[int]]]:
+        """Every chat with its members' user indexes."""
+        chats = [(self.big_chat, list(range(self.big_members)))]
+        for c in range(self.small_chats):
+            chats.append((self.small_chat(c), [self.small_member(c, j) for j in range(self.small_members)]))
+        chats.append((self.lobby, list(range(self.idle_warmup + self.idle))))
+        return chats
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Plan:
+        fields = dict(data)
+        fields["ramp"] = tuple(fields["ramp"])  # type: ignore[arg-type]
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+FULL = Plan(
+    name="full",
+    big_members=1000,
+    ramp=(5, 10, 20, 40, 80),
+    headline_rate=20,
+    small_chats=100,
+    small_members=10,
+    small_rate=200,
+    idle=10_000,
+    idle_warmup=20,
+    write_senders=100,
+    write_open_rate=500,
+    warmup=2.0,
+    window=10.0,
+)
+
+# A few seconds per server: proves every path works end to end; its figures mean nothing.
+SMOKE = Plan(
+    name="smoke",
+    big_members=20,
+    ramp=(20,),
+    headline_rate=20,
+    small_chats=5,
+    small_members=4,
+    small_rate=20,
+    idle=50,
+    idle_warmup=5,
+    write_senders=5,
+    write_open_rate=50,
+    warmup=0.3,
+    window=1.0,
+)
