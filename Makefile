@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install
+.PHONY: run test install bench
 
 # JavaScript clients the suite runs against a live server (the guide's example needs the `ws` package).
 tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
@@ -25,3 +25,7 @@ test: install tests/js/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The benchmark of issue 7 (~10 minutes): writes bench/results/ (report.md, report.json, latency.png).
+bench: install
+	$(BIN)/python -m bench

@@ -1,0 +1,64 @@
+"""The benchmark harness works end to end: `python -m bench --smoke` starts all four servers, runs every
+workload against each and writes a complete report in which every message was delivered.
+
+Nothing here checks a timing or a ratio: a smoke run's figures are too small to mean anything, and the
+machine's other load would make such checks flaky. The figures are `make bench`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.support import ROOT
+
+SERVERS = {"baseline", "socketio", "legacy", "graphql"}
+RUN_TIMEOUT = 110  # under the suite's 120 s per test; a smoke run takes well under a minute
+
+
+def assert_all_delivered(window: dict[str, Any], where: str) -> None:
+    assert window["delivered"] > 0, where
+    assert window["delivered"] == window["expected"], where
+    assert window["missing"] == 0 and window["duplicates"] == 0, where
+    assert window["closed_early"] == 0, where
+    assert window["window_deliveries"] > 0, where
+
+
+def test_smoke_run_reports_every_server_and_workload(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr[-6000:]
+    for name in ("report.md", "report.json", "latency.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    plan = report["plan"]
+    assert set(report["servers"]) == SERVERS
+    for kind, server in report["servers"].items():
+        assert "error" not in server, server
+        assert server["unexpected_frames"] == 0, server["unexpected_sample"]
+        assert server["idle"]["connections"] == plan["idle"] and server["idle"]["closed_early"] == 0, kind
+        steps = server["fanout"]["steps"]
+        assert [s["rate"] for s in steps] == plan["ramp"], kind
+        for step in steps:
+            assert_all_delivered(step, f"{kind} fan-out at {step['rate']}")
+        assert_all_delivered(server["small"], f"{kind} small chats")
+
+    write = report["servers"]["legacy"]["write"]
+    closed = write["closed_loop"]
+    assert closed["acked"] > 0 and closed["refused"] == 0 and closed["timed_out"] == 0, closed
+    assert_all_delivered(write["open_loop"], "write path, open loop")
+
+    markdown = (tmp_path / "report.md").read_text()
+    for label in ("baseline", "socket.io", "legacy", "graphql"):
+        assert label in markdown
+    for workload in ("(a)", "(b)", "(c)", "(d)"):
+        assert workload in markdown
