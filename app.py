@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -37,6 +38,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await rt.start()
         websocket_manager.bind(rt)
+        # Everything loaded so far (modules, the schema, the engines) lives as long as the process: keep it out
+        # of the garbage collector's full passes, which would otherwise walk it on every one of them.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -186,15 +186,17 @@ class LegacySession:
 
     async def write(self) -> None:
         """Drain the outbox to the socket; each event's text is encoded once for all legacy connections."""
+        send_text = self.websocket.send_text
+        encode = frames.event_frame
         while True:
             try:
-                item = await self.stream.next()
+                items = await self.stream.take()
             except OutboxClosed as closed:
                 if closed.reason == "overflow":
                     await self.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
                 return
-            text = item if isinstance(item, str) else item.encoded("legacy", frames.event_frame)
-            await self.websocket.send_text(text)
+            for item in items:
+                await send_text(item if isinstance(item, str) else item.encoded("legacy", encode))
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved
@@ -28,15 +28,23 @@ class Delivery:
     def __init__(self, event: Event, raw: str) -> None:
         self.event = event
         self.raw = raw
-        self._encoded: dict[str, Any] = {}
+        self._encoded: dict[Hashable, Any] = {}
 
-    def encoded(self, form: str, encode: Callable[[Event], Any]) -> Any:
+    def encoded(self, form: Hashable, encode: Callable[[Event], Any]) -> Any:
         """The event in wire form `form`, computed by `encode` for the first recipient only."""
         try:
             return self._encoded[form]
         except KeyError:
             value = self._encoded[form] = encode(self.event)
             return value
+
+    def cached(self, form: Hashable) -> Any:
+        """The event in wire form `form` if a recipient computed it already (see `store`), else None."""
+        return self._encoded.get(form)
+
+    def store(self, form: Hashable, value: Any) -> None:
+        """Keep a wire form computed asynchronously, for the next recipients."""
+        self._encoded[form] = value
 
 
 class Connection:
@@ -57,10 +65,6 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id}>"
-
-    async def next(self) -> Delivery | str:
-        """The next delivery (or a reply queued with `reply`); raises `OutboxClosed` when the connection must end."""
-        return await self.outbox.get()
 
     def reply(self, text: str) -> None:
         """Queue a reply to this connection's own command, in order with its events (one writer per socket)."""
@@ -149,13 +153,15 @@ class Hub:
 
         delivery = Delivery(event, raw)
         size = len(raw)
-        for conn in tuple(targets):
-            if conn.user_id == route.exclude_user_id:
+        ephemeral = event.ephemeral
+        exclude = route.exclude_user_id
+        paused_chat = route.chat_id if route.user_id is None else None
+        delivered = 0
+        for conn in tuple(targets):  # a copy: an overflow callback may close connections
+            if conn.user_id == exclude or (paused_chat is not None and paused_chat in conn.paused):
                 continue
-            if route.user_id is None and route.chat_id in conn.paused:
-                continue
-            if conn.outbox.put(delivery, size=size, ephemeral=event.ephemeral):
-                self.delivered += 1
+            if conn.outbox.put(delivery, size=size, ephemeral=ephemeral):
+                delivered += 1
             elif conn.outbox.closed_reason == "overflow":
                 self.overflows += 1
                 log.warning("closing slow consumer %s: outbox full", conn.id)
@@ -164,6 +170,7 @@ class Hub:
                     callback()
             else:
                 self.dropped += 1
+        self.delivered += delivered
 
         if isinstance(event, MemberRemoved):
             for conn in tuple(self.connections_of(event.user_id)):

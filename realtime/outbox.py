@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -24,20 +23,22 @@ class OutboxClosed(Exception):
         self.reason = reason
 
 
-@dataclass(slots=True)
-class _Entry(Generic[T]):
-    item: T
-    size: int
-    ephemeral: bool
+# A queued item: (item, size in bytes, ephemeral). Tuples: one is built per delivery, on the hot path.
+_Entry = tuple[T, int, bool]
 
 
 class Outbox(Generic[T]):
+    """One reader (the connection's writer), many producers that never wait."""
+
+    __slots__ = ("_bytes", "_entries", "_waiter", "closed_reason", "dropped", "max_bytes", "max_items")
+
     def __init__(self, *, max_items: int, max_bytes: int) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._entries: deque[_Entry[T]] = deque()
         self._bytes = 0
-        self._ready = asyncio.Event()
+        # The reader's pending wait, if it is waiting: a bare future is the cheapest wake-up there is.
+        self._waiter: asyncio.Future[None] | None = None
         self.closed_reason: str | None = None
         self.dropped = 0
 
@@ -52,7 +53,7 @@ class Outbox(Generic[T]):
         """Queue an item without waiting. False if it was dropped or the outbox overflowed."""
         if self.closed_reason is not None:
             return False
-        if not self._fits(size):
+        if len(self._entries) >= self.max_items or self._bytes + size > self.max_bytes:
             if ephemeral:
                 self.dropped += 1
                 return False
@@ -60,10 +61,17 @@ class Outbox(Generic[T]):
             if not self._fits(size):
                 self.close("overflow")
                 return False
-        self._entries.append(_Entry(item, size, ephemeral))
+        self._entries.append((item, size, ephemeral))
         self._bytes += size
-        self._ready.set()
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _fits(self, size: int) -> bool:
         return len(self._entries) < self.max_items and self._bytes + size <= self.max_bytes
@@ -74,25 +82,38 @@ class Outbox(Generic[T]):
         kept: deque[_Entry[T]] = deque()
         for entry in self._entries:
             fits = count < self.max_items and total + size <= self.max_bytes
-            if entry.ephemeral and not fits:
+            if entry[2] and not fits:
                 count -= 1
-                total -= entry.size
+                total -= entry[1]
                 self.dropped += 1
             else:
                 kept.append(entry)
         self._entries, self._bytes = kept, total
 
-    async def get(self) -> T:
+    async def _wait(self) -> None:
         while not self._entries:
             if self.closed_reason is not None:
                 raise OutboxClosed(self.closed_reason)
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
         if self.closed_reason == "overflow":
             raise OutboxClosed("overflow")
-        entry = self._entries.popleft()
-        self._bytes -= entry.size
-        return entry.item
+
+    async def get(self) -> T:
+        """The oldest item, waiting for one; raises `OutboxClosed` when the outbox was closed and is empty,
+        or at once when it overflowed."""
+        if not self._entries or self.closed_reason is not None:
+            await self._wait()
+        item, size, _ = self._entries.popleft()
+        self._bytes -= size
+        return item
+
+    async def take_all(self) -> list[T]:
+        """Every queued item, oldest first, waiting for at least one (`OutboxClosed` as `get`)."""
+        if not self._entries or self.closed_reason is not None:
+            await self._wait()
+        entries, self._entries, self._bytes = self._entries, deque(), 0
+        return [entry[0] for entry in entries]
 
     def close(self, reason: str = "closed") -> None:
         if self.closed_reason is None:
@@ -100,4 +121,4 @@ class Outbox(Generic[T]):
         if reason == "overflow":
             self._entries.clear()
             self._bytes = 0
-        self._ready.set()
+        self._wake()

@@ -10,6 +10,7 @@ from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxToke
 from strawberry.types.unset import UnsetType
 
 from config import Settings
+from resolvers import fanout
 from resolvers.context import Context
 from resolvers.errors import CodedErrors
 from resolvers.limits import depth_limit
@@ -46,6 +47,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = fanout.TransportWSHandler
+
     def __init__(self, rt: Runtime, schema: strawberry.Schema) -> None:
         super().__init__(
             schema,

@@ -8,10 +8,12 @@ from typing import Annotated, Any
 import strawberry
 from starlette.websockets import WebSocket
 
+from realtime.hub import Delivery
 from realtime.outbox import OutboxClosed
+from resolvers import fanout
 from resolvers.context import Context
 from schema import types
-from services.streams import open_stream
+from services.streams import Stream, open_stream
 
 Info = strawberry.Info[Context, None]
 
@@ -37,21 +39,33 @@ class Subscription:
     ) -> AsyncGenerator[types.ChatEvent, None]:
         ctx = info.context
         rt = ctx.rt
+        websocket = ctx.request if isinstance(ctx.request, WebSocket) else None
+        lane = fanout.current_lane() if websocket is not None else None
         async with open_stream(rt, actor=ctx.actor, kind="graphql", cursor=after) as stream:
-            if isinstance(ctx.request, WebSocket):
-                # A client that stopped reading leaves Strawberry stuck in a send: close the socket from here.
-                websocket = ctx.request
+            if websocket is not None:
+                # A client that stopped reading leaves the sender stuck in a send: close the socket from here.
                 stream.conn.on_overflow = lambda: rt.spawn(_close_slow(websocket))
-            while True:
-                try:
-                    delivery = await stream.next()
-                except OutboxClosed as closed:
-                    if closed.reason == "overflow" and isinstance(ctx.request, WebSocket):
-                        await ctx.request.close(CLOSE_TRY_AGAIN_LATER)
+            try:
+                if lane is not None and websocket is not None:
+                    # graphql-transport-ws: send the events from here, each executed once for all (resolvers.fanout).
+                    await _send_shared(rt, websocket, stream, fanout.SharedRenderer(lane, info))
                     return
-                if isinstance(delivery, str):  # replies exist only on the legacy protocol
-                    continue
-                yield delivery.encoded("graphql", lambda e: _convert(e, rt))
+                while True:
+                    for delivery in await stream.take():
+                        if isinstance(delivery, Delivery):  # replies exist only on the legacy protocol
+                            yield delivery.encoded("graphql", lambda e: _convert(e, rt))
+            except OutboxClosed as closed:
+                if closed.reason == "overflow" and websocket is not None:
+                    await websocket.close(CLOSE_TRY_AGAIN_LATER)
+
+
+async def _send_shared(rt: Any, websocket: WebSocket, stream: Stream, renderer: fanout.SharedRenderer) -> None:
+    send_text = websocket.send_text
+    while True:
+        for delivery in await stream.take():
+            if isinstance(delivery, Delivery):
+                source = delivery.encoded("graphql", lambda e: _convert(e, rt))
+                await send_text(await renderer.frame(delivery, source))
 
 
 async def _close_slow(websocket: WebSocket) -> None:

@@ -32,15 +32,29 @@ class Stream:
         if self.replay:
             return self.replay.pop(0)
         while True:
-            item = await self.conn.next()
-            if (
-                self.seam is not None
-                and isinstance(item, Delivery)
-                and item.event.pos is not None
-                and item.event.pos <= self.seam
-            ):
-                continue
-            return item
+            item = await self.conn.outbox.get()
+            if not self._replayed(item):
+                return item
+
+    async def take(self) -> list[Delivery | str]:
+        """Every item ready to send, in order, waiting for at least one; `OutboxClosed` as `next`."""
+        if self.replay:
+            replay, self.replay = self.replay, []
+            return list(replay)
+        while True:
+            items = await self.conn.outbox.take_all()
+            if self.seam is not None:
+                items = [item for item in items if not self._replayed(item)]
+            if items:
+                return items
+
+    def _replayed(self, item: Delivery | str) -> bool:
+        return (
+            self.seam is not None
+            and isinstance(item, Delivery)
+            and item.event.pos is not None
+            and item.event.pos <= self.seam
+        )
 
 
 @contextlib.asynccontextmanager

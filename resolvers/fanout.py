@@ -1,0 +1,128 @@
+"""`chatEvents` over graphql-transport-ws without per-subscriber GraphQL execution.
+
+Strawberry runs a subscription's selection set once per event *per subscriber*, then builds and JSON-encodes
+a `next` message for each. For an event going to a thousand sockets that is a thousand identical executions.
+Here a `chatEvents` subscription on graphql-transport-ws sends its events itself: each event is executed once
+per distinct (document, variables), the `payload` JSON is cached on the event's `Delivery`, and each subscriber
+only adds its operation id around it.
+
+Why sharing is safe: which events a subscriber gets is decided per user before this point (the hub puts only
+the user's own chats' events in the user's outbox); the selection set of an event reads only the event —
+no field of the event types looks at the viewer — so the same document gives the same payload for everyone.
+
+Everything before the first event (parsing, validation, the document limits, authentication, the subscription
+limit, errors) is still Strawberry's, and graphql-ws (the older subprotocol) keeps Strawberry's path entirely.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import DocumentNode, ExecutionResult, GraphQLError
+from graphql.execution import Executor
+from graphql.language import FieldNode, FragmentSpreadNode, Node, VariableNode
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
+
+from realtime.hub import Delivery
+from resolvers.errors import CodedErrors
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """A graphql-transport-ws operation that may send its events itself."""
+
+    operation_id: str
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+
+_lane: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("graphql_fanout_lane", default=None)
+
+
+def current_lane() -> Lane | None:
+    """The lane of the operation whose resolver is running (operations run in tasks of their own)."""
+    return _lane.get()
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+    """Strawberry's graphql-transport-ws handler, telling each operation's resolver its id and request."""
+
+    async def run_operation(self, operation: Operation[Any, Any]) -> None:
+        _lane.set(Lane(operation.id, operation.query, operation.variables, operation.operation_name))
+        await super().run_operation(operation)
+
+
+class SharedRenderer:
+    """One subscription's document and variables, and the `next` payload of an event, computed once for all
+    subscriptions with the same document and the same values of the variables its selection set uses."""
+
+    def __init__(self, lane: Lane, info: Any) -> None:
+        raw = info._raw_info  # graphql-core's resolve info: the validated operation and its fragments
+        self.prefix = '{"id":' + json.dumps(lane.operation_id) + ',"type":"next","payload":'
+        used = _variables_in(raw.operation, raw.fragments)
+        shown = {name: value for name, value in (lane.variables or {}).items() if name in used}
+        self.key = ("graphql-next", lane.query, lane.operation_name, json.dumps(shown, sort_keys=True, default=str))
+        document = DocumentNode(definitions=(raw.operation, *raw.fragments.values()))
+        executor = Executor.build(
+            raw.schema,
+            document,
+            context_value=raw.context,
+            raw_variable_values=lane.variables,
+            operation_name=lane.operation_name,
+        )
+        if not isinstance(executor, Executor):  # cannot happen: Strawberry validated this very request
+            raise GraphQLError("cannot execute the subscription's document")
+        self._executor = executor
+
+    async def frame(self, delivery: Delivery, source: Any) -> str:
+        """The whole `next` message of this subscription for `delivery` (`source` is its GraphQL object)."""
+        payload = delivery.cached(self.key)
+        if payload is None:
+            payload = await self._render(source)
+            delivery.store(self.key, payload)
+        return self.prefix + payload + "}"
+
+    async def _render(self, source: Any) -> str:
+        result = self._executor.build_per_event_executor(source).execute_operation(False)
+        if inspect.isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            payload["errors"] = [error.formatted for error in CodedErrors()._process_errors(list(result.errors))]
+        return json.dumps(payload, separators=(",", ":"))
+
+
+def _variables_in(operation: Node, fragments: dict[str, Node]) -> set[str]:
+    """Names of the variables the operation's selection set reads (root field arguments excluded: the
+    subscription's resolver consumes those, e.g. `after`, and they do not change an event's payload)."""
+    names: set[str] = set()
+    seen: set[str] = set()
+
+    def walk(node: Any, *, root: bool = False) -> None:
+        if isinstance(node, VariableNode):
+            names.add(node.name.value)
+            return
+        if isinstance(node, FragmentSpreadNode):
+            name = node.name.value
+            if name not in seen and name in fragments:
+                seen.add(name)
+                walk(fragments[name])
+        for key in node.keys:
+            if root and isinstance(node, FieldNode) and key == "arguments":
+                continue
+            value = getattr(node, key, None)
+            for child in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(child, Node):
+                    walk(child)
+
+    for selection in operation.selection_set.selections:  # type: ignore[attr-defined]
+        walk(selection, root=True)
+    for directive in operation.directives or ():  # type: ignore[attr-defined]
+        walk(directive)
+    return names
