@@ -19,6 +19,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from legacy_ws import frames
 from legacy_ws.origins import origin_allowed
+from realtime import eager
+from realtime.hub import Delivery
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from services import activity, chats, messages
@@ -67,6 +69,8 @@ class LegacySession:
         self.stream = stream
         self.conn = stream.conn
         self.limiter = RateLimiter.for_connection(rt.settings)
+        # The writer has items in hand (being sent): the fan-out must queue behind them.
+        self.writing = False
 
     # -- commands: one handler per type ------------------------------------------------------------
 
@@ -195,8 +199,31 @@ class LegacySession:
                 if closed.reason == "overflow":
                     await self.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
                 return
-            for item in items:
-                await send_text(item if isinstance(item, str) else item.encoded("legacy", encode))
+            self.writing = True
+            try:
+                for item in items:
+                    if isinstance(item, eager.Suspended):  # a send the fan-out started: finish it first
+                        await item.finish()
+                    else:
+                        await send_text(item if isinstance(item, str) else item.encoded("legacy", encode))
+            finally:
+                self.writing = False
+
+    def write_now(self, delivery: Delivery) -> bool:
+        """Send an event from the fan-out itself, when nothing is queued or being sent before it on this socket:
+        no writer task wakes up for it. A send held up by backpressure is finished by the writer, in order."""
+        if self.writing or len(self.conn.outbox) or self.stream.replay:
+            return False
+        if self.stream.replayed(delivery):
+            return True
+        text = delivery.encoded("legacy", frames.event_frame)
+        try:
+            suspended = eager.start(self.websocket.send_text(text))
+        except Exception:  # the socket is going away: queue it, and the writer ends the connection
+            return False
+        if suspended is not None and not self.conn.outbox.put(suspended, size=len(text), ephemeral=False):
+            suspended.coro.close()
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
@@ -237,9 +264,11 @@ async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream
     writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
     # A client that stopped reading leaves the writer stuck in a send: on overflow, stop waiting for it.
     conn.on_overflow = writer.cancel
+    conn.write_now = session.write_now
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        conn.write_now = None
         for task in (reader, writer):
             task.cancel()
         results = await asyncio.gather(reader, writer, return_exceptions=True)

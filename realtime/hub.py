@@ -62,6 +62,9 @@ class Connection:
         # Called once when the outbox overflows: the adapter closes the socket (1013) even if its writer is
         # stuck sending to a client that stopped reading.
         self.on_overflow: Callable[[], None] | None = None
+        # The adapter's way to send a delivery at once, from the fan-out, when nothing is queued before it
+        # (realtime.eager): True if it took the delivery, False to queue it in the outbox as usual.
+        self.write_now: Callable[[Delivery], bool] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id}>"
@@ -92,6 +95,7 @@ class Hub:
 
     def close(self, conn: Connection) -> bool:
         """Forget a connection. True if it was the user's last one in this process."""
+        conn.write_now = None
         conn.outbox.close()
         for chat_id in conn.chats:
             self._discard(self._by_chat, chat_id, conn)
@@ -160,7 +164,10 @@ class Hub:
         for conn in tuple(targets):  # a copy: an overflow callback may close connections
             if conn.user_id == exclude or (paused_chat is not None and paused_chat in conn.paused):
                 continue
-            if conn.outbox.put(delivery, size=size, ephemeral=ephemeral):
+            write_now = conn.write_now
+            if (write_now is not None and write_now(delivery)) or conn.outbox.put(
+                delivery, size=size, ephemeral=ephemeral
+            ):
                 delivered += 1
             elif conn.outbox.closed_reason == "overflow":
                 self.overflows += 1

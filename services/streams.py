@@ -33,7 +33,7 @@ class Stream:
             return self.replay.pop(0)
         while True:
             item = await self.conn.outbox.get()
-            if not self._replayed(item):
+            if not self.replayed(item):
                 return item
 
     async def take(self) -> list[Delivery | str]:
@@ -44,11 +44,12 @@ class Stream:
         while True:
             items = await self.conn.outbox.take_all()
             if self.seam is not None:
-                items = [item for item in items if not self._replayed(item)]
+                items = [item for item in items if not self.replayed(item)]
             if items:
                 return items
 
-    def _replayed(self, item: Delivery | str) -> bool:
+    def replayed(self, item: Delivery | str) -> bool:
+        """True for a live event the replay already sent."""
         return (
             self.seam is not None
             and isinstance(item, Delivery)
