@@ -4,9 +4,10 @@
 the workloads in order (idle connections first, on a fresh server, so its memory baseline is clean), writes
 the figures to the spec's `result` path and reports progress on stderr.
 
-Readiness is proven, never assumed: a workload's connections count as live once each has received one of its
-messages (sent at the workload's rate until all have). Between workloads the server is left to finish what
-the last one started (closing thousands of connections, say) until its CPU is quiet.
+Readiness is proven, never assumed: connections open in batches, and a batch counts as live once each of its
+connections has received one of the workload's messages (sent one at a time until all have). Between
+workloads, and before each measured window, the server is left to finish what came before (closing thousands
+of connections, say) until its CPU is quiet.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from bench.wsclient import WebSocket
 HOST = "127.0.0.1"
 CONNECT_CONCURRENCY = 100  # upgrades in flight at once
 READY_TIMEOUT = 120.0  # for every connection of a workload to have received a message
-LOBBY_RATE = 2.0  # messages/s to the lobby (every idle connection) while proving the idle connections live
-DRAIN_TIMEOUT = 20.0  # after a window's last send, for its deliveries to arrive
+PROOF_RATE = 5.0  # messages/s to a lobby chat while proving its idle connections live
+DRAIN_TIMEOUT = 10.0  # after a window's last send, for its deliveries to arrive
 ACK_TIMEOUT = 10.0  # a closed-loop sender's wait for its acknowledgement
 QUIET_CPU = 0.10  # share of a core below which the server counts as idle
 QUIET_SAMPLE = 0.3
@@ -63,41 +64,62 @@ class Client:
     # -- the workloads ------------------------------------------------------------------------------
 
     async def idle(self) -> dict[str, Any]:
-        """(c) Server memory per idle connection: RSS with N live idle connections minus RSS before them."""
-        plan, lobby = self.plan, self.plan.lobby
-        sender = Peer(await self.dialect.open_sender(0, lobby), self.tally, room=lobby)
-        warm = await self.open_many(plan.idle_warmup, lambda i: self.dialect.open_receiver(i, [lobby]), "warm-up")
-        await self.prove_live([sender, *warm], [sender], LOBBY_RATE)
+        """(c) Server memory per idle connection: RSS with N live idle connections minus RSS before them.
+
+        Each group of connections is proven live through its own lobby chat, by a sender connection of its
+        first user; those senders are idle connections too and count in N."""
+        groups = self.plan.idle_groups()
+        warm = await self.open_lobby(0, groups[0], "warm-up")
         await self.quiesce()
         rss_before = await self.settled_rss()
-        started = time.monotonic()
-        idle = await self.open_many(
-            plan.idle, lambda i: self.dialect.open_receiver(plan.idle_warmup + i, [lobby]), "idle"
-        )
+        started, cpu_before = time.monotonic(), procstat.cpu_seconds(self.pid)
+        idle: list[Peer] = []
+        for g in range(1, len(groups)):
+            idle += await self.open_lobby(g, groups[g], "idle")
+            self.log(f"idle: {len(idle):,} connections open and live")
         connect_seconds = time.monotonic() - started
-        await self.prove_live([sender, *warm, *idle], [sender], LOBBY_RATE)
+        connect_cpu = procstat.cpu_seconds(self.pid) - cpu_before
         await self.quiesce()
         rss_after = await self.settled_rss()
         per_connection = (rss_after - rss_before) / len(idle)
-        self.log(f"{len(idle)} idle connections: {per_connection / 1024:.1f} KiB each")
+        self.log(f"{len(idle):,} idle connections: {per_connection / 1024:.1f} KiB each")
         figures = {
             "connections": len(idle),
+            "proof_senders": len(groups) - 1,
             "connect_seconds": round(connect_seconds, 2),
+            "connect_cpu_ms_per_connection": round(connect_cpu / len(idle) * 1e3, 3),
             "rss_before": rss_before,
             "rss_after": rss_after,
             "rss_per_connection": round(per_connection),
-            "closed_early": self.closed_early([sender, *warm, *idle]),
+            "closed_early": self.closed_early([*warm, *idle]),
         }
-        await self.close_all([sender, *warm, *idle])
+        await self.close_all([*warm, *idle])
         return figures
+
+    async def open_lobby(self, group: int, users: range, label: str) -> list[Peer]:
+        """A group of idle connections and the sender that proves them live: its first user's second
+        connection, in the group's lobby chat."""
+        lobby = self.plan.lobby(group)
+        sender = Peer(await self.dialect.open_sender(users[0], lobby), self.tally, room=lobby)
+        await self.prove_live([sender], [sender], PROOF_RATE)
+        members = await self.open_live(
+            users, lambda i: self.dialect.open_receiver(i, [lobby]), [sender], PROOF_RATE, label
+        )
+        return [sender, *members]
 
     async def fanout(self) -> dict[str, Any]:
         """(a) One chat, one sender, a ramp of rates; stops at the first rate the server cannot keep up with."""
         plan, chat = self.plan, self.plan.big_chat
         sender = Peer(await self.dialect.open_sender(0, chat), self.tally, room=chat)
-        receivers = await self.open_many(plan.big_members, lambda i: self.dialect.open_receiver(i, [chat]), "receivers")
+        await self.prove_live([sender], [sender], plan.ramp[0])
+        receivers = await self.open_live(
+            range(plan.big_members),
+            lambda i: self.dialect.open_receiver(i, [chat]),
+            [sender],
+            plan.ramp[0],
+            "receivers",
+        )
         peers = [sender, *receivers]
-        await self.prove_live(peers, [sender], plan.ramp[0])
         steps = []
         for rate in plan.ramp:
             await self.quiesce()
@@ -113,17 +135,17 @@ class Client:
         """(b) Many small chats, one sender each, a fixed total rate."""
         plan = self.plan
         senders = await self.open_senders(plan.small_chats)
+        await self.prove_live(senders, senders, plan.small_rate)
         m = plan.small_members
 
         async def receiver(i: int) -> WebSocket:
             c, j = divmod(i, m)
             return await self.dialect.open_receiver(plan.small_member(c, j), [plan.small_chat(c)])
 
-        receivers = await self.open_many(plan.small_chats * m, receiver, "receivers")
+        receivers = await self.open_live(range(plan.small_chats * m), receiver, senders, plan.small_rate, "receivers")
         for i, peer in enumerate(receivers):
             peer.group = i // m
         peers = [*senders, *receivers]
-        await self.prove_live(peers, senders, plan.small_rate)
         await self.quiesce()
         step = await self.measure(peers, senders, plan.small_rate, f"{plan.small_chats} chats x {m}")
         await self.close_all(peers)
@@ -167,7 +189,13 @@ class Client:
         latency = percentiles_ms(tally.latencies)
         closed = self.closed_early(peers)
         p99 = latency["p99"]
-        fell_behind = not drained or closed > 0 or (p99 is not None and p99 > FELL_BEHIND_P99_MS)
+        behind = []
+        if not drained:
+            behind.append(f"{missing:,} deliveries missing {DRAIN_TIMEOUT:g} s after the last send")
+        if closed:
+            behind.append(f"{closed} connections closed by the server")
+        if p99 is not None and p99 > FELL_BEHIND_P99_MS:
+            behind.append(f"p99 {p99:,.0f} ms > {FELL_BEHIND_P99_MS:,.0f} ms")
         step = {
             "rate": rate,
             "messages": sent,
@@ -176,7 +204,8 @@ class Client:
             "missing": missing,
             "duplicates": duplicates,
             "latency_ms": latency,
-            "fell_behind": fell_behind,
+            "fell_behind": bool(behind),
+            "fell_behind_because": "; ".join(behind),
             "closed_early": closed,
             **figures,
         }
@@ -195,17 +224,12 @@ class Client:
         async def one(peer: Peer, stop: float) -> None:
             n = 0
             while loop.time() < stop:
-                peer.waiter = loop.create_future()
-                peer.awaiting = n
-                peer.send_message(n)
-                try:
-                    if not await asyncio.wait_for(peer.waiter, ACK_TIMEOUT):
-                        failures["refused"] += 1
-                except TimeoutError:
+                acked = await peer.send_acknowledged(n, ACK_TIMEOUT)
+                if acked is None:
                     failures["timed_out"] += 1
                     return
-                finally:
-                    peer.waiter = None
+                if not acked:
+                    failures["refused"] += 1
                 n += 1
 
         tally.begin(senders)
@@ -257,27 +281,45 @@ class Client:
 
     # -- connections ----------------------------------------------------------------------------------
 
-    async def open_many(self, count: int, opener: Callable[[int], Awaitable[WebSocket]], label: str) -> list[Peer]:
-        """`count` connections, at most CONNECT_CONCURRENCY upgrades at a time; any failure fails the workload."""
+    async def open_live(
+        self,
+        users: range,
+        opener: Callable[[int], Awaitable[WebSocket]],
+        senders: Sequence[Peer],
+        rate: float,
+        label: str,
+    ) -> list[Peer]:
+        """A connection for each of `users`, opened in batches of the plan's `batch`; each batch is proven live
+        (every connection received a message from `senders`) before the next opens.
+
+        A server may accept a WebSocket before it has set the connection up (the product loads the user's
+        chats after the upgrade), so bounding upgrades in flight alone does not bound its backlog: a burst of
+        10,000 upgrades would measure a reconnect storm, not idle connections."""
+        peers: list[Peer] = []
+        size = self.plan.batch
+        for start in range(users.start, users.stop, size):
+            batch = await self.open_many(range(start, min(users.stop, start + size)), opener, label)
+            await self.prove_live(batch, senders, rate)
+            peers += batch
+            if len(users) > size:
+                self.log(f"{label}: {len(peers):,}/{len(users):,} connected and live")
+        return peers
+
+    async def open_many(self, users: range, opener: Callable[[int], Awaitable[WebSocket]], label: str) -> list[Peer]:
+        """A connection for each of `users`, at most CONNECT_CONCURRENCY upgrades at a time; any failure fails
+        the workload."""
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-        done = 0
-        step = max(1, count // 5)
 
         async def one(i: int) -> Peer:
-            nonlocal done
             async with gate:
-                peer = Peer(await opener(i), self.tally)
-            done += 1
-            if done % step == 0 and count >= 500:
-                self.log(f"{label}: {done:,}/{count:,} connected")
-            return peer
+                return Peer(await opener(i), self.tally)
 
-        results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
+        results = await asyncio.gather(*(one(i) for i in users), return_exceptions=True)
         peers = [r for r in results if isinstance(r, Peer)]
         failures = [r for r in results if not isinstance(r, Peer)]
         if failures:
             await self.close_all(peers)
-            raise WorkloadError(f"{len(failures)} of {count} {label} connections failed: {failures[0]!r}")
+            raise WorkloadError(f"{len(failures)} of {len(users)} {label} connections failed: {failures[0]!r}")
         return peers
 
     async def open_senders(self, count: int) -> list[Peer]:
@@ -290,14 +332,25 @@ class Client:
         return senders
 
     async def prove_live(self, peers: Sequence[Peer], senders: Sequence[Peer], rate: float) -> None:
-        """Send messages at `rate` until every peer has received one."""
-        self.tally.begin(peers)
-        k = len(senders)
-        await pace(
-            rate, 0, lambda i: senders[i % k].send_message(i), until=self.tally.ready.is_set, max_seconds=READY_TIMEOUT
-        )
-        if not await self.wait(self.tally.ready, 1.0):
-            raise WorkloadError(f"{self.tally.waiting} of {len(peers)} connections never received a message")
+        """Send messages (round-robin over `senders`, at most `rate` a second) until every peer has received
+        one. Each waits for the previous one to come back to its sender, so proofs never pile up on a server
+        still busy setting connections up."""
+        tally = self.tally
+        tally.begin(peers)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        i = 0
+        while not tally.ready.is_set() and loop.time() < deadline:
+            turn = loop.time() + 1 / rate
+            await senders[i % len(senders)].send_acknowledged(i, ACK_TIMEOUT)
+            i += 1
+            await self.wait(tally.ready, turn - loop.time())
+        if not tally.ready.is_set():
+            codes = sorted({p.ws.closed.result() for p in peers if p.ws.closed.done()})
+            raise WorkloadError(
+                f"{tally.waiting} of {len(peers)} connections never received a message "
+                f"({self.closed_early(peers)} closed by the server, codes {codes})"
+            )
 
     async def close_all(self, peers: Sequence[Peer]) -> None:
         await asyncio.gather(*(p.ws.close() for p in peers))

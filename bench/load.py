@@ -122,6 +122,20 @@ class Peer:
         phase = self.tally.phase
         self.ws.send(self.tally.dialect.send_frame(self.room, marked(phase, n), f"{phase}-{n}"))
 
+    async def send_acknowledged(self, n: int, within: float) -> bool | None:
+        """Send message `n` and wait for it to come back to this connection (the product's acknowledgement;
+        on every server, proof that the server has fanned it out). True when it did, False when an error
+        frame came instead, None after `within` seconds."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.awaiting = n
+        self.send_message(n)
+        try:
+            return await asyncio.wait_for(self.waiter, within)
+        except TimeoutError:
+            return None
+        finally:
+            self.waiter = None
+
 
 async def pace(
     rate: float,

@@ -24,6 +24,8 @@ class Plan:
     # (c) idle connections measured, after `idle_warmup` connections have exercised the server's code paths.
     idle: int
     idle_warmup: int
+    # Connections are opened `batch` at a time, each batch proven live before the next opens.
+    batch: int
     # (d) the write path: closed-loop senders, then an open loop at a fixed rate (sends/s).
     write_senders: int
     write_open_rate: float
@@ -42,7 +44,8 @@ class Plan:
         return max(self.big_members + self.small_chats * self.small_members, self.idle_warmup + self.idle)
 
     # -- ids: users 0.. are the big chat's members, then the small chats', in order; idle connections
-    # use users 0.. again (one connection each), all members of the lobby chat.
+    # use users 0.. again (one connection each): the warm-up group, then groups of `batch`, each group the
+    # members of a lobby chat of its own (so proving a group live costs deliveries to that group only).
 
     @staticmethod
     def user(i: int) -> str:
@@ -62,16 +65,22 @@ class Plan:
     def small_member(self, c: int, j: int) -> int:
         return self.big_members + c * self.small_members + j
 
-    @property
-    def lobby(self) -> str:
-        return self.chat(1 + self.small_chats)
+    def idle_groups(self) -> list[range]:
+        """The users of the idle connections: the warm-up group first, then the measured ones by batch."""
+        end = self.idle_warmup + self.idle
+        return [range(self.idle_warmup)] + [
+            range(start, min(end, start + self.batch)) for start in range(self.idle_warmup, end, self.batch)
+        ]
+
+    def lobby(self, group: int) -> str:
+        return self.chat(1 + self.small_chats + group)
 
     def chats(self) -> list[tuple[str, list[int]]]:
         """Every chat with its members' user indexes."""
         chats = [(self.big_chat, list(range(self.big_members)))]
         for c in range(self.small_chats):
             chats.append((self.small_chat(c), [self.small_member(c, j) for j in range(self.small_members)]))
-        chats.append((self.lobby, list(range(self.idle_warmup + self.idle))))
+        chats += [(self.lobby(g), list(users)) for g, users in enumerate(self.idle_groups())]
         return chats
 
     def to_json(self) -> dict[str, object]:
@@ -94,6 +103,7 @@ FULL = Plan(
     small_rate=200,
     idle=10_000,
     idle_warmup=20,
+    batch=500,
     write_senders=100,
     write_open_rate=500,
     warmup=2.0,
@@ -111,6 +121,7 @@ SMOKE = Plan(
     small_rate=20,
     idle=50,
     idle_warmup=5,
+    batch=25,
     write_senders=5,
     write_open_rate=50,
     warmup=0.3,

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 LABELS = {"baseline": "baseline", "socketio": "socket.io", "legacy": "legacy", "graphql": "graphql"}
 COLORS = {"baseline": "tab:gray", "socketio": "tab:orange", "legacy": "tab:blue", "graphql": "tab:green"}
 CLIENT_SATURATED = 0.85  # share of the client's core above which the client, not the server, may be the limit
+SERVER_SATURATED = 0.95  # share of the server's core above which a window measured a server at its limit
 DASH = "—"
 
 Server = dict[str, Any]
@@ -207,7 +208,10 @@ def results_table(data: dict[str, Any]) -> list[str]:
         row(f"{small}: server CPU per delivery", lambda s: _num(s["small"]["cpu_us_per_delivery"], "{:.1f} µs")),
         row(f"{small}: latency p50 / p99 / p99.9", lambda s: _latency(s["small"])),
         row(f"{idle}: RSS per connection", lambda s: f"{s['idle']['rss_per_connection'] / 1024:.1f} KiB"),
-        row(f"{idle}: time to open", lambda s: f"{s['idle']['connect_seconds']:.1f} s"),
+        row(
+            f"{idle}: time to open them (batches of {plan['batch']}) / server CPU per opening",
+            lambda s: f"{s['idle']['connect_seconds']:.1f} s / {s['idle']['connect_cpu_ms_per_connection']:.2f} ms",
+        ),
         row(
             f"(d) write path, {senders} closed-loop senders: acked sends/s",
             write_cell(lambda w: f"{w['closed_loop']['acked_per_second']:,.0f}"),
@@ -275,8 +279,14 @@ def notes(data: dict[str, Any]) -> list[str]:
         if behind:
             s = behind[0]
             lines.append(
-                f"- {name} fell behind at {s['rate']:g} msg/s ({s['delivered']:,} of {s['expected']:,} delivered "
-                f"by the end of the drain wait, p99 {_num(s['latency_ms']['p99'], '{:,.0f}')} ms); its ramp stopped there."
+                f"- {name} fell behind at {s['rate']:g} msg/s ({s['fell_behind_because']}, server core "
+                f"{s['server_cpu']:.0%} busy); its ramp stopped there."
+            )
+        head = headline(server, data["plan"])
+        if head is not None and head["server_cpu"] > SERVER_SATURATED:
+            lines.append(
+                f"- {name}'s headline window ran with its core {head['server_cpu']:.0%} busy: its CPU per delivery is "
+                "that of a saturated server (ratios against it compare with a server at its limit)."
             )
         if server.get("unexpected_frames"):
             lines.append(

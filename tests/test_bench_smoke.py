@@ -45,7 +45,8 @@ def test_smoke_run_reports_every_server_and_workload(tmp_path: Path) -> None:
     for kind, server in report["servers"].items():
         assert "error" not in server, server
         assert server["unexpected_frames"] == 0, server["unexpected_sample"]
-        assert server["idle"]["connections"] == plan["idle"] and server["idle"]["closed_early"] == 0, kind
+        idle = server["idle"]
+        assert idle["connections"] == plan["idle"] + idle["proof_senders"] and idle["closed_early"] == 0, kind
         steps = server["fanout"]["steps"]
         assert [s["rate"] for s in steps] == plan["ramp"], kind
         for step in steps:
