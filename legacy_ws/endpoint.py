@@ -19,7 +19,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from legacy_ws import frames
 from legacy_ws.origins import origin_allowed
-from realtime import eager
 from realtime.hub import Delivery
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
@@ -27,7 +26,7 @@ from services import activity, chats, messages
 from services.auth import Actor, authenticate, token_from
 from services.errors import BadRequest, DomainError, Forbidden, RateLimited, Unauthenticated
 from services.runtime import Runtime
-from services.streams import Stream, open_stream
+from services.streams import Stream, StreamWriter, open_stream
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +68,7 @@ class LegacySession:
         self.stream = stream
         self.conn = stream.conn
         self.limiter = RateLimiter.for_connection(rt.settings)
-        # The writer has items in hand (being sent): the fan-out must queue behind them.
-        self.writing = False
+        self.writer = StreamWriter(stream, websocket.send_text, render_now=_event_text, render=_item_text)
 
     # -- commands: one handler per type ------------------------------------------------------------
 
@@ -189,41 +187,12 @@ class LegacySession:
             self.conn.reply(frames.error_frame("INTERNAL", "internal error"))
 
     async def write(self) -> None:
-        """Drain the outbox to the socket; each event's text is encoded once for all legacy connections."""
-        send_text = self.websocket.send_text
-        encode = frames.event_frame
-        while True:
-            try:
-                items = await self.stream.take()
-            except OutboxClosed as closed:
-                if closed.reason == "overflow":
-                    await self.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
-                return
-            self.writing = True
-            try:
-                for item in items:
-                    if isinstance(item, eager.Suspended):  # a send the fan-out started: finish it first
-                        await item.finish()
-                    else:
-                        await send_text(item if isinstance(item, str) else item.encoded("legacy", encode))
-            finally:
-                self.writing = False
-
-    def write_now(self, delivery: Delivery) -> bool:
-        """Send an event from the fan-out itself, when nothing is queued or being sent before it on this socket:
-        no writer task wakes up for it. A send held up by backpressure is finished by the writer, in order."""
-        if self.writing or len(self.conn.outbox) or self.stream.replay:
-            return False
-        if self.stream.replayed(delivery):
-            return True
-        text = delivery.encoded("legacy", frames.event_frame)
+        """Send the stream; each event's text is encoded once for all legacy connections."""
         try:
-            suspended = eager.start(self.websocket.send_text(text))
-        except Exception:  # the socket is going away: queue it, and the writer ends the connection
-            return False
-        if suspended is not None and not self.conn.outbox.put(suspended, size=len(text), ephemeral=False):
-            suspended.coro.close()
-        return True
+            await self.writer.run()
+        except OutboxClosed as closed:
+            if closed.reason == "overflow":
+                await self.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
@@ -264,11 +233,9 @@ async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream
     writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
     # A client that stopped reading leaves the writer stuck in a send: on overflow, stop waiting for it.
     conn.on_overflow = writer.cancel
-    conn.write_now = session.write_now
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        conn.write_now = None
         for task in (reader, writer):
             task.cancel()
         results = await asyncio.gather(reader, writer, return_exceptions=True)
@@ -279,6 +246,14 @@ async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream
         await session.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
     else:
         await session.close(1000, "")
+
+
+def _event_text(delivery: Delivery) -> str:
+    return delivery.encoded("legacy", frames.event_frame)
+
+
+async def _item_text(item: Delivery | str) -> str:
+    return item if isinstance(item, str) else _event_text(item)
 
 
 def _path_user(websocket: WebSocket) -> uuid.UUID | None:

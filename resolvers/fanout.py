@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from graphql.execution import Executor
 from graphql.language import FieldNode, FragmentSpreadNode, Node, VariableNode
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
+from realtime.events import Event
 from realtime.hub import Delivery
 from resolvers.errors import CodedErrors
 
@@ -61,7 +63,8 @@ class SharedRenderer:
     """One subscription's document and variables, and the `next` payload of an event, computed once for all
     subscriptions with the same document and the same values of the variables its selection set uses."""
 
-    def __init__(self, lane: Lane, info: Any) -> None:
+    def __init__(self, lane: Lane, info: Any, convert: Callable[[Event], Any]) -> None:
+        self._convert = convert  # an event as the GraphQL object its selection set runs over
         raw = info._raw_info  # graphql-core's resolve info: the validated operation and its fragments
         self.prefix = '{"id":' + json.dumps(lane.operation_id) + ',"type":"next","payload":'
         used = _variables_in(raw.operation, raw.fragments)
@@ -79,23 +82,41 @@ class SharedRenderer:
             raise GraphQLError("cannot execute the subscription's document")
         self._executor = executor
 
-    async def frame(self, delivery: Delivery, source: Any) -> str:
-        """The whole `next` message of this subscription for `delivery` (`source` is its GraphQL object)."""
+    def frame_now(self, delivery: Delivery) -> str | None:
+        """This subscription's whole `next` message for `delivery`, or None if rendering it would have to wait."""
         payload = delivery.cached(self.key)
         if payload is None:
-            payload = await self._render(source)
-            delivery.store(self.key, payload)
+            result = self._execute(delivery)
+            if inspect.isawaitable(result):  # not with this schema's event types; `frame` will wait for it
+                result.close()  # type: ignore[attr-defined]
+                return None
+            payload = self._store(delivery, result)
         return self.prefix + payload + "}"
 
-    async def _render(self, source: Any) -> str:
-        result = self._executor.build_per_event_executor(source).execute_operation(False)
-        if inspect.isawaitable(result):
-            result = await result
+    async def frame(self, item: Delivery | str) -> str | None:
+        """As `frame_now`, waiting if need be; None for what is not an event (legacy replies)."""
+        if not isinstance(item, Delivery):
+            return None
+        payload = item.cached(self.key)
+        if payload is None:
+            result = self._execute(item)
+            if inspect.isawaitable(result):
+                result = await result
+            payload = self._store(item, result)
+        return self.prefix + payload + "}"
+
+    def _execute(self, delivery: Delivery) -> Any:
+        source = delivery.encoded("graphql", self._convert)
+        return self._executor.build_per_event_executor(source).execute_operation(False)
+
+    def _store(self, delivery: Delivery, result: Any) -> str:
         assert isinstance(result, ExecutionResult)
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [error.formatted for error in CodedErrors()._process_errors(list(result.errors))]
-        return json.dumps(payload, separators=(",", ":"))
+        text = json.dumps(payload, separators=(",", ":"))
+        delivery.store(self.key, text)
+        return text
 
 
 def _variables_in(operation: Node, fragments: dict[str, Node]) -> set[str]:

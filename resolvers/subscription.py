@@ -13,7 +13,7 @@ from realtime.outbox import OutboxClosed
 from resolvers import fanout
 from resolvers.context import Context
 from schema import types
-from services.streams import Stream, open_stream
+from services.streams import StreamWriter, open_stream
 
 Info = strawberry.Info[Context, None]
 
@@ -48,7 +48,11 @@ class Subscription:
             try:
                 if lane is not None and websocket is not None:
                     # graphql-transport-ws: send the events from here, each executed once for all (resolvers.fanout).
-                    await _send_shared(rt, websocket, stream, fanout.SharedRenderer(lane, info))
+                    renderer = fanout.SharedRenderer(lane, info, lambda e: _convert(e, rt))
+                    writer = StreamWriter(
+                        stream, websocket.send_text, render_now=renderer.frame_now, render=renderer.frame
+                    )
+                    await writer.run()
                     return
                 while True:
                     for delivery in await stream.take():
@@ -57,15 +61,6 @@ class Subscription:
             except OutboxClosed as closed:
                 if closed.reason == "overflow" and websocket is not None:
                     await websocket.close(CLOSE_TRY_AGAIN_LATER)
-
-
-async def _send_shared(rt: Any, websocket: WebSocket, stream: Stream, renderer: fanout.SharedRenderer) -> None:
-    send_text = websocket.send_text
-    while True:
-        for delivery in await stream.take():
-            if isinstance(delivery, Delivery):
-                source = delivery.encoded("graphql", lambda e: _convert(e, rt))
-                await send_text(await renderer.frame(delivery, source))
 
 
 async def _close_slow(websocket: WebSocket) -> None:

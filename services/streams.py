@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from realtime import eager
 from realtime.events import ResyncRequired, UserStoppedTyping, decode_cursor
 from realtime.hub import Connection, Delivery
 from services import journal
@@ -27,17 +28,9 @@ class Stream:
     # Live durable events at or below this log position were in the replay (or seen before the cursor).
     seam: int | None = None
 
-    async def next(self) -> Delivery | str:
-        """The next item to send; raises `OutboxClosed` when the connection must end."""
-        if self.replay:
-            return self.replay.pop(0)
-        while True:
-            item = await self.conn.outbox.get()
-            if not self.replayed(item):
-                return item
-
     async def take(self) -> list[Delivery | str]:
-        """Every item ready to send, in order, waiting for at least one; `OutboxClosed` as `next`."""
+        """Every item ready to send, in order, waiting for at least one; raises `OutboxClosed` when the
+        connection must end."""
         if self.replay:
             replay, self.replay = self.replay, []
             return list(replay)
@@ -56,6 +49,69 @@ class Stream:
             and item.event.pos is not None
             and item.event.pos <= self.seam
         )
+
+
+class StreamWriter:
+    """The one writer of a socket: sends its stream's items in order — and lets the hub's fan-out send an
+    event right away when nothing is queued or in hand before it, so no task wakes up per delivery.
+
+    `render_now(delivery)` gives an event's frame without waiting (None: not possible now, queue it);
+    `render(item)` gives any item's frame, waiting if need be (None: nothing to send for it). A send the
+    fan-out started but the socket's backpressure held up (realtime.eager) is finished here, before anything
+    queued after it."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        send_text: Callable[[str], Awaitable[None]],
+        *,
+        render_now: Callable[[Delivery], str | None],
+        render: Callable[[Delivery | str], Awaitable[str | None]],
+    ) -> None:
+        self.stream = stream
+        self.send_text = send_text
+        self.render_now = render_now
+        self.render = render
+        self.writing = False  # items taken from the outbox and not yet sent: the fan-out queues behind them
+
+    async def run(self) -> None:
+        """Send until the connection ends (`OutboxClosed`); the fan-out may send directly meanwhile."""
+        conn = self.stream.conn
+        conn.write_now = self.write_now
+        try:
+            while True:
+                items = await self.stream.take()
+                self.writing = True
+                try:
+                    for item in items:
+                        if isinstance(item, eager.Suspended):
+                            await item.finish()
+                            continue
+                        text = await self.render(item)
+                        if text is not None:
+                            await self.send_text(text)
+                finally:
+                    self.writing = False
+        finally:
+            conn.write_now = None
+
+    def write_now(self, delivery: Delivery) -> bool:
+        """Send `delivery` from the fan-out if nothing is before it on this socket. True if it was taken."""
+        stream = self.stream
+        if self.writing or len(stream.conn.outbox) or stream.replay:
+            return False
+        if stream.replayed(delivery):
+            return True
+        text = self.render_now(delivery)
+        if text is None:
+            return False
+        try:
+            suspended = eager.start(self.send_text(text))
+        except Exception:  # the socket is going away: queue it, and the writer ends the connection
+            return False
+        if suspended is not None and not stream.conn.outbox.put(suspended, size=len(text), ephemeral=False):
+            suspended.coro.close()
+        return True
 
 
 @contextlib.asynccontextmanager
