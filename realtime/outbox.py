@@ -9,7 +9,6 @@ overflows and the connection must be closed (code 1013) so the client resumes fr
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -35,7 +34,7 @@ class Outbox(Generic[T]):
     def __init__(self, *, max_items: int, max_bytes: int) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._entries: deque[_Entry[T]] = deque()
+        self._entries: list[_Entry[T]] = []  # a list: an empty deque costs ~0.7 KiB per connection
         self._bytes = 0
         # The reader's pending wait, if it is waiting: a bare future is the cheapest wake-up there is.
         self._waiter: asyncio.Future[None] | None = None
@@ -79,7 +78,7 @@ class Outbox(Generic[T]):
     def _evict_ephemeral(self, size: int) -> None:
         """Drop queued ephemeral items, oldest first, until `size` more bytes and one more item fit."""
         count, total = len(self._entries), self._bytes
-        kept: deque[_Entry[T]] = deque()
+        kept: list[_Entry[T]] = []
         for entry in self._entries:
             fits = count < self.max_items and total + size <= self.max_bytes
             if entry[2] and not fits:
@@ -104,7 +103,7 @@ class Outbox(Generic[T]):
         or at once when it overflowed."""
         if not self._entries or self.closed_reason is not None:
             await self._wait()
-        item, size, _ = self._entries.popleft()
+        item, size, _ = self._entries.pop(0)
         self._bytes -= size
         return item
 
@@ -112,7 +111,7 @@ class Outbox(Generic[T]):
         """Every queued item, oldest first, waiting for at least one (`OutboxClosed` as `get`)."""
         if not self._entries or self.closed_reason is not None:
             await self._wait()
-        entries, self._entries, self._bytes = self._entries, deque(), 0
+        entries, self._entries, self._bytes = self._entries, [], 0
         return [entry[0] for entry in entries]
 
     def close(self, reason: str = "closed") -> None:

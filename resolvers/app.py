@@ -6,7 +6,7 @@ import strawberry
 from starlette.exceptions import HTTPException
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter
+from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, ParserCache
 from strawberry.types.unset import UnsetType
 
 from config import Settings
@@ -42,6 +42,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             lambda: AddValidationRules([depth_limit(limits.graphql_max_depth)]),
             lambda: MaxTokensLimiter(max_token_count=limits.graphql_max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=limits.graphql_max_aliases),
+            # Subscriptions keep their parsed document for as long as they run: identical texts share one.
+            lambda: ParserCache(maxsize=256),
         ],
     )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,17 +71,7 @@ class SharedRenderer:
         used = _variables_in(raw.operation, raw.fragments)
         shown = {name: value for name, value in (lane.variables or {}).items() if name in used}
         self.key = ("graphql-next", lane.query, lane.operation_name, json.dumps(shown, sort_keys=True, default=str))
-        document = DocumentNode(definitions=(raw.operation, *raw.fragments.values()))
-        executor = Executor.build(
-            raw.schema,
-            document,
-            context_value=raw.context,
-            raw_variable_values=lane.variables,
-            operation_name=lane.operation_name,
-        )
-        if not isinstance(executor, Executor):  # cannot happen: Strawberry validated this very request
-            raise GraphQLError("cannot execute the subscription's document")
-        self._executor = executor
+        self._executor = _shared_executor(raw.schema, self.key, lane, raw)
 
     def frame_now(self, delivery: Delivery) -> str | None:
         """This subscription's whole `next` message for `delivery`, or None if rendering it would have to wait."""
@@ -117,6 +108,33 @@ class SharedRenderer:
         text = json.dumps(payload, separators=(",", ":"))
         delivery.store(self.key, text)
         return text
+
+
+# Executors by (schema, subscription key), shared by every subscription with that key: each is ~5 KiB, and ten
+# thousand subscriptions usually carry a handful of distinct documents. Bounded, least recently built first out.
+_EXECUTORS_MAX = 256
+_executors: OrderedDict[tuple[Any, ...], Executor] = OrderedDict()
+
+
+def _shared_executor(schema: Any, key: tuple[Any, ...], lane: Lane, raw: Any) -> Executor:
+    cache_key = (schema, *key)
+    executor = _executors.get(cache_key)
+    if executor is None:
+        built = Executor.build(
+            schema,
+            DocumentNode(definitions=(raw.operation, *raw.fragments.values())),
+            # No context: the event types' fields read only the event (see the module docstring), and a shared
+            # executor must not hold on to one connection's context.
+            context_value=None,
+            raw_variable_values=lane.variables,
+            operation_name=lane.operation_name,
+        )
+        if not isinstance(built, Executor):  # cannot happen: Strawberry validated this very request
+            raise GraphQLError("cannot execute the subscription's document")
+        executor = _executors[cache_key] = built
+        if len(_executors) > _EXECUTORS_MAX:
+            _executors.popitem(last=False)
+    return executor
 
 
 def _variables_in(operation: Node, fragments: dict[str, Node]) -> set[str]:
