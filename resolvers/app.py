@@ -1,12 +1,17 @@
 """The Strawberry schema and the ASGI GraphQL app (HTTP, both WebSocket subprotocols, GraphiQL)."""
 
+import contextlib
+import functools
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import strawberry
+from graphql import DocumentNode, GraphQLError, parse
 from starlette.exceptions import HTTPException
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, ParserCache
+from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
 from strawberry.types.unset import UnsetType
 
 from config import Settings
@@ -30,6 +35,24 @@ class Schema(strawberry.Schema):
         """Client mistakes are not server errors: log only the unexpected ones (CodedErrors logs those)."""
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(query: str, **options: Any) -> DocumentNode:
+    return parse(query, **options)
+
+
+class SharedDocuments(SchemaExtension):
+    """Identical query texts share one parsed document: a subscription holds its document for as long as it
+    runs, and ten thousand subscriptions usually carry a handful of texts. A text that does not parse is left
+    to Strawberry, which reports the error as usual (Strawberry's own ParserCache would not)."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if isinstance(context.query, str):
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = _parse(context.query, **context.parse_options)
+        yield
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema, with the document limits of `settings` (SPEC §8; defaults and reasons in config.py)."""
     limits = settings or Settings()
@@ -42,8 +65,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             lambda: AddValidationRules([depth_limit(limits.graphql_max_depth)]),
             lambda: MaxTokensLimiter(max_token_count=limits.graphql_max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=limits.graphql_max_aliases),
-            # Subscriptions keep their parsed document for as long as they run: identical texts share one.
-            lambda: ParserCache(maxsize=256),
+            SharedDocuments,
         ],
     )
 
