@@ -38,7 +38,11 @@ QUIET_CPU = 0.10  # share of a core below which the server counts as idle
 QUIET_SAMPLE = 0.3
 QUIET_TIMEOUT = 120.0
 RSS_STABLE = 0.01  # consecutive readings this close (relative) are settled
-FELL_BEHIND_P99_MS = 1000.0
+# A server falls behind when messages queue up for good: the median waits over a second, or the window
+# delivered under this share of what was offered. (A tail alone is not enough: one garbage-collection pause
+# can hold every delivery for a second at any rate.)
+FELL_BEHIND_P50_MS = 1000.0
+KEPT_UP_SHARE = 0.9
 
 
 class WorkloadError(RuntimeError):
@@ -108,7 +112,8 @@ class Client:
         return [sender, *members]
 
     async def fanout(self) -> dict[str, Any]:
-        """(a) One chat, one sender, a ramp of rates; stops at the first rate the server cannot keep up with."""
+        """(a) One chat, one sender, a ramp of rates; stops at the first rate from the headline rate on that the
+        server cannot keep up with (the headline rate is always measured: the acceptance checks need it)."""
         plan, chat = self.plan, self.plan.big_chat
         sender = Peer(await self.dialect.open_sender(0, chat), self.tally, room=chat)
         await self.prove_live([sender], [sender], plan.ramp[0])
@@ -125,7 +130,7 @@ class Client:
             await self.quiesce()
             step = await self.measure(peers, [sender], rate, f"1 chat x {plan.big_members}")
             steps.append(step)
-            if step["fell_behind"]:
+            if step["fell_behind"] and rate >= plan.headline_rate:
                 self.log(f"fell behind at {rate:g} msg/s: ramp stopped")
                 break
         await self.close_all(peers)
@@ -188,14 +193,17 @@ class Client:
         duplicates = sum(max(0, p.got - expected[p.group]) for p in peers)
         latency = percentiles_ms(tally.latencies)
         closed = self.closed_early(peers)
-        p99 = latency["p99"]
+        p50, p99 = latency["p50"], latency["p99"]
+        offered = tally.expected / figures["window_seconds"]
         behind = []
         if not drained:
             behind.append(f"{missing:,} deliveries missing {DRAIN_TIMEOUT:g} s after the last send")
         if closed:
             behind.append(f"{closed} connections closed by the server")
-        if p99 is not None and p99 > FELL_BEHIND_P99_MS:
-            behind.append(f"p99 {p99:,.0f} ms > {FELL_BEHIND_P99_MS:,.0f} ms")
+        if p50 is not None and p50 > FELL_BEHIND_P50_MS:
+            behind.append(f"p50 {p50:,.0f} ms > {FELL_BEHIND_P50_MS:,.0f} ms")
+        if figures["deliveries_per_second"] < KEPT_UP_SHARE * offered:
+            behind.append(f"{figures['deliveries_per_second']:,.0f} of {offered:,.0f} offered deliveries/s")
         step = {
             "rate": rate,
             "messages": sent,
