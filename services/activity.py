@@ -44,10 +44,9 @@ async def set_chat_stream(rt: Runtime, *, actor: Actor, conn: Connection, chat_i
     event = UserJoined(chat_id=chat_id, user_id=user_id) if open else UserLeft(chat_id=chat_id, user_id=user_id)
     async with rt.chat_order(chat_id):
         async with rt.db.write() as session:
-            seq = await journal.next_seq(session, chat_id, member=user_id)
-            if seq is None:
+            recorded = await journal.record_chat_event(session, chat_id, event, member=user_id)
+            if recorded is None:
                 raise Forbidden()
-            recorded = await journal.append(session, event, seq=seq)
         if open:
             rt.hub.resume(conn, chat_id)
         else:

@@ -160,13 +160,13 @@ async def add_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_id: 
             raise NotFound("userId: unknown user")
         recorded = None
         if await session.get(Member, (chat_id, user_id)) is None:
-            seq = await journal.next_seq(session, chat_id)
-            recorded = await journal.append(
+            recorded = await journal.record_chat_event(
                 session,
+                chat_id,
                 MemberAdded(chat_id=chat_id, user_id=user_id, added_by=actor.user_id),
-                seq=seq,
                 subject_user_id=user_id,
             )
+            assert recorded is not None  # the chat was read above, in this transaction
             session.add(
                 Member(
                     chat_id=chat_id, user_id=user_id, joined_at=utcnow(), last_read_seq=0, joined_pos=recorded.event.pos
@@ -196,11 +196,10 @@ async def remove_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_i
         result = await session.execute(delete(Member).where(Member.chat_id == chat_id, Member.user_id == user_id))
         recorded = None
         if result.rowcount:  # type: ignore[attr-defined]
-            seq = await journal.next_seq(session, chat_id)
-            recorded = await journal.append(
+            recorded = await journal.record_chat_event(
                 session,
+                chat_id,
                 MemberRemoved(chat_id=chat_id, user_id=user_id, removed_by=actor.user_id),
-                seq=seq,
                 subject_user_id=user_id,
             )
     if recorded is not None:

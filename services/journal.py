@@ -60,6 +60,22 @@ async def append(
     return recorded
 
 
+async def record_chat_event(
+    session: AsyncSession,
+    chat_id: uuid.UUID,
+    event: Event,
+    *,
+    member: uuid.UUID | None = None,
+    subject_user_id: uuid.UUID | None = None,
+) -> Recorded | None:
+    """Record one of a chat's events with the chat's next seq (`next_seq`, then `append`). None, and nothing
+    written, if the chat does not exist or, when `member` is given, that user is not a member."""
+    seq = await next_seq(session, chat_id, member=member)
+    if seq is None:
+        return None
+    return await append(session, event, seq=seq, subject_user_id=subject_user_id)
+
+
 _SQLITE_NEXT_POS = "UPDATE log_state SET last_pos = last_pos + 1 WHERE id = 1 RETURNING last_pos"
 _SQLITE_INSERT = (
     "INSERT INTO event_log (pos, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at) "

@@ -219,9 +219,8 @@ async def mark_read(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID) -> ReadMar
                     .where(and_(Member.chat_id == chat_id, Member.user_id == user_id, Member.last_read_seq < latest))
                     .values(last_read_seq=latest)
                 )
-                seq = await journal.next_seq(session, chat_id)
-                recorded = await journal.append(
-                    session, MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=latest), seq=seq
+                recorded = await journal.record_chat_event(
+                    session, chat_id, MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=latest)
                 )
         if recorded is not None:
             rt.publish_recorded(recorded)

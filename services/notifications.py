@@ -25,10 +25,9 @@ async def notify_chat_participants(
     event = GlobalNotification(payload_data=payload, chat_id=chat_id, exclude_user_id=exclude_user_id)
     async with rt.chat_order(chat_id):
         async with rt.db.write() as session:
-            seq = await journal.next_seq(session, chat_id)
-            if seq is None:
+            recorded = await journal.record_chat_event(session, chat_id, event)
+            if recorded is None:
                 raise NotFound("chat not found")
-            recorded = await journal.append(session, event, seq=seq)
         rt.publish_recorded(recorded)
     return True
 
