@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from config import Settings
+from services.runtime import Runtime
 from tests.support import Api, Server
 
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -93,3 +95,14 @@ def start_server(tmp_path: Path) -> Iterator[object]:
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture
+async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
+    """An in-process runtime on a fresh SQLite file, for unit tests of the services."""
+    runtime = Runtime(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'unit.db'}", secret_key="unit"))
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()

@@ -5,29 +5,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from config import Settings
 from models import EventLog, Message
 from models.group_commit import GroupCommit
 from services import chats, messages, users
 from services.auth import Actor
 from services.errors import Forbidden
 from services.runtime import Runtime
-
-
-@pytest.fixture
-async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
-    runtime = Runtime(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'gc.db'}", secret_key="unit"))
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def member_pair(rt: Runtime) -> tuple[Actor, uuid.UUID]:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, get_type_hints
 
 import pytest
 from sqlalchemy import event
 
-from config import Settings
 from realtime.events import EVENT_TYPES, Event, EventDecodeError, decode
 from realtime.outbox import Outbox, OutboxClosed
 from services import chats, messages, users
@@ -21,16 +19,6 @@ from services.auth import Actor
 from services.runtime import Runtime
 
 # -- my_chats: a fixed number of statements however many chats -------------------------------------
-
-
-@pytest.fixture
-async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
-    runtime = Runtime(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'unit.db'}", secret_key="unit"))
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 @contextmanager
