@@ -283,10 +283,11 @@ def notes(data: dict[str, Any]) -> list[str]:
                 f"{s['server_cpu']:.0%} busy); its ramp stopped there."
             )
         head = headline(server, data["plan"])
-        if head is not None and head["server_cpu"] > SERVER_SATURATED:
+        if head is not None and (head["fell_behind"] or head["server_cpu"] > SERVER_SATURATED):
             lines.append(
-                f"- {name}'s headline window ran with its core {head['server_cpu']:.0%} busy: its CPU per delivery is "
-                "that of a saturated server (ratios against it compare with a server at its limit)."
+                f"- {name} was at its limit in the headline window (core {head['server_cpu']:.0%} busy"
+                f"{', fell behind' if head['fell_behind'] else ''}): its CPU per delivery is that of a saturated "
+                "server, and ratios against it compare with a server at its limit."
             )
         if server.get("unexpected_frames"):
             lines.append(
