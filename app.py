@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -31,17 +30,13 @@ READINESS_TIMEOUT = 2.0
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     logging_setup.install()
-    rt = Runtime(settings)
+    rt = Runtime(settings, manage_gc=True)
     graphql = graphql_app(rt)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await rt.start()
         websocket_manager.bind(rt)
-        # Everything loaded so far (modules, the schema, the engines) lives as long as the process: keep it out
-        # of the garbage collector's full passes, which would otherwise walk it on every one of them.
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:

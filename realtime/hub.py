@@ -80,6 +80,8 @@ class Hub:
         self._outbox_max_bytes = outbox_max_bytes
         self._by_user: dict[uuid.UUID, set[Connection]] = {}
         self._by_chat: dict[uuid.UUID, set[Connection]] = {}
+        self.open_connections = 0
+        self.closed_connections = 0  # a running total
         self.delivered = 0
         self.dropped = 0
         self.overflows = 0
@@ -91,11 +93,17 @@ class Hub:
         outbox: Outbox[Delivery | str] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
         conn = Connection(user_id, kind, outbox)
         self._by_user.setdefault(user_id, set()).add(conn)
+        self.open_connections += 1
         return conn
 
     def close(self, conn: Connection) -> bool:
         """Forget a connection. True if it was the user's last one in this process."""
-        conn.write_now = None
+        # The adapter's callbacks reference its tasks and sockets: dropping them here lets a closed connection be
+        # freed by reference counting alone, instead of waiting (as a cycle) for a full garbage collection.
+        conn.write_now = conn.on_overflow = None
+        if conn in self._by_user.get(conn.user_id, ()):
+            self.open_connections -= 1
+            self.closed_connections += 1
         conn.outbox.close()
         for chat_id in conn.chats:
             self._discard(self._by_chat, chat_id, conn)

@@ -56,13 +56,14 @@ class SharedDocuments(SchemaExtension):
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema, with the document limits of `settings` (SPEC §8; defaults and reasons in config.py)."""
     limits = settings or Settings()
+    depth_rule = depth_limit(limits.graphql_max_depth)  # one class, not one per operation (classes are cycles)
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
             CodedErrors,
-            lambda: AddValidationRules([depth_limit(limits.graphql_max_depth)]),
+            lambda: AddValidationRules([depth_rule]),
             lambda: MaxTokensLimiter(max_token_count=limits.graphql_max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=limits.graphql_max_aliases),
             SharedDocuments,

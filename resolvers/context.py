@@ -41,6 +41,10 @@ class Context:
     def set_actor(self, actor: Actor) -> None:
         self._actor = actor
 
+    def release(self) -> None:
+        """Let go of the socket and the request once the connection has ended."""
+        self.request = self.response = self.connection_params = None  # type: ignore[assignment]
+
 
 def coded(error: DomainError) -> GraphQLError:
     extensions: dict[str, Any] = {"code": error.code}

@@ -55,6 +55,14 @@ def current_lane() -> Lane | None:
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     """Strawberry's graphql-transport-ws handler, telling each operation's resolver its id and request."""
 
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            # Strawberry's per-operation objects form reference cycles that hold the context; without its socket
+            # they hold little, and the connection is freed by reference counting when it closes.
+            self.context.release()
+
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         _lane.set(Lane(operation.id, operation.query, operation.variables, operation.operation_name))
         await super().run_operation(operation)

@@ -16,6 +16,7 @@ from typing import Any
 
 from config import ConfigError, Settings
 from models import Database
+from realtime import gcpolicy
 from realtime.bus import EventBus
 from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
 from realtime.hub import Hub
@@ -62,8 +63,11 @@ def uvicorn_workers() -> int:
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, manage_gc: bool = False) -> None:
+        """`manage_gc`: this runtime is the server of its process and runs its garbage collection policy
+        (realtime.gcpolicy); scripts and tests that embed a runtime leave their process's collector alone."""
         self.settings = settings
+        self._manage_gc = manage_gc
         self.process_id = uuid.uuid4().hex[:12]
         self.db = Database(settings.database_url)
         self.hub = Hub(outbox_max_events=settings.outbox_max_events, outbox_max_bytes=settings.outbox_max_bytes)
@@ -79,6 +83,7 @@ class Runtime:
         self.typing = TypingTracker(settings.typing_ttl, self._typing_expired)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._chat_locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self.gc_policy: gcpolicy.GcPolicy | None = None
         self._outgoing: collections.deque[str] = collections.deque()
         self._outgoing_ready = asyncio.Event()
         self._started = False
@@ -99,6 +104,8 @@ class Runtime:
         # the bus connects (again).
         self.sequencer.last_pos = await journal.current_pos(self.db)
         self._started = True
+        if self._manage_gc:
+            self.gc_policy = gcpolicy.GcPolicy()
         if not await self.bus.start(wait=BUS_START_WAIT_SECONDS):
             log.warning(
                 "event bus %s unreachable: not ready; connecting in the background",
@@ -202,9 +209,13 @@ class Runtime:
         self.spawn(self.publish(UserStoppedTyping(chat_id=chat_id, user_id=user_id)))
 
     async def _maintenance_loop(self) -> None:
-        since_check = 0.0
+        since_check = since_freeze = 0.0
         while True:
             await asyncio.sleep(MAINTENANCE_SECONDS)
+            since_freeze += MAINTENANCE_SECONDS
+            if self.gc_policy is not None and since_freeze >= gcpolicy.FREEZE_SECONDS:
+                since_freeze = 0.0
+                self.gc_policy.tick(closed=self.hub.closed_connections, open_now=self.hub.open_connections)
             for chat_id, user_id in self.presence.expire():
                 # The process that started this typing is gone and will never stop it: stop it here, for
                 # this process's own connections (every process does the same for its own).
