@@ -1,5 +1,8 @@
 """Group commit for SQLite: one thread, one write connection, many units of work per transaction.
 
+It runs the hot writes (sends, last-seen stamps) and the first read of every connection (the user's chats),
+which would otherwise queue for the engine's small pool in a reconnect storm.
+
 A send through SQLAlchemy's async engine and aiosqlite costs a thread hop and a few hundred microseconds of
 statement building per statement; a send is five statements. Here the hot writes are plain `sqlite3` units
 of work (functions of a connection) queued to one writer thread, which runs every unit waiting at that

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Chat, Member, Message, User, utcnow
+from models.group_commit import sqlite_uuid
 from realtime.events import ChatCreated, MemberAdded, MemberRemoved, MessageData, UserRef
 from services import journal
 from services.auth import Actor, require_user
@@ -47,9 +48,19 @@ async def require_member(session: AsyncSession, *, chat_id: uuid.UUID, user_id: 
 
 
 async def user_chat_ids(rt: Runtime, *, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """The chats of a user: the first query of every connection. On a SQLite file it is a unit of work of the
+    group commit's thread (no pool to wait for: a reconnect storm of thousands of sockets queues there, in
+    order, instead of timing out on the engine's pool)."""
+    if rt.db.group_commit is not None:
+        key = sqlite_uuid(user_id)
+        rows = await rt.db.group_commit.run(lambda c: c.execute(_SQLITE_USER_CHATS, (key,)).fetchall())
+        return [uuid.UUID(hex=chat_id) for (chat_id,) in rows]
     async with rt.db.read() as session:
         rows = await session.execute(select(Member.chat_id).where(Member.user_id == user_id))
         return list(rows.scalars())
+
+
+_SQLITE_USER_CHATS = "SELECT chat_id FROM members WHERE user_id = ?"
 
 
 def _direct_key(a: uuid.UUID, b: uuid.UUID) -> str:

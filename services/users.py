@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from models import User, utcnow
+from models.group_commit import sqlite_time, sqlite_uuid
 from services.auth import Actor, require_service, require_user
 from services.errors import BadRequest, NotFound
 from services.runtime import Runtime
@@ -76,5 +77,11 @@ async def get_me(rt: Runtime, *, actor: Actor) -> UserView:
 
 
 async def touch_last_seen(rt: Runtime, *, user_id: uuid.UUID, when: datetime | None = None) -> None:
+    """Record when the user was last connected (every disconnect: on a SQLite file, through the group commit)."""
+    stamp = when or utcnow()
+    if rt.db.group_commit is not None:
+        key, text = sqlite_uuid(user_id), sqlite_time(stamp)
+        await rt.db.group_commit.run(lambda c: c.execute("UPDATE users SET last_seen = ? WHERE id = ?", (text, key)))
+        return
     async with rt.db.write() as session:
-        await session.execute(update(User).where(User.id == user_id).values(last_seen=when or utcnow()))
+        await session.execute(update(User).where(User.id == user_id).values(last_seen=stamp))

@@ -6,11 +6,12 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
-from models import EventLog, Message
+from models import EventLog, Message, User
 from models.group_commit import GroupCommit
 from services import chats, messages, users
 from services.auth import Actor
@@ -117,3 +118,14 @@ async def test_a_failing_unit_rolls_back_alone_inside_a_shared_transaction(tmp_p
         assert rows == [(1,), (1,), (3,), (3,)]  # nothing of the failed unit, not even its first insert
     finally:
         writer.close()
+
+
+async def test_connection_set_up_reads_and_last_seen_go_through_the_writer_and_read_back(rt: Runtime) -> None:
+    sender, chat_id = await member_pair(rt)
+    assert sender.user_id is not None
+    assert await chats.user_chat_ids(rt, user_id=sender.user_id) == [chat_id]
+    when = datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=UTC)
+    await users.touch_last_seen(rt, user_id=sender.user_id, when=when)
+    async with rt.db.read() as session:
+        stored = await session.get(User, sender.user_id)
+    assert stored is not None and stored.last_seen == when
