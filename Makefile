@@ -26,6 +26,6 @@ test: install tests/js/node_modules/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# The benchmark of issue 7 (~10 minutes): writes bench/results/ (report.md, report.json, latency.png).
+# The benchmark (~10 minutes): writes bench/results/ (report.md, report.json, latency.png).
 bench: install
 	$(BIN)/python -m bench

@@ -1,2 +1,2 @@
-"""The benchmark harness (issue 7): our two streaming protocols against a bare Starlette broadcast (the floor)
+"""The benchmark harness: our two streaming protocols against a bare Starlette broadcast (the floor)
 and python-socketio (the peer), on one machine, server and client on separate cores. `python -m bench --help`."""
