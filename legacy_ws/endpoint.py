@@ -15,10 +15,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from legacy_ws import frames
 from legacy_ws.origins import origin_allowed
+from realtime.events import Event
 from realtime.hub import Delivery
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
@@ -61,14 +63,15 @@ def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True
 
 
 class LegacySession:
-    def __init__(self, rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream) -> None:
+    def __init__(self, rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, stream: Stream) -> None:
         self.rt = rt
         self.websocket = websocket
         self.actor = actor
         self.stream = stream
         self.conn = stream.conn
         self.limiter = RateLimiter.for_connection(rt.settings)
-        self.writer = StreamWriter(stream, websocket.send_text, render_now=_event_text, render=_item_text)
+        # Events go out through the raw ASGI `send`, as one message dict per event shared by every recipient.
+        self.writer = StreamWriter(stream, send, render_now=_event_message, render=_item_message)
 
     # -- commands: one handler per type ------------------------------------------------------------
 
@@ -193,6 +196,8 @@ class LegacySession:
         except OutboxClosed as closed:
             if closed.reason == "overflow":
                 await self.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
+        except OSError:  # the client went away mid-send (the raw ASGI send says so with an OSError)
+            return
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
@@ -200,7 +205,19 @@ class LegacySession:
                 await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
 
 
-async def legacy_endpoint(websocket: WebSocket) -> None:
+class LegacyEndpoint:
+    """The route's ASGI app. Not a Starlette endpoint function, which would see only a `WebSocket`: the writer
+    sends through the raw ASGI `send`."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _connection(scope, receive, send)
+
+
+legacy_endpoint = LegacyEndpoint()
+
+
+async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
+    websocket = WebSocket(scope, receive, send)
     rt: Runtime = websocket.app.state.runtime
     token = token_from(
         authorization=websocket.headers.get("authorization"), query_token=websocket.query_params.get("token")
@@ -221,14 +238,14 @@ async def legacy_endpoint(websocket: WebSocket) -> None:
     cursor = websocket.query_params.get("cursor")
     try:
         async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor) as stream:
-            await _serve(rt, websocket, actor, stream)
+            await _serve(rt, websocket, send, actor, stream)
     except RateLimited as exc:  # too many connections of this user
         await websocket.close(CLOSE_POLICY, exc.message)
 
 
-async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream) -> None:
+async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, stream: Stream) -> None:
     conn = stream.conn
-    session = LegacySession(rt, websocket, actor, stream)
+    session = LegacySession(rt, websocket, send, actor, stream)
     reader = asyncio.create_task(session.read(), name=f"{conn.id}-read")
     writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
     # A client that stopped reading leaves the writer stuck in a send: on overflow, stop waiting for it.
@@ -248,12 +265,16 @@ async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream
         await session.close(1000, "")
 
 
-def _event_text(delivery: Delivery) -> str:
-    return delivery.encoded("legacy", frames.event_frame)
+def _event_message(delivery: Delivery) -> Message:
+    return delivery.encoded("legacy-asgi", _asgi_message)
 
 
-async def _item_text(item: Delivery | str) -> str:
-    return item if isinstance(item, str) else _event_text(item)
+def _asgi_message(event: Event) -> Message:
+    return {"type": "websocket.send", "text": frames.event_frame(event)}
+
+
+async def _item_message(item: Delivery | str) -> Message:
+    return {"type": "websocket.send", "text": item} if isinstance(item, str) else _event_message(item)
 
 
 def _path_user(websocket: WebSocket) -> uuid.UUID | None:

@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from realtime import eager
 from realtime.events import ResyncRequired, UserStoppedTyping, decode_cursor
@@ -55,21 +56,21 @@ class StreamWriter:
     """The one writer of a socket: sends its stream's items in order — and lets the hub's fan-out send an
     event right away when nothing is queued or in hand before it, so no task wakes up per delivery.
 
-    `render_now(delivery)` gives an event's frame without waiting (None: not possible now, queue it);
-    `render(item)` gives any item's frame, waiting if need be (None: nothing to send for it). A send the
+    `render_now(delivery)` gives what `send` takes for an event, without waiting (None: not possible now, queue
+    it); `render(item)` gives it for any item, waiting if need be (None: nothing to send for it). A send the
     fan-out started but the socket's backpressure held up (realtime.eager) is finished here, before anything
     queued after it."""
 
     def __init__(
         self,
         stream: Stream,
-        send_text: Callable[[str], Awaitable[None]],
+        send: Callable[[Any], Awaitable[None]],
         *,
-        render_now: Callable[[Delivery], str | None],
-        render: Callable[[Delivery | str], Awaitable[str | None]],
+        render_now: Callable[[Delivery], Any | None],
+        render: Callable[[Delivery | str], Awaitable[Any | None]],
     ) -> None:
         self.stream = stream
-        self.send_text = send_text
+        self.send = send  # takes what the renderers give: a text, or a whole ASGI message shared by recipients
         self.render_now = render_now
         self.render = render
         self.writing = False  # items taken from the outbox and not yet sent: the fan-out queues behind them
@@ -87,9 +88,9 @@ class StreamWriter:
                         if isinstance(item, eager.Suspended):
                             await item.finish()
                             continue
-                        text = await self.render(item)
-                        if text is not None:
-                            await self.send_text(text)
+                        message = await self.render(item)
+                        if message is not None:
+                            await self.send(message)
                 finally:
                     self.writing = False
         finally:
@@ -102,14 +103,14 @@ class StreamWriter:
             return False
         if stream.replayed(delivery):
             return True
-        text = self.render_now(delivery)
-        if text is None:
+        message = self.render_now(delivery)
+        if message is None:
             return False
         try:
-            suspended = eager.start(self.send_text(text))
+            suspended = eager.start(self.send(message))
         except Exception:  # the socket is going away: queue it, and the writer ends the connection
             return False
-        if suspended is not None and not stream.conn.outbox.put(suspended, size=len(text), ephemeral=False):
+        if suspended is not None and not stream.conn.outbox.put(suspended, size=len(delivery.raw), ephemeral=False):
             suspended.coro.close()
         return True
 
