@@ -1,4 +1,4 @@
-"""Command line: `python cli.py serve|seed-demo|token|service-token` (each with --help)."""
+"""Command line: `python cli.py serve|seed-demo|token|service-token|export-schema` (each with --help)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = commands.add_parser("service-token", help="print a service token signed with SECRET_KEY")
     service.add_argument("--days", type=float, default=1.0, help="validity (default: 1 day)")
 
+    export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL) to a file")
+    export.add_argument("path", nargs="?", default="schema.graphql", help="default: schema.graphql")
+
     args = parser.parse_args(argv)
     settings = Settings.from_env()
 
@@ -40,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(issue_user_token(args.user_id, key=settings.signing_key, ttl=timedelta(days=args.days)))
     elif args.command == "service-token":
         print(issue_service_token(key=settings.signing_key, ttl=timedelta(days=args.days)))
+    elif args.command == "export-schema":
+        from resolvers.app import schema_sdl
+
+        with open(args.path, "w", encoding="utf-8") as f:
+            f.write(schema_sdl())
     elif args.command == "seed-demo":
         from demo import seed_demo
 

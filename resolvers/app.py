@@ -71,6 +71,11 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     )
 
 
+def schema_sdl() -> str:
+    """The schema in SDL, as committed in schema.graphql (`python cli.py export-schema` rewrites that file)."""
+    return build_schema().as_str() + "\n"
+
+
 class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = fanout.TransportWSHandler
 
