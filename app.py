@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ready = database and broker
         return JSONResponse({"ready": ready, "database": database, "broker": broker}, status_code=200 if ready else 503)
 
+    async def metrics(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(rt.metrics(), media_type="text/plain; version=0.0.4")
+
     app = Starlette(
         middleware=[Middleware(WebSocketGuard, settings=settings)],
         routes=[
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/websocket/ws/{user_id}", legacy_endpoint),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
         ],
         lifespan=lifespan,
     )

@@ -10,9 +10,11 @@ import itertools
 import logging
 import uuid
 from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
 from typing import Any
 
-from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved
+from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved, NewMessage
+from realtime.metrics import Histogram
 from realtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class Connection:
         # Called once when the outbox overflows: the adapter closes the socket (1013) even if its writer is
         # stuck sending to a client that stopped reading.
         self.on_overflow: Callable[[], None] | None = None
+        self.overflowed = False
         # The adapter's way to send a delivery at once, from the fan-out, when nothing is queued before it
         # (realtime.eager): True if it took the delivery, False to queue it in the outbox as usual.
         self.write_now: Callable[[Delivery], bool] | None = None
@@ -81,6 +84,8 @@ class Hub:
         self._by_user: dict[uuid.UUID, set[Connection]] = {}
         self._by_chat: dict[uuid.UUID, set[Connection]] = {}
         self.open_connections = 0
+        self.open_by_kind: dict[str, int] = {}
+        self.send_latency = Histogram()
         self.closed_connections = 0  # a running total
         self.delivered = 0
         self.dropped = 0
@@ -94,6 +99,7 @@ class Hub:
         conn = Connection(user_id, kind, outbox)
         self._by_user.setdefault(user_id, set()).add(conn)
         self.open_connections += 1
+        self.open_by_kind[kind] = self.open_by_kind.get(kind, 0) + 1
         return conn
 
     def close(self, conn: Connection) -> bool:
@@ -103,6 +109,7 @@ class Hub:
         conn.write_now = conn.on_overflow = None
         if conn in self._by_user.get(conn.user_id, ()):
             self.open_connections -= 1
+            self.open_by_kind[conn.kind] -= 1
             self.closed_connections += 1
         conn.outbox.close()
         for chat_id in conn.chats:
@@ -163,6 +170,8 @@ class Hub:
         else:
             targets = ()
 
+        if isinstance(event, NewMessage) and targets and event.message.created_at.tzinfo is not None:
+            self.send_latency.observe(max(0.0, (datetime.now(UTC) - event.message.created_at).total_seconds()))
         delivery = Delivery(event, raw)
         size = len(raw)
         ephemeral = event.ephemeral
@@ -178,11 +187,13 @@ class Hub:
             ):
                 delivered += 1
             elif conn.outbox.closed_reason == "overflow":
-                self.overflows += 1
-                log.warning("closing slow consumer %s: outbox full", conn.id)
-                if conn.on_overflow is not None:
-                    callback, conn.on_overflow = conn.on_overflow, None
-                    callback()
+                if not conn.overflowed:  # once per connection: it stays in the hub until its adapter closes it
+                    conn.overflowed = True
+                    self.overflows += 1
+                    log.warning("closing slow consumer %s: outbox full", conn.id)
+                    if conn.on_overflow is not None:
+                        callback, conn.on_overflow = conn.on_overflow, None
+                        callback()
             else:
                 self.dropped += 1
         self.delivered += delivered

@@ -16,7 +16,7 @@ from typing import Any
 
 from config import ConfigError, Settings
 from models import Database
-from realtime import gcpolicy
+from realtime import gcpolicy, metrics
 from realtime.bus import EventBus
 from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
 from realtime.hub import Hub
@@ -84,6 +84,7 @@ class Runtime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._chat_locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.gc_policy: gcpolicy.GcPolicy | None = None
+        self.events_published = 0  # by this process (each reaches every process once)
         self._outgoing: collections.deque[str] = collections.deque()
         self._outgoing_ready = asyncio.Event()
         self._started = False
@@ -142,6 +143,7 @@ class Runtime:
         """Publish an ephemeral event (never raises). This process's own connections get it at once."""
         event = dataclasses.replace(event, origin=self.process_id)
         raw = event.encode()
+        self.events_published += 1
         self._offer(event, raw)
         await self.bus.publish_raw(raw)
 
@@ -149,6 +151,7 @@ class Runtime:
         """Publish a durable event whose data is committed (never raises, never waits). Local connections get
         it at once; the bus's copy, sent in commit order by one task, is then a duplicate the sequencer drops."""
         self._offer(recorded.event, recorded.raw)
+        self.events_published += 1
         if len(self._outgoing) >= OUTGOING_MAX:
             # The broker is hanging: the oldest event stays in the log, and other processes read it from there
             # when the next one they get shows the gap.
@@ -253,6 +256,53 @@ class Runtime:
         finally:
             if not lock.locked() and not lock._waiters:  # drop idle locks, keep the map small
                 self._chat_locks.pop(chat_id, None)
+
+    def metrics(self) -> str:
+        """This process's metrics in the Prometheus text format."""
+        hub, bus = self.hub, self.bus
+        kinds = {"legacy": 0, "graphql": 0} | hub.open_by_kind
+        return metrics.render(
+            [
+                (
+                    "tailtrail_connections",
+                    "gauge",
+                    "Open client streams by protocol.",
+                    [(f'{{protocol="{kind}"}}', count) for kind, count in sorted(kinds.items())],
+                ),
+                (
+                    "tailtrail_events_published_total",
+                    "counter",
+                    "Events this process published.",
+                    [("", self.events_published)],
+                ),
+                (
+                    "tailtrail_events_delivered_total",
+                    "counter",
+                    "Events handed to a local connection.",
+                    [("", hub.delivered)],
+                ),
+                (
+                    "tailtrail_events_dropped_total",
+                    "counter",
+                    "Events not handed to a connection: typing dropped from a full outbox, or a closing connection.",
+                    [("", hub.dropped)],
+                ),
+                (
+                    "tailtrail_outbox_overflows_total",
+                    "counter",
+                    "Slow consumers closed with 1013.",
+                    [("", hub.overflows)],
+                ),
+                ("tailtrail_broker_reconnects_total", "counter", "Event bus reconnections.", [("", bus.reconnects)]),
+                (
+                    "tailtrail_broker_publish_failures_total",
+                    "counter",
+                    "Publishes the broker did not take (the events reach other processes from the log).",
+                    [("", bus.publish_failures)],
+                ),
+            ],
+            send_latency=hub.send_latency,
+        )
 
     # -- presence (global: every process's connections) ---------------------------------------------
 

@@ -217,6 +217,12 @@ def without_cursor(event: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in event.items() if k != "cursor"}
 
 
+async def metrics_text(server: Server) -> str:
+    """The server's /metrics page (Prometheus text format)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        return (await client.get(f"{server.url}/metrics")).text
+
+
 class Subscriber:
     """A real `chatEvents` subscription (gql over websockets), its events collected in a queue.
 

@@ -1,4 +1,4 @@
-"""Operations endpoints: /readyz follows the database (the broker half is in test_scale_out.py)."""
+"""Operations endpoints: /readyz follows the database (the broker half is in test_scale_out.py), /metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 
 from tests.conftest import PG_ADMIN_DSN, unavailable
 from tests.scale_support import fresh_pg_name
-from tests.support import EVENT_TIMEOUT, Server
+from tests.support import EVENT_TIMEOUT, Api, Server, subscribed
 
 
 async def admin(sql: str) -> None:
@@ -59,3 +59,41 @@ async def test_readyz_is_503_while_the_database_refuses_connections_and_200_afte
         server.stop()
         await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def samples(text: str) -> dict[str, float]:
+    """`name{labels}` -> value, from the Prometheus text format."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            values[key] = float(value)
+    return values
+
+
+async def test_metrics_show_every_series_and_move_with_traffic(api: Api) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        before = samples((await client.get(f"{api.server.url}/metrics")).text)
+        alice, bob = await api.new_user("alice"), await api.new_user("bob")
+        chat_id = await api.new_chat(alice, bob)
+        async with subscribed(api, bob) as sub:
+            await api.send(alice, chat_id, "counted")
+            await sub.next("NewMessage")
+            during = samples((await client.get(f"{api.server.url}/metrics")).text)
+        response = await client.get(f"{api.server.url}/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    after = samples(response.text)
+
+    for name in (
+        'tailtrail_connections{protocol="legacy"}',
+        "tailtrail_outbox_overflows_total",
+        "tailtrail_broker_reconnects_total",
+        "tailtrail_events_dropped_total",
+        'tailtrail_send_to_deliver_seconds_bucket{le="+Inf"}',
+    ):
+        assert name in after, name
+    assert during['tailtrail_connections{protocol="graphql"}'] >= 1
+    for counter in ("tailtrail_events_published_total", "tailtrail_events_delivered_total"):
+        assert after[counter] > before[counter], counter
+    assert after["tailtrail_send_to_deliver_seconds_count"] > before["tailtrail_send_to_deliver_seconds_count"]
+    assert after["tailtrail_send_to_deliver_seconds_sum"] >= before["tailtrail_send_to_deliver_seconds_sum"]

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import PG_ADMIN_DSN, _pg_admin, unavailable
 from tests.legacy_client import LegacyClient, legacy
 from tests.scale_support import RedisServer, fresh_pg_name, ready, readyz
-from tests.support import EVENT_TIMEOUT, ROOT, SECRET, Api, Server, free_port, subscribed, without_cursor
+from tests.support import EVENT_TIMEOUT, ROOT, SECRET, Api, Server, free_port, metrics_text, subscribed, without_cursor
 
 # Presence bound for these tests: a SIGKILLed process's users are offline within this (default 15 s).
 PRESENCE_TIMEOUT = 3.0
@@ -281,6 +281,9 @@ async def test_redis_outage_under_traffic_loses_nothing_and_recovers(
         await drain("alice@A", {"after the outage"}, timeout=EVENT_TIMEOUT)
         recovered = time.monotonic() - restarted
         assert recovered <= 5.0, f"delivering again only {recovered:.1f}s after Redis returned"
+        for server in cluster:  # /metrics counted the reconnection
+            metrics = await metrics_text(server)
+            assert "\ntailtrail_broker_reconnects_total 0" not in metrics, metrics
     finally:
         stop.set()
         await sender

@@ -20,7 +20,7 @@ import pytest
 import websockets
 
 from tests.legacy_client import LegacyClient
-from tests.support import EVENT_TIMEOUT, Api, Server
+from tests.support import EVENT_TIMEOUT, Api, Server, metrics_text
 
 EVENTS = int(os.environ.get("SLOW_CONSUMER_EVENTS", "3000"))
 BASELINE_EVENTS = 1000
@@ -120,6 +120,8 @@ async def test_stalled_client_is_closed_with_1013_and_others_do_not_notice(tmp_p
         loaded, peak = await run(sender, watcher, chat_id, "l", server.proc.pid, EVENTS)
         # The stalled client was told to go away with 1013 ("try again later": resume from your cursor).
         assert await asyncio.wait_for(closing, EVENT_TIMEOUT) == 1013
+        metrics = await metrics_text(server)  # and /metrics counted it
+        assert "\ntailtrail_outbox_overflows_total 1\n" in metrics, metrics
         after, _ = await run(sender, watcher, chat_id, "a", server.proc.pid, BASELINE_EVENTS)
         unloaded = before + after
 
