@@ -239,6 +239,9 @@ class LegacyExpect:
     command: str | None = None
     chat: str | None = None  # canonical id of the chat a successful command acted on
     message: tuple[str | None, str | None] | None = None  # (content or None if unknowable, client_id): must arrive
+    # (chat, client id) a successful send stores, whether or not this connection sees it (a paused chat): a later
+    # send with the same pair is a retry, answered with the first message and no new event.
+    stores_client_id: tuple[str, str] | None = None
     limit: int = DEFAULT_PAGE
     notes: list[str] = field(default_factory=list)
 
@@ -338,11 +341,10 @@ def legacy_expect(
                 codes.add("BAD_REQUEST")
             elif has_surrogates(client_id) or "\x00" in client_id:
                 optional.add("BAD_REQUEST")
-        if (
-            not codes
-            and canonical not in paused
-            and (client_id is None or (canonical, client_id) not in used_client_ids)
-        ):
+        retry = not codes and client_id is not None and (canonical, client_id) in used_client_ids
+        if not codes and client_id is not None and not retry:
+            expect.stores_client_id = (canonical, client_id)
+        if not codes and canonical not in paused and not retry:
             exact = isinstance(content, str) and not has_surrogates(content)
             expect.message = (content if exact else None, client_id)
     elif command == "typing":

@@ -375,8 +375,8 @@ class LegacyFuzzer:
             self.paused[index].add(expect.chat)
         elif expect.command == "join_chat" and expect.chat is not None:
             self.paused[index].discard(expect.chat)
-        elif expect.command == "send_message" and expect.message is not None and expect.message[1] is not None:
-            self.used_client_ids.add((expect.chat or "", expect.message[1]))
+        elif expect.command == "send_message" and expect.stores_client_id is not None:
+            self.used_client_ids.add(expect.stores_client_id)
 
     async def drain(self) -> None:
         """Every connection's remaining frames (events of other connections' commands) up to a marker."""
