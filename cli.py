@@ -1,4 +1,4 @@
-"""Command line: `python cli.py serve|seed-demo|token|service-token|export-schema` (each with --help)."""
+"""Command line: `python cli.py serve|seed-demo|token|service-token|db upgrade|export-schema` (each with --help)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from config import Settings
 from services.auth import issue_service_token, issue_user_token
@@ -33,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = commands.add_parser("service-token", help="print a service token signed with SECRET_KEY")
     service.add_argument("--days", type=float, default=1.0, help="validity (default: 1 day)")
 
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply the migrations to DATABASE_URL (the server also does at start-up)")
+
     export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL) to a file")
     export.add_argument("path", nargs="?", default="schema.graphql", help="default: schema.graphql")
 
@@ -43,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(issue_user_token(args.user_id, key=settings.signing_key, ttl=timedelta(days=args.days)))
     elif args.command == "service-token":
         print(issue_service_token(key=settings.signing_key, ttl=timedelta(days=args.days)))
+    elif args.command == "db":
+        from models import Database
+
+        asyncio.run(_db_upgrade(Database(settings.database_url)))
+        print(f"database schema up to date: {settings.database_url.split('@')[-1]}")
     elif args.command == "export-schema":
         from resolvers.app import schema_sdl
 
@@ -60,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(connection_help(settings, host=args.host, port=args.port), flush=True)
         serve_app(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
+
+
+async def _db_upgrade(db: Any) -> None:
+    try:
+        await db.create_schema()
+    finally:
+        await db.dispose()
 
 
 def listening_socket(settings: Settings, *, host: str, port: int) -> socket.socket:

@@ -17,8 +17,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from models import migrate
 from models.group_commit import GroupCommit
-from models.tables import Base, LogState
+from models.tables import LogState
 
 # How long a SQLite writer waits for the write lock before failing: long enough to ride out a burst
 # of hundreds of queued writers, short enough that a stuck process shows up as an error.
@@ -80,8 +81,9 @@ class Database:
             yield session
 
     async def create_schema(self) -> None:
+        """Apply the migrations (models.migrate), then make sure the log's state row exists."""
         async with self._write_engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(migrate.upgrade)
             # The log's single state row; a second process starting at once inserts nothing.
             await conn.execute(self.insert(LogState).values(id=1, last_pos=0, floor_pos=0).on_conflict_do_nothing())
 

@@ -40,6 +40,17 @@ def _pg_admin(sql: str) -> None:
     asyncio.run(run())
 
 
+async def pg_admin(sql: str) -> None:
+    """`_pg_admin` for async tests (their event loop is already running)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""

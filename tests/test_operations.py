@@ -8,19 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import PG_ADMIN_DSN, unavailable
+from tests.conftest import PG_ADMIN_DSN, pg_admin, unavailable
 from tests.scale_support import fresh_pg_name
 from tests.support import EVENT_TIMEOUT, Api, Server, subscribed
-
-
-async def admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def readiness(url: str) -> tuple[int, dict[str, object]]:
@@ -42,7 +32,7 @@ async def until_status(url: str, status: int) -> dict[str, object]:
 async def test_readyz_is_503_while_the_database_refuses_connections_and_200_after(tmp_path: Path) -> None:
     name = fresh_pg_name()
     try:
-        await admin(f'CREATE DATABASE "{name}"')
+        await pg_admin(f'CREATE DATABASE "{name}"')
     except Exception as exc:
         unavailable(f"PostgreSQL ({exc.__class__.__name__})")
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
@@ -50,15 +40,15 @@ async def test_readyz_is_503_while_the_database_refuses_connections_and_200_afte
     try:
         assert (await until_status(server.url, 200)) == {"ready": True, "database": True, "broker": True}
         # The database goes away: no new connections, and the server's open ones are cut.
-        await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        await pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
         assert (await until_status(server.url, 503)) == {"ready": False, "database": False, "broker": True}
-        await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await until_status(server.url, 200)
     finally:
         server.stop()
-        await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def samples(text: str) -> dict[str, float]:

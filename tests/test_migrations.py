@@ -1,0 +1,74 @@
+"""Migrations: `db upgrade` on an empty database produces exactly the models' schema, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, create_engine, inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from models.tables import Base
+from tests.conftest import PG_ADMIN_DSN, pg_admin, unavailable
+from tests.scale_support import fresh_pg_name
+from tests.support import ROOT
+
+
+def db_upgrade(url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "cli.py", "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "database schema up to date" in done.stdout
+
+
+def _compare(connection: Connection) -> list[object]:
+    assert "alembic_version" in inspect(connection).get_table_names()
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def schema_differences(url: str) -> list[object]:
+    """What autogenerate would still change for the database at `url` to match the models."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_compare)
+    finally:
+        await engine.dispose()
+
+
+async def test_db_upgrade_on_empty_sqlite_gives_the_models_schema(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    db_upgrade(url)
+    assert await schema_differences(url) == []
+    db_upgrade(url)  # again: nothing to do, no error
+
+
+async def test_db_upgrade_on_empty_postgresql_gives_the_models_schema() -> None:
+    name = fresh_pg_name()
+    try:
+        await pg_admin(f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        unavailable(f"PostgreSQL ({exc.__class__.__name__})")
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    try:
+        url = f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+        db_upgrade(url)
+        assert await schema_differences(url) == []
+    finally:
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_a_database_made_before_migrations_is_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)  # what earlier builds did at start-up
+    engine.dispose()
+    db_upgrade(f"sqlite+aiosqlite:///{path}")
+    assert await schema_differences(f"sqlite+aiosqlite:///{path}") == []
