@@ -13,14 +13,18 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 from pathlib import Path
 from urllib.parse import quote
 
 
 def remember(state: Path, cursor: str | None) -> None:
     # Save after handling each event: a crash between handling and saving replays it once more, never loses it.
+    # Write a new file and rename it over the old one: a crash mid-write must not leave an empty cursor behind.
     if cursor:
-        state.write_text(cursor)
+        partial = state.with_name(state.name + ".new")
+        partial.write_text(cursor)
+        os.replace(partial, state)
 
 
 async def legacy(args: argparse.Namespace, state: Path) -> None:
