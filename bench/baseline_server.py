@@ -10,18 +10,16 @@ beyond this is the price of what it does.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import uuid
 from datetime import UTC, datetime
 
-import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from bench import serve
 
 rooms: dict[str, set[WebSocket]] = {}
 _connection_ids = itertools.count(1)
@@ -63,21 +61,11 @@ async def broadcast(websocket: WebSocket) -> None:
                 members.discard(websocket)
 
 
-async def healthz(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("ok")
-
-
-app = Starlette(routes=[WebSocketRoute("/ws", broadcast), Route("/healthz", healthz)])
+app = Starlette(routes=[WebSocketRoute("/ws", broadcast), Route("/healthz", serve.healthz)])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(
-        app, host=args.host, port=args.port, ws_per_message_deflate=False, access_log=False, log_level="warning"
-    )
+    serve.run(app, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

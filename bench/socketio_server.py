@@ -9,17 +9,15 @@ A client joins the rooms listed in its connect auth payload (`{"rooms": [...]}`)
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import socketio
-import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+
+from bench import serve
 
 sio = socketio.AsyncServer(async_mode="asgi")
 
@@ -42,21 +40,11 @@ async def send(sid: str, data: dict[str, Any]) -> None:
     await sio.emit("new_message", message, room=data["room"])
 
 
-async def healthz(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("ok")
-
-
-app = socketio.ASGIApp(sio, other_asgi_app=Starlette(routes=[Route("/healthz", healthz)]))
+app = socketio.ASGIApp(sio, other_asgi_app=Starlette(routes=[Route("/healthz", serve.healthz)]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(
-        app, host=args.host, port=args.port, ws_per_message_deflate=False, access_log=False, log_level="warning"
-    )
+    serve.run(app, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
