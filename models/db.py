@@ -18,12 +18,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from models import migrate
+from models.group_commit import PRAGMAS as SQLITE_PRAGMAS
 from models.group_commit import GroupCommit
 from models.tables import LogState
-
-# How long a SQLite writer waits for the write lock before failing: long enough to ride out a burst
-# of hundreds of queued writers, short enough that a stuck process shows up as an error.
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
@@ -34,12 +31,8 @@ def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
         # Let us issue BEGIN ourselves (the driver's implicit BEGIN is always deferred).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # WAL + NORMAL: a committed transaction survives a process crash (SIGKILL); only an OS crash or
-        # power loss can drop the last transactions.
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -34,12 +34,17 @@ Unit = Callable[[sqlite3.Connection], T]
 
 # A transaction holds at most this many units: a burst still commits in bounded time and memory.
 MAX_BATCH = 500
-# As the SQLAlchemy engines (models.db): WAL, NORMAL (a commit survives a process crash), a patient writer.
+# How long a SQLite writer waits for the write lock before failing: long enough to ride out a burst
+# of hundreds of queued writers, short enough that a stuck process shows up as an error.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Every SQLite connection of the process (this writer's and the SQLAlchemy engines', models.db): WAL + NORMAL,
+# so a committed transaction survives a process crash (SIGKILL) — only an OS crash or power loss can drop the
+# last transactions —, foreign keys enforced, a patient writer.
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
 )
 
 
