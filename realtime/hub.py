@@ -83,13 +83,16 @@ class Hub:
         self._outbox_max_bytes = outbox_max_bytes
         self._by_user: dict[uuid.UUID, set[Connection]] = {}
         self._by_chat: dict[uuid.UUID, set[Connection]] = {}
-        self.open_connections = 0
         self.open_by_kind: dict[str, int] = {}
         self.send_latency = Histogram()
         self.closed_connections = 0  # a running total
         self.delivered = 0
         self.dropped = 0
         self.overflows = 0
+
+    @property
+    def open_connections(self) -> int:
+        return sum(self.open_by_kind.values())
 
     # -- connections -------------------------------------------------------------------------------
 
@@ -98,7 +101,6 @@ class Hub:
         outbox: Outbox[Delivery | str] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
         conn = Connection(user_id, kind, outbox)
         self._by_user.setdefault(user_id, set()).add(conn)
-        self.open_connections += 1
         self.open_by_kind[kind] = self.open_by_kind.get(kind, 0) + 1
         return conn
 
@@ -108,7 +110,6 @@ class Hub:
         # freed by reference counting alone, instead of waiting (as a cycle) for a full garbage collection.
         conn.write_now = conn.on_overflow = None
         if conn in self._by_user.get(conn.user_id, ()):
-            self.open_connections -= 1
             self.open_by_kind[conn.kind] -= 1
             self.closed_connections += 1
         conn.outbox.close()
