@@ -1,75 +1,129 @@
-"""Command line: `python cli.py serve|seed-demo|token|service-token|db upgrade|export-schema` (each with --help)."""
+"""Command line (Typer): `python cli.py serve|seed-demo|token|service-token|db upgrade|export-schema`.
+
+Every command and group has `--help`; `python cli.py --help` lists them.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import socket
 import sys
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from config import Settings
+import typer
+
+from config import ConfigError, Settings
 from services.auth import issue_service_token, issue_user_token
+
+app = typer.Typer(
+    name="cli.py",
+    help="TailTrail Realtime: run the server, print tokens, manage the database schema.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    # Rich tracebacks may print local variables; a CLI that holds SECRET_KEY keeps plain ones.
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema (DATABASE_URL).", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(db_app, name="db")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cli.py", description="TailTrail Realtime")
-    commands = parser.add_subparsers(dest="command", required=True)
+    """Run the command line on `argv` (default: `sys.argv[1:]`) and return its exit status."""
+    try:
+        app(args=None if argv is None else list(argv), prog_name="cli.py")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0
 
-    serve = commands.add_parser("serve", help="run the server (uvicorn app:app, with the socket limits of SECURITY.md)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="processes (needs BROADCAST_URL=redis://…)")
-    serve.add_argument("--demo", action="store_true", help="seed demo users and chats and print their tokens")
 
-    commands.add_parser("seed-demo", help="create the demo users and chats")
+def _settings() -> Settings:
+    """Settings from the environment; a bad value is the user's mistake: say which, exit 2."""
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
 
-    token = commands.add_parser("token", help="print a user token signed with SECRET_KEY")
-    token.add_argument("user_id", type=uuid.UUID)
-    token.add_argument("--days", type=float, default=7.0, help="validity (default: 7 days)")
 
-    service = commands.add_parser("service-token", help="print a service token signed with SECRET_KEY")
-    service.add_argument("--days", type=float, default=1.0, help="validity (default: 1 day)")
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Processes (more than 1 needs BROADCAST_URL=redis://…).")] = 1,
+    demo: Annotated[bool, typer.Option("--demo", help="Seed the demo users and chats and print their tokens.")] = False,
+) -> None:
+    """Run the server.
 
-    db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("upgrade", help="apply the migrations to DATABASE_URL (the server also does at start-up)")
-
-    export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL) to a file")
-    export.add_argument("path", nargs="?", default="schema.graphql", help="default: schema.graphql")
-
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-
-    if args.command == "token":
-        print(issue_user_token(args.user_id, key=settings.signing_key, ttl=timedelta(days=args.days)))
-    elif args.command == "service-token":
-        print(issue_service_token(key=settings.signing_key, ttl=timedelta(days=args.days)))
-    elif args.command == "db":
-        from models import Database
-
-        asyncio.run(_db_upgrade(Database(settings.database_url)))
-        print(f"database schema up to date: {settings.database_url.split('@')[-1]}")
-    elif args.command == "export-schema":
-        from resolvers.app import schema_sdl
-
-        with open(args.path, "w", encoding="utf-8") as f:
-            f.write(schema_sdl())
-    elif args.command == "seed-demo":
-        from demo import seed_demo
+    `uvicorn app:app` with the socket limits of SECURITY.md: per-message deflate off, frames capped at
+    MAX_FRAME_BYTES, a capped kernel send buffer per client socket.
+    """
+    settings = _settings()
+    if demo:
+        from demo import connection_help, seed_demo
 
         asyncio.run(seed_demo(settings))
-    elif args.command == "serve":
-        if args.demo:
-            from demo import connection_help, seed_demo
+        print(connection_help(settings, host=host, port=port), flush=True)
+    serve_app(settings, host=host, port=port, workers=workers)
 
-            asyncio.run(seed_demo(settings))
-            print(connection_help(settings, host=args.host, port=args.port), flush=True)
-        serve_app(settings, host=args.host, port=args.port, workers=args.workers)
-    return 0
+
+@app.command("seed-demo")
+def seed_demo_command() -> None:
+    """Create the demo users and chats.
+
+    Three users and two chats in DATABASE_URL, with fixed ids; running it again changes nothing.
+    """
+    from demo import seed_demo
+
+    asyncio.run(seed_demo(_settings()))
+
+
+@app.command()
+def token(
+    user_id: Annotated[uuid.UUID, typer.Argument(metavar="USER_ID", help="The user's id (a UUID).")],
+    days: Annotated[float, typer.Option(help="Validity in days.")] = 7.0,
+) -> None:
+    """Print a user token signed with SECRET_KEY."""
+    print(issue_user_token(user_id, key=_settings().signing_key, ttl=timedelta(days=days)))
+
+
+@app.command("service-token")
+def service_token(days: Annotated[float, typer.Option(help="Validity in days.")] = 1.0) -> None:
+    """Print a service token signed with SECRET_KEY.
+
+    It may call upsertUser and the server-side operations (notifications, online users).
+    """
+    print(issue_service_token(key=_settings().signing_key, ttl=timedelta(days=days)))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations to DATABASE_URL.
+
+    The server also applies them at start-up; this does it without serving.
+    """
+    from models import Database
+
+    settings = _settings()
+    asyncio.run(_db_upgrade(Database(settings.database_url)))
+    print(f"database schema up to date: {settings.database_url.split('@')[-1]}")
+
+
+@app.command("export-schema")
+def export_schema(
+    path: Annotated[str, typer.Argument(metavar="PATH", help="File to write.")] = "schema.graphql",
+) -> None:
+    """Write the GraphQL schema (SDL) to a file.
+
+    schema.graphql is this output, committed (a test fails when it is stale).
+    """
+    from resolvers.app import schema_sdl
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(schema_sdl())
 
 
 async def _db_upgrade(db: Any) -> None:

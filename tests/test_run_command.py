@@ -132,7 +132,7 @@ def test_serve_help_lists_the_port_option() -> None:
 
 
 def test_serve_listens_on_port_8000_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The argparse default, read by running the CLI with socket binding and uvicorn.run recorded."""
+    """The CLI's default, read by running the CLI with socket binding and uvicorn.run recorded."""
     import uvicorn
 
     import cli
