@@ -1,18 +1,21 @@
-"""Command line (Typer): `python cli.py serve|seed-demo|token|service-token|db upgrade|export-schema`.
+"""Command line (Typer): `python cli.py serve|seed-demo|token|service-token|notify|db upgrade|export-schema`.
 
-Every command and group has `--help`; `python cli.py --help` lists them.
+Every command and group has `--help`; `python cli.py --help` lists them. `notify` is a client of a running
+server's GraphQL API (with a service token); the others work on this process's settings and database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
+import httpx
 import typer
 
 from config import ConfigError, Settings
@@ -20,7 +23,7 @@ from services.auth import issue_service_token, issue_user_token
 
 app = typer.Typer(
     name="cli.py",
-    help="TailTrail Realtime: run the server, print tokens, manage the database schema.",
+    help="TailTrail Realtime: run the server, print tokens, send notifications, manage the database schema.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -29,6 +32,17 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (DATABASE_URL).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+
+# A notification is one small insert on the server; 10 s covers a busy server and a slow link without
+# leaving a script hanging on one that never answers.
+NOTIFY_TIMEOUT = 10.0
+# The service token `notify` makes is used for one request at once; 5 minutes still tolerates a server whose
+# clock is a little ahead.
+NOTIFY_TOKEN_TTL = timedelta(minutes=5)
+NOTIFY_USER = "mutation($u: ID!, $n: JSON!) { sendGlobalNotification(userId: $u, notification: $n) }"
+NOTIFY_CHAT = (
+    "mutation($c: ID!, $n: JSON!, $x: ID) { notifyChatParticipants(chatId: $c, notification: $n, excludeUserId: $x) }"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,6 +111,101 @@ def service_token(days: Annotated[float, typer.Option(help="Validity in days.")]
     It may call upsertUser and the server-side operations (notifications, online users).
     """
     print(issue_service_token(key=_settings().signing_key, ttl=timedelta(days=days)))
+
+
+@app.command()
+def notify(
+    user: Annotated[uuid.UUID | None, typer.Option(metavar="USER_ID", help="Send to this user's devices.")] = None,
+    chat: Annotated[
+        uuid.UUID | None, typer.Option(metavar="CHAT_ID", help="Send to every member of this chat.")
+    ] = None,
+    exclude: Annotated[
+        uuid.UUID | None, typer.Option(metavar="USER_ID", help="With --chat: leave out this member.")
+    ] = None,
+    title: Annotated[str | None, typer.Option(metavar="TEXT", help='Sets "title" in the notification.')] = None,
+    body: Annotated[str | None, typer.Option(metavar="TEXT", help='Sets "body" in the notification.')] = None,
+    data: Annotated[
+        str | None, typer.Option(metavar="JSON", help="The notification as a JSON object; --title/--body are added.")
+    ] = None,
+    url: Annotated[str, typer.Option(metavar="URL", help="The running server (its /graphql endpoint is called).")] = (
+        "http://127.0.0.1:8000"
+    ),
+) -> None:
+    """Send a notification through a running server.
+
+    To one user (--user: sendGlobalNotification; clients get the object as given, legacy `global_notification`,
+    GraphQL `GlobalNotification.payload`) or to the members of a chat (--chat: notifyChatParticipants; clients
+    get `{"type": "chat_notification", "chat_id": …, "notification": …}`). Signed with a service token made from
+    SECRET_KEY, which must be the server's. Exits 1 when the server refuses (its error code is printed) or
+    cannot be reached.
+    """
+    if (user is None) == (chat is None):
+        got = "both" if user is not None else "neither"
+        raise typer.BadParameter(f"exactly one is needed, got {got}", param_hint="--user / --chat")
+    if exclude is not None and chat is None:
+        raise typer.BadParameter("only goes with --chat", param_hint="--exclude")
+    notification = _notification(data, title=title, body=body)
+    service = issue_service_token(key=_settings().signing_key, ttl=NOTIFY_TOKEN_TTL)
+    if user is not None:
+        query, variables = NOTIFY_USER, {"u": str(user), "n": notification}
+        target = f"user {user}"
+    else:
+        query = NOTIFY_CHAT
+        variables = {"c": str(chat), "n": notification, "x": None if exclude is None else str(exclude)}
+        target = f"the members of chat {chat}" + ("" if exclude is None else f" except {exclude}")
+    _graphql(url, query, variables, token=service)
+    print(f"notification sent to {target}")
+
+
+def _notification(data: str | None, *, title: str | None, body: str | None) -> dict[str, Any]:
+    notification: dict[str, Any] = {}
+    if data is not None:
+        try:
+            notification = json.loads(data)
+        except json.JSONDecodeError as error:
+            raise typer.BadParameter(f"not JSON: {error}", param_hint="--data") from None
+        if not isinstance(notification, dict):
+            raise typer.BadParameter(f"expected a JSON object, got {data!r}", param_hint="--data")
+    if title is not None:
+        notification["title"] = title
+    if body is not None:
+        notification["body"] = body
+    if not notification:
+        raise typer.BadParameter("an empty notification: give at least one", param_hint="--title / --body / --data")
+    return notification
+
+
+def _graphql(url: str, query: str, variables: dict[str, Any], *, token: str) -> None:
+    """POST one operation to `<url>/graphql`; any failure is printed and exits 1."""
+    endpoint = url.rstrip("/")
+    endpoint = endpoint if endpoint.endswith("/graphql") else f"{endpoint}/graphql"
+    try:
+        response = httpx.post(
+            endpoint,
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=NOTIFY_TIMEOUT,
+        )
+    except httpx.HTTPError as error:
+        _fail(f"cannot reach the server at {endpoint}: {error.__class__.__name__}: {error}")
+    try:
+        answer = response.json()
+    except ValueError:
+        _fail(f"{endpoint} answered HTTP {response.status_code}, not GraphQL: {response.text[:200]!r}")
+    if not isinstance(answer, dict):
+        _fail(f"{endpoint} answered HTTP {response.status_code} with {answer!r}")
+    if answer.get("errors"):
+        for error in answer["errors"]:
+            code = (error.get("extensions") or {}).get("code", "ERROR")
+            typer.echo(f"Error: {code}: {error.get('message')}", err=True)
+        raise typer.Exit(1)
+    if response.status_code != 200 or not isinstance(answer.get("data"), dict):
+        _fail(f"{endpoint} answered HTTP {response.status_code} with {answer!r}")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
 
 
 @db_app.command("upgrade")
