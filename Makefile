@@ -10,6 +10,11 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 	cd tests/js && npm ci --silent --no-audit --no-fund
 	touch $@
 
+# Debian's Chromium, driven by Playwright in tests/test_web_client.py (Playwright's own browser download is not
+# used). Without it (no root, no apt) that test skips on a laptop and fails under CI=true.
+/usr/bin/chromium:
+	-apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -21,7 +26,7 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python cli.py serve --demo
 
-test: install tests/js/node_modules/.installed
+test: install tests/js/node_modules/.installed /usr/bin/chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -6,15 +6,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 import logging_setup
 from config import Settings
+from demo import demo_users
 from legacy_ws import legacy_endpoint
 from resolvers import graphql_app
 from services.runtime import Runtime
@@ -25,6 +28,8 @@ log = logging.getLogger("tailtrail")
 
 # A readiness probe answers within this, database or not.
 READINESS_TIMEOUT = 2.0
+# The demo web client (plain HTML and JS, served as files).
+WEB = Path(__file__).parent / "web"
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -61,6 +66,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def metrics(request: Request) -> PlainTextResponse:
         return PlainTextResponse(rt.metrics(), media_type="text/plain; version=0.0.4")
 
+    async def index(request: Request) -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    async def demo_tokens(request: Request) -> JSONResponse:
+        """The demo users and their tokens, for the web client's picker. Development mode only: its signing key
+        is public anyway, so this reveals nothing a visitor could not make; with SECRET_KEY set it is a 404."""
+        if not settings.dev_mode:
+            return JSONResponse({"error": "demo users are offered in development mode only"}, status_code=404)
+        return JSONResponse({"users": demo_users(settings)})
+
     app = Starlette(
         middleware=[Middleware(WebSocketGuard, settings=settings)],
         routes=[
@@ -70,6 +85,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/", index),
+            Route("/demo/users", demo_tokens),
+            Mount("/web", StaticFiles(directory=WEB), name="web"),
         ],
         lifespan=lifespan,
     )

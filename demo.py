@@ -50,11 +50,18 @@ async def seed_demo(settings: Settings) -> None:
         await rt.stop()
 
 
+def demo_users(settings: Settings) -> list[dict[str, str]]:
+    """The demo users with a fresh token each (the web client's user picker)."""
+    key = settings.signing_key
+    return [{"id": str(u.id), "email": u.email, "token": issue_user_token(u.id, key=key)} for u in DEMO_USERS]
+
+
 def connection_help(settings: Settings, *, host: str, port: int) -> str:
     key = settings.signing_key
     lines = [
         "",
         "TailTrail Realtime",
+        f"  demo web client:  http://{host}:{port}/",
         f"  GraphiQL:         http://{host}:{port}/graphql",
         f"  legacy WebSocket: ws://{host}:{port}/websocket/ws/<user_id>?token=<token>",
         "",

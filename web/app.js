@@ -1,0 +1,461 @@
+// The demo client. One WebSocket (graphql-transport-ws, docs/protocols.md) carries the chatEvents subscription
+// and every query and mutation the page makes. A plain ES module: no build step, no dependencies.
+
+const TYPING_REFRESH_MS = 3000; // re-announce typing while keys keep coming (the server forgets it after TYPING_TTL)
+const TYPING_IDLE_MS = 4000; // stop typing this long after the last keystroke
+const RECONNECT_MAX_MS = 10000;
+const NOTIFICATION_MS = 8000;
+
+const MESSAGE = "fragment Msg on Message { id chatId seq content createdAt sender { id email } }";
+const EVENTS = `subscription Events($after: String) {
+  chatEvents(after: $after) {
+    __typename
+    ... on NewMessage { cursor message { ...Msg } }
+    ... on MessagesRead { cursor chatId userId lastReadSeq }
+    ... on UserTyping { chatId userId }
+    ... on UserStoppedTyping { chatId userId }
+    ... on ChatCreated { cursor }
+    ... on ChatMemberAdded { cursor }
+    ... on ChatMemberRemoved { cursor }
+    ... on UserJoined { cursor }
+    ... on UserLeft { cursor }
+    ... on GlobalNotification { cursor payload }
+    ... on ResyncRequired { reason }
+  }
+} ${MESSAGE}`;
+const SNAPSHOT = `query Snapshot {
+  me { id email }
+  myChats { id name isGroup unreadCount participants { id email } lastMessage { ...Msg } }
+} ${MESSAGE}`;
+const HISTORY = `query History($chatId: ID!) { messages(chatId: $chatId, limit: 50) { ...Msg } } ${MESSAGE}`;
+const SEND = `mutation Send($chatId: ID!, $content: String!, $clientId: String) {
+  sendMessage(chatId: $chatId, content: $content, clientId: $clientId) { ...Msg }
+} ${MESSAGE}`;
+const MARK_READ = "mutation Read($chatId: ID!) { markRead(chatId: $chatId) { lastReadSeq } }";
+const SET_TYPING = "mutation Typing($chatId: ID!, $isTyping: Boolean!) { setTyping(chatId: $chatId, isTyping: $isTyping) }";
+
+class GraphQLFailure extends Error {
+  constructor(errors) {
+    const first = errors?.[0] ?? {};
+    super(first.message ?? "request failed");
+    this.code = first.extensions?.code ?? "INTERNAL";
+  }
+}
+
+/** A minimal graphql-transport-ws client: operations over one socket, reconnecting with backoff. */
+class GraphQLSocket {
+  constructor(url, token, { open, offline, refused }) {
+    Object.assign(this, { url, token, onOpen: open, onOffline: offline, onRefused: refused });
+    this.nextId = 1;
+    this.operations = new Map(); // id -> {next, fail, done}
+    this.attempt = 0;
+    this.stopped = false;
+  }
+
+  connect() {
+    const ws = new WebSocket(this.url, "graphql-transport-ws");
+    this.ws = ws;
+    ws.onopen = () => ws.send(JSON.stringify({ type: "connection_init", payload: { token: this.token } }));
+    ws.onmessage = (e) => this.receive(JSON.parse(e.data));
+    ws.onclose = (e) => this.closed(e);
+  }
+
+  stop() {
+    this.stopped = true;
+    this.ws?.close(1000);
+  }
+
+  receive(msg) {
+    const op = this.operations.get(msg.id);
+    switch (msg.type) {
+      case "connection_ack":
+        this.attempt = 0;
+        this.onOpen();
+        break;
+      case "ping":
+        this.ws.send(JSON.stringify({ type: "pong" }));
+        break;
+      case "next":
+        op?.next(msg.payload);
+        break;
+      case "error":
+        this.operations.delete(msg.id);
+        op?.fail(msg.payload);
+        break;
+      case "complete":
+        this.operations.delete(msg.id);
+        op?.done();
+        break;
+    }
+  }
+
+  closed(event) {
+    const lost = [...this.operations.values()];
+    this.operations.clear();
+    for (const op of lost) op.fail([{ message: "connection lost", extensions: { code: "UNAVAILABLE" } }]);
+    if (this.stopped) return;
+    if (event.code === 4401 || event.code === 4403) {
+      this.onRefused(event.reason || "the server refused this token");
+      return;
+    }
+    this.onOffline();
+    const delay = Math.min(RECONNECT_MAX_MS, 500 * 2 ** this.attempt++) * (0.5 + Math.random() / 2);
+    setTimeout(() => this.connect(), delay);
+  }
+
+  start(query, variables, op) {
+    if (this.ws?.readyState !== WebSocket.OPEN) {
+      op.fail([{ message: "not connected", extensions: { code: "UNAVAILABLE" } }]);
+      return;
+    }
+    const id = String(this.nextId++);
+    this.operations.set(id, op);
+    this.ws.send(JSON.stringify({ id, type: "subscribe", payload: { query, variables } }));
+  }
+
+  /** A query or mutation: resolves with its data, rejects with a GraphQLFailure carrying the error code. */
+  request(query, variables = {}) {
+    return new Promise((resolve, reject) => {
+      let result = null;
+      this.start(query, variables, {
+        next: (payload) => (result = payload),
+        fail: (errors) => reject(new GraphQLFailure(errors)),
+        done: () => (result?.errors ? reject(new GraphQLFailure(result.errors)) : resolve(result?.data)),
+      });
+    });
+  }
+
+  subscribe(query, variables, onData, onError) {
+    this.start(query, variables, {
+      next: (payload) => (payload.errors ? onError(new GraphQLFailure(payload.errors)) : onData(payload.data)),
+      fail: (errors) => onError(new GraphQLFailure(errors)),
+      done: () => {},
+    });
+  }
+}
+
+// ---- state -------------------------------------------------------------------------------------------------
+
+const state = {
+  socket: null,
+  me: null,
+  chats: new Map(), // id -> {id, name, isGroup, unread, participants, lastMessage}
+  active: null, // the open chat's id
+  messages: new Map(), // chat id -> messages ascending by seq (loaded chats only)
+  typing: new Map(), // chat id -> Set of user ids typing now
+  readBy: new Map(), // chat id -> Map user id -> last read seq (others' read receipts seen on this page)
+  cursor: null, // the last durable event seen: a reconnect resumes after it
+};
+const typingOut = { chatId: null, sentAt: 0, idle: null }; // this page's own typing announcement
+
+const $ = (selector) => document.querySelector(selector);
+
+function element(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+const displayName = (user) => user.email.split("@")[0];
+
+function chatTitle(chat) {
+  if (chat.name) return chat.name;
+  const others = chat.participants.filter((p) => p.id !== state.me.id);
+  return others.map(displayName).join(", ") || "just me";
+}
+
+function userName(chatId, userId) {
+  const user = state.chats.get(chatId)?.participants.find((p) => p.id === userId);
+  return user ? displayName(user) : "someone";
+}
+
+// ---- events from the server -------------------------------------------------------------------------------
+
+function onEvent({ chatEvents: event }) {
+  if (event.cursor) state.cursor = event.cursor;
+  switch (event.__typename) {
+    case "NewMessage":
+      receiveMessage(event.message);
+      break;
+    case "MessagesRead":
+      receiveRead(event);
+      break;
+    case "UserTyping":
+    case "UserStoppedTyping":
+      setTyping(event.chatId, event.userId, event.__typename === "UserTyping");
+      break;
+    case "GlobalNotification":
+      showNotification(event.payload);
+      break;
+    case "ChatCreated":
+    case "ChatMemberAdded":
+    case "ChatMemberRemoved":
+    case "ResyncRequired":
+      loadChats().catch(showError);
+      break;
+  }
+}
+
+function receiveMessage(message) {
+  const chat = state.chats.get(message.chatId);
+  if (!chat) {
+    loadChats().catch(showError); // a chat this page has not seen yet
+    return;
+  }
+  const list = state.messages.get(chat.id);
+  if (list && !list.some((m) => m.id === message.id)) {
+    list.push(message);
+    list.sort((a, b) => a.seq - b.seq);
+  }
+  if (!chat.lastMessage || chat.lastMessage.seq <= message.seq) chat.lastMessage = message;
+  const mine = message.sender.id === state.me.id;
+  if (!mine) {
+    state.typing.get(chat.id)?.delete(message.sender.id);
+    if (isReading(chat.id)) markRead(chat.id);
+    else chat.unread += 1;
+  }
+  renderChats();
+  if (chat.id === state.active) renderConversation();
+}
+
+function receiveRead({ chatId, userId, lastReadSeq }) {
+  const chat = state.chats.get(chatId);
+  if (!chat) return;
+  if (userId === state.me.id) {
+    chat.unread = 0; // read here or on another of my devices
+    renderChats();
+    return;
+  }
+  const readers = state.readBy.get(chatId) ?? new Map();
+  readers.set(userId, Math.max(readers.get(userId) ?? 0, lastReadSeq));
+  state.readBy.set(chatId, readers);
+  if (chatId === state.active) renderConversation();
+}
+
+function setTyping(chatId, userId, typing) {
+  if (userId === state.me.id) return;
+  const users = state.typing.get(chatId) ?? new Set();
+  if (typing) users.add(userId);
+  else users.delete(userId);
+  state.typing.set(chatId, users);
+  if (chatId === state.active) renderTyping();
+}
+
+// ---- what this page does ----------------------------------------------------------------------------------
+
+const isReading = (chatId) => chatId === state.active && document.visibilityState === "visible";
+
+async function loadChats() {
+  const data = await state.socket.request(SNAPSHOT);
+  state.me = data.me;
+  state.chats = new Map(
+    data.myChats.map((c) => [
+      c.id,
+      { id: c.id, name: c.name, isGroup: c.isGroup, unread: c.unreadCount, participants: c.participants, lastMessage: c.lastMessage },
+    ]),
+  );
+  $("#whoami").textContent = state.me.email;
+  if (state.active && !state.chats.has(state.active)) state.active = null;
+  renderChats();
+  if (state.active) await openChat(state.active);
+}
+
+async function openChat(chatId) {
+  if (chatId !== state.active) stopTyping();
+  state.active = chatId;
+  renderChats();
+  renderConversation();
+  const history = (await state.socket.request(HISTORY, { chatId })).messages;
+  if (state.active !== chatId) return;
+  const live = state.messages.get(chatId) ?? [];
+  const byId = new Map([...history, ...live].map((m) => [m.id, m]));
+  state.messages.set(chatId, [...byId.values()].sort((a, b) => a.seq - b.seq));
+  if (state.chats.get(chatId)?.unread > 0 && isReading(chatId)) markRead(chatId);
+  renderConversation();
+  $("#message-input").focus();
+}
+
+function markRead(chatId) {
+  const chat = state.chats.get(chatId);
+  if (chat) chat.unread = 0;
+  renderChats();
+  state.socket.request(MARK_READ, { chatId }).catch(showError);
+}
+
+async function send(content) {
+  const chatId = state.active;
+  stopTyping();
+  const clientId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  const data = await state.socket.request(SEND, { chatId, content, clientId });
+  receiveMessage(data.sendMessage); // the subscription brings it too; it is kept once
+}
+
+function typed() {
+  const chatId = state.active;
+  if (!chatId) return;
+  const now = Date.now();
+  if (typingOut.chatId !== chatId || now - typingOut.sentAt > TYPING_REFRESH_MS) {
+    Object.assign(typingOut, { chatId, sentAt: now });
+    state.socket.request(SET_TYPING, { chatId, isTyping: true }).catch(showError);
+  }
+  clearTimeout(typingOut.idle);
+  typingOut.idle = setTimeout(stopTyping, TYPING_IDLE_MS);
+}
+
+function stopTyping() {
+  clearTimeout(typingOut.idle);
+  if (typingOut.chatId === null) return;
+  const chatId = typingOut.chatId;
+  Object.assign(typingOut, { chatId: null, sentAt: 0 });
+  state.socket.request(SET_TYPING, { chatId, isTyping: false }).catch(showError);
+}
+
+// ---- rendering --------------------------------------------------------------------------------------------
+
+function renderChats() {
+  const chats = [...state.chats.values()].sort(
+    (a, b) => (b.lastMessage?.createdAt ?? "").localeCompare(a.lastMessage?.createdAt ?? ""),
+  );
+  $("#chats").replaceChildren(
+    ...chats.map((chat) => {
+      const badge = element("span", { className: "badge", textContent: String(chat.unread) });
+      badge.hidden = chat.unread === 0;
+      const preview = element("span", { className: "preview", textContent: chat.lastMessage?.content ?? "" });
+      const button = element("button", { type: "button" }, element("span", { className: "title", textContent: chatTitle(chat) }), badge, preview);
+      button.dataset.chatId = chat.id;
+      button.setAttribute("aria-current", String(chat.id === state.active));
+      button.addEventListener("click", () => openChat(chat.id).catch(showError));
+      return element("li", {}, button);
+    }),
+  );
+}
+
+function receipt(chat, message) {
+  const readers = [...(state.readBy.get(chat.id) ?? new Map())]
+    .filter(([, seq]) => seq >= message.seq)
+    .map(([userId]) => userName(chat.id, userId));
+  if (readers.length === 0) return "✓ Sent";
+  return chat.isGroup ? `✓✓ Read by ${readers.join(", ")}` : "✓✓ Read";
+}
+
+function renderConversation() {
+  const chat = state.chats.get(state.active);
+  $("#composer").hidden = !chat;
+  $("#chat-title").textContent = chat ? chatTitle(chat) : "Pick a chat";
+  const messages = chat ? (state.messages.get(chat.id) ?? []) : [];
+  $("#messages").replaceChildren(
+    ...messages.map((m) => {
+      const mine = m.sender.id === state.me.id;
+      const item = element(
+        "li",
+        { className: mine ? "message mine" : "message" },
+        element("span", { className: "sender", textContent: displayName(m.sender) }),
+        element("span", { className: "content", textContent: m.content }),
+      );
+      if (mine) item.append(element("span", { className: "receipt", textContent: receipt(chat, m) }));
+      item.dataset.seq = String(m.seq);
+      return item;
+    }),
+  );
+  $("#messages").lastElementChild?.scrollIntoView({ block: "end" });
+  renderTyping();
+}
+
+function renderTyping() {
+  const users = [...(state.typing.get(state.active) ?? [])].map((id) => userName(state.active, id));
+  $("#typing").textContent =
+    users.length === 0 ? "" : `${users.join(", ")} ${users.length === 1 ? "is" : "are"} typing…`;
+}
+
+function setConnection(text) {
+  $("#connection").textContent = text;
+  $("#connection").dataset.state = text;
+}
+
+function showNotification(payload) {
+  const text = payload?.title || payload?.body ? [payload.title, payload.body].filter(Boolean).join(": ") : JSON.stringify(payload);
+  const item = element("li", { className: "notification", textContent: text });
+  $("#notifications").append(item);
+  setTimeout(() => item.remove(), NOTIFICATION_MS);
+}
+
+function showError(error) {
+  if (error.code === "UNAVAILABLE") return; // the connection indicator says it
+  showNotification({ title: error.code ?? "error", body: error.message });
+}
+
+// ---- start ------------------------------------------------------------------------------------------------
+
+function connect(token) {
+  sessionStorage.setItem("tailtrail-token", token);
+  $("#login").hidden = true;
+  $("#app").hidden = false;
+  $("#switch-user").hidden = false;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new GraphQLSocket(`${scheme}://${location.host}/graphql`, token, {
+    open() {
+      setConnection("online");
+      // Subscribe first, then read the snapshot: nothing falls between the two.
+      socket.subscribe(EVENTS, { after: state.cursor }, onEvent, showError);
+      loadChats().catch(showError);
+    },
+    offline: () => setConnection("reconnecting"),
+    refused(reason) {
+      sessionStorage.removeItem("tailtrail-token");
+      socket.stop();
+      showLogin(`Not connected: ${reason}`);
+    },
+  });
+  state.socket = socket;
+  setConnection("connecting");
+  socket.connect();
+}
+
+async function showLogin(error = "") {
+  $("#app").hidden = true;
+  $("#switch-user").hidden = true;
+  $("#login").hidden = false;
+  $("#login-error").textContent = error;
+  const response = await fetch("/demo/users");
+  if (!response.ok) {
+    $("#login-hint").textContent = "Demo users are offered in development mode only (SECRET_KEY unset).";
+    return;
+  }
+  const { users } = await response.json();
+  $("#demo-users").replaceChildren(
+    ...users.map((user) => {
+      const button = element("button", { type: "button", textContent: user.email });
+      button.addEventListener("click", () => connect(user.token));
+      return button;
+    }),
+  );
+}
+
+$("#token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const token = $("#token-input").value.trim();
+  if (token) connect(token);
+});
+$("#composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const input = $("#message-input");
+  const content = input.value.trim();
+  if (!content || !state.active) return;
+  input.value = "";
+  send(content).catch((error) => {
+    input.value = content; // not sent: give it back
+    showError(error);
+  });
+});
+$("#message-input").addEventListener("input", typed);
+$("#switch-user").addEventListener("click", () => {
+  sessionStorage.removeItem("tailtrail-token");
+  location.reload();
+});
+document.addEventListener("visibilitychange", () => {
+  if (isReading(state.active) && state.chats.get(state.active)?.unread > 0) markRead(state.active);
+});
+
+const saved = sessionStorage.getItem("tailtrail-token");
+if (saved) connect(saved);
+else showLogin().catch(showError);
