@@ -4,7 +4,7 @@ import strawberry
 
 from resolvers.context import Context, parse_id
 from schema import types
-from services import chats, messages, users
+from services import chats, messages, streams, users
 from services.auth import require_service
 
 Info = strawberry.Info[Context, None]
@@ -52,6 +52,13 @@ class Query:
             limit=limit,
         )
         return [types.message(m, sender_online=rt.is_online(m.sender.id)) for m in page]
+
+    @strawberry.field(
+        description="The event stream's position now. Read it before myChats and messages, then subscribe with "
+        "chatEvents(after: eventCursor): what happens in between is replayed, not missed."
+    )
+    async def event_cursor(self, info: Info) -> str:
+        return await streams.current_cursor(info.context.rt, actor=info.context.actor)
 
     @strawberry.field(description="Users online now (service token only).")
     async def online_users(self, info: Info) -> list[strawberry.ID]:

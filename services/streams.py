@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtime import eager
-from realtime.events import ResyncRequired, UserStoppedTyping, decode_cursor
+from realtime.events import ResyncRequired, UserStoppedTyping, decode_cursor, encode_cursor
 from realtime.hub import Connection, Delivery
 from services import journal
 from services.auth import Actor, require_user
@@ -113,6 +113,13 @@ class StreamWriter:
         if suspended is not None and not stream.conn.outbox.put(suspended, size=len(delivery.raw), ephemeral=False):
             suspended.coro.close()
         return True
+
+
+async def current_cursor(rt: Runtime, *, actor: Actor) -> str:
+    """The event stream's position now. Read it before a snapshot (chats, history), subscribe after it, and the
+    events that happen between the snapshot and the subscription are replayed instead of missed."""
+    require_user(actor)
+    return encode_cursor(await journal.current_pos(rt.db))
 
 
 @contextlib.asynccontextmanager

@@ -194,6 +194,26 @@ async def test_reconnect_under_fire_delivers_every_message_exactly_once_in_order
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), f"chat {chat} out of order or duplicated"
 
 
+async def test_event_cursor_read_before_a_snapshot_replays_what_happens_before_the_subscription(api: Api) -> None:
+    """`eventCursor`, read before myChats/messages: subscribing after it misses nothing that happened in
+    between, and replays nothing from before it."""
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    await api.send(bob, chat_id, "before the cursor")
+    cursor = (await api.data("{ eventCursor }", token=alice.token))["eventCursor"]
+    await api.send(bob, chat_id, "between cursor and subscription")
+
+    stream = await Subscriber(api, alice, after=cursor).start()
+    try:
+        first = await stream.next("NewMessage")
+        assert first["message"]["content"] == "between cursor and subscription"
+        await api.send(bob, chat_id, "live")
+        assert (await stream.next("NewMessage"))["message"]["content"] == "live"
+    finally:
+        await stream.close()
+    assert "UNAUTHENTICATED" == await api.error_code("{ eventCursor }", token="not-a-token")
+
+
 async def test_malformed_or_unknown_cursor_yields_resync_required_then_live(api: Api) -> None:
     alice, bob = await api.new_user("alice"), await api.new_user("bob")
     chat_id = await api.new_chat(alice, bob)

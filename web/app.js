@@ -23,6 +23,7 @@ const EVENTS = `subscription Events($after: String) {
     ... on ResyncRequired { reason }
   }
 } ${MESSAGE}`;
+const CURSOR = "query Cursor { eventCursor }";
 const SNAPSHOT = `query Snapshot {
   me { id email }
   myChats { id name isGroup unreadCount participants { id email } lastMessage { ...Msg } }
@@ -144,7 +145,6 @@ const state = {
   messages: new Map(), // chat id -> messages ascending by seq (loaded chats only)
   typing: new Map(), // chat id -> Set of user ids typing now
   readBy: new Map(), // chat id -> Map user id -> last read seq (others' read receipts seen on this page)
-  cursor: null, // the last durable event seen: a reconnect resumes after it
 };
 const typingOut = { chatId: null, sentAt: 0, idle: null }; // this page's own typing announcement
 
@@ -172,7 +172,6 @@ function userName(chatId, userId) {
 // ---- events from the server -------------------------------------------------------------------------------
 
 function onEvent({ chatEvents: event }) {
-  if (event.cursor) state.cursor = event.cursor;
   switch (event.__typename) {
     case "NewMessage":
       receiveMessage(event.message);
@@ -207,9 +206,10 @@ function receiveMessage(message) {
     list.push(message);
     list.sort((a, b) => a.seq - b.seq);
   }
-  if (!chat.lastMessage || chat.lastMessage.seq <= message.seq) chat.lastMessage = message;
-  const mine = message.sender.id === state.me.id;
-  if (!mine) {
+  // Not newer than the snapshot's last message: already counted (a replay, or the send's own answer).
+  const fresh = !chat.lastMessage || chat.lastMessage.seq < message.seq;
+  if (fresh) chat.lastMessage = message;
+  if (fresh && message.sender.id !== state.me.id) {
     state.typing.get(chat.id)?.delete(message.sender.id);
     if (isReading(chat.id)) markRead(chat.id);
     else chat.unread += 1;
@@ -242,6 +242,14 @@ function setTyping(chatId, userId, typing) {
 }
 
 // ---- what this page does ----------------------------------------------------------------------------------
+
+/** On every (re)connect: the stream's position, then the snapshot, then the events after that position — so
+ * whatever happens while the snapshot is read is replayed, not missed. */
+async function synchronize() {
+  const { eventCursor } = await state.socket.request(CURSOR);
+  await loadChats();
+  state.socket.subscribe(EVENTS, { after: eventCursor }, onEvent, showError);
+}
 
 const isReading = (chatId) => chatId === state.active && document.visibilityState === "visible";
 
@@ -395,9 +403,7 @@ function connect(token) {
   const socket = new GraphQLSocket(`${scheme}://${location.host}/graphql`, token, {
     open() {
       setConnection("online");
-      // Subscribe first, then read the snapshot: nothing falls between the two.
-      socket.subscribe(EVENTS, { after: state.cursor }, onEvent, showError);
-      loadChats().catch(showError);
+      synchronize().catch(showError);
     },
     offline: () => setConnection("reconnecting"),
     refused(reason) {
