@@ -34,7 +34,7 @@ WEB = Path(__file__).parent / "web"
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    logging_setup.install()
+    logging_setup.install(settings.log_format, settings.log_level)
     rt = Runtime(settings, manage_gc=True)
     graphql = graphql_app(rt)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sys
 import uuid
@@ -69,12 +70,22 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Processes (more than 1 needs BROADCAST_URL=redis://…).")] = 1,
     demo: Annotated[bool, typer.Option("--demo", help="Seed the demo users and chats and print their tokens.")] = False,
+    log_format: Annotated[
+        str | None, typer.Option(help="Log lines as 'text' or 'json' (default: LOG_FORMAT, else text).")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING… (default: LOG_LEVEL, else INFO).")
+    ] = None,
 ) -> None:
     """Run the server.
 
     `uvicorn app:app` with the socket limits of SECURITY.md: per-message deflate off, frames capped at
     MAX_FRAME_BYTES, a capped kernel send buffer per client socket.
     """
+    # Through the environment, so that every worker process reads the same settings.
+    for name, value in (("LOG_FORMAT", log_format), ("LOG_LEVEL", log_level)):
+        if value is not None:
+            os.environ[name] = value
     settings = _settings()
     if demo:
         from demo import connection_help, seed_demo
@@ -257,6 +268,8 @@ def listening_socket(settings: Settings, *, host: str, port: int) -> socket.sock
 def serve_app(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
+    from logging_setup import log_config
+
     sock = listening_socket(settings, host=host, port=port)
     print(f"serving on http://{host}:{port}", flush=True)
     uvicorn.run(
@@ -269,6 +282,7 @@ def serve_app(settings: Settings, *, host: str, port: int, workers: int = 1) -> 
         # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.
         ws_max_size=settings.max_frame_bytes + 1,
         timeout_graceful_shutdown=10,
+        log_config=log_config(settings.log_format, settings.log_level),
     )
 
 

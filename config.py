@@ -36,6 +36,14 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return int(value)
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or default).strip()
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -81,6 +89,9 @@ class Settings:
     presence_timeout: float = 15.0
     # Browser origins allowed to open WebSockets, besides same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = ()
+    # Logs on stderr: "text" lines or "json" objects, one per record, each with its connection id.
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     @property
     def dev_mode(self) -> bool:
@@ -118,4 +129,6 @@ class Settings:
             graphql_max_tokens=_integer(env, "GRAPHQL_MAX_TOKENS", cls.graphql_max_tokens),
             graphql_max_aliases=_integer(env, "GRAPHQL_MAX_ALIASES", cls.graphql_max_aliases),
             allowed_origins=origins,
+            log_format=_choice(env, "LOG_FORMAT", cls.log_format, ("text", "json")),
+            log_level=_choice(env, "LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
         )

@@ -1,11 +1,38 @@
-"""Log hygiene: tokens travel in `?token=` query strings, and uvicorn's access log prints full paths."""
+"""Logs: one line per record, as text or JSON (`LOG_FORMAT`), each naming the connection it belongs to.
+
+Every WebSocket gets an id when it arrives (`legacy-7`, `graphql-8`); it is bound to the socket's task, so every
+record logged while serving that socket carries it as `connection_id`, and a `chatEvents` stream opened on a
+GraphQL socket is named after it (`graphql-8.1`). Structured values go in `extra=fields(...)`.
+
+Hygiene: tokens travel in `?token=` query strings, and uvicorn's access log prints full paths; they are masked.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
 import re
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+connection_id: ContextVar[str | None] = ContextVar("connection_id", default=None)
 
 _TOKEN = re.compile(r"([?&](?:token|cursor)=)[^&\s\"]+")
+
+
+def bind_connection(conn_id: str) -> None:
+    """Name the current task's connection: records logged from it (and from tasks it starts) carry the id."""
+    connection_id.set(conn_id)
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """`extra=` for structured values: JSON keys, or `key=value` after the text message."""
+    return {"fields": values}
 
 
 class RedactTokens(logging.Filter):
@@ -19,8 +46,81 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def install() -> None:
-    """Idempotent: attach the filter to the loggers that print request paths."""
+class ConnectionContext(logging.Filter):
+    """Add `connection_id` (the socket being served, if any) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "connection_id", None) is None:
+            record.connection_id = connection_id.get()
+        return True
+
+
+def _values(record: logging.LogRecord) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if record.__dict__.get("connection_id"):
+        values["connection_id"] = record.__dict__["connection_id"]
+    values.update(record.__dict__.get("fields") or {})
+    return values
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, connection_id, the record's fields, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(_values(record))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger [connection] message key=value …`"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        values = _values(record)
+        conn = values.pop("connection_id", None)
+        where = f"{record.name} [{conn}]" if conn else record.name
+        parts = [self.formatTime(record), f"{record.levelname:<7}", where, record.getMessage()]
+        parts += [f"{key}={value}" for key, value in values.items()]
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def log_config(fmt: str = "text", level: str = "INFO") -> dict[str, Any]:
+    """A `logging.config.dictConfig` for the app and uvicorn alike (also what `cli.py serve` gives uvicorn)."""
+    formatter = JsonFormatter if fmt == "json" else TextFormatter
+    own = {"handlers": [], "propagate": True}  # uvicorn's loggers write through the root handler
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": RedactTokens}, "connection": {"()": ConnectionContext}},
+        "formatters": {"line": {"()": formatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "line",
+                "filters": ["redact", "connection"],
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {"uvicorn": {**own, "level": level}, "uvicorn.error": own, "uvicorn.access": own},
+    }
+
+
+def install(fmt: str = "text", level: str = "INFO") -> None:
+    """Idempotent. Configure logging as `log_config` says unless the root logger already writes somewhere (ours,
+    from `cli.py serve`; an operator's `--log-config`; a test runner): then only mask tokens in uvicorn's records."""
+    if not logging.getLogger().handlers:
+        logging.config.dictConfig(log_config(fmt, level))
     for name in ("uvicorn.access", "uvicorn.error"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):

@@ -20,8 +20,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from legacy_ws import frames
 from legacy_ws.origins import origin_allowed
+from logging_setup import bind_connection, fields
 from realtime.events import Event
-from realtime.hub import Delivery
+from realtime.hub import Delivery, new_connection_id
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from services import activity, chats, messages
@@ -219,6 +220,8 @@ legacy_endpoint = LegacyEndpoint()
 async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
     websocket = WebSocket(scope, receive, send)
     rt: Runtime = websocket.app.state.runtime
+    conn_id = new_connection_id("legacy")
+    bind_connection(conn_id)
     token = token_from(
         authorization=websocket.headers.get("authorization"), query_token=websocket.query_params.get("token")
     )
@@ -232,15 +235,21 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         if actor.user_id is None or str(actor.user_id) != str(_path_user(websocket)):
             raise Unauthenticated("the token's user does not match the URL")
     except (Unauthenticated, Forbidden) as exc:
+        log.info("legacy connection refused: %s", exc.message, extra=fields(client=_client(websocket)))
         await websocket.close(CLOSE_POLICY, exc.message)
         return
 
     cursor = websocket.query_params.get("cursor")
     try:
-        async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor) as stream:
+        async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor, conn_id=conn_id) as stream:
             await _serve(rt, websocket, send, actor, stream)
     except RateLimited as exc:  # too many connections of this user
+        log.info("legacy connection refused: %s", exc.message, extra=fields(client=_client(websocket)))
         await websocket.close(CLOSE_POLICY, exc.message)
+
+
+def _client(websocket: WebSocket) -> str | None:
+    return f"{websocket.client.host}:{websocket.client.port}" if websocket.client else None
 
 
 async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, stream: Stream) -> None:
@@ -259,10 +268,9 @@ async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, st
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, (WebSocketDisconnect, asyncio.CancelledError)):
             log.warning("legacy connection %s ended with %r", conn.id, result)
-    if conn.outbox.closed_reason == "overflow":
-        await session.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
-    else:
-        await session.close(1000, "")
+    code = CLOSE_TRY_AGAIN_LATER if conn.outbox.closed_reason == "overflow" else 1000
+    await session.close(code, "too slow: resume from your cursor" if code == CLOSE_TRY_AGAIN_LATER else "")
+    log.info("legacy connection closed", extra=fields(code=code, client=_client(websocket)))
 
 
 def _event_message(delivery: Delivery) -> Message:

@@ -49,11 +49,18 @@ class Delivery:
         self._encoded[form] = value
 
 
+def new_connection_id(kind: str) -> str:
+    """A process-unique id for a socket or stream (`legacy-7`, `graphql-8`): it names it in logs and warnings."""
+    return f"{kind}-{next(_connection_ids)}"
+
+
 class Connection:
     """One client stream (a legacy socket or a `chatEvents` subscription) of one user."""
 
-    def __init__(self, user_id: uuid.UUID, kind: str, outbox: Outbox[Delivery | str]) -> None:
-        self.id = f"{kind}-{next(_connection_ids)}"
+    def __init__(
+        self, user_id: uuid.UUID, kind: str, outbox: Outbox[Delivery | str], conn_id: str | None = None
+    ) -> None:
+        self.id = conn_id or new_connection_id(kind)
         self.user_id = user_id
         self.kind = kind
         self.outbox = outbox
@@ -96,10 +103,10 @@ class Hub:
 
     # -- connections -------------------------------------------------------------------------------
 
-    def open(self, user_id: uuid.UUID, kind: str) -> Connection:
+    def open(self, user_id: uuid.UUID, kind: str, conn_id: str | None = None) -> Connection:
         """Register a connection by user first, so membership events reach it before its chats are loaded."""
         outbox: Outbox[Delivery | str] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
-        conn = Connection(user_id, kind, outbox)
+        conn = Connection(user_id, kind, outbox, conn_id)
         self._by_user.setdefault(user_id, set()).add(conn)
         self.open_by_kind[kind] = self.open_by_kind.get(kind, 0) + 1
         return conn
@@ -191,7 +198,8 @@ class Hub:
                 if not conn.overflowed:  # once per connection: it stays in the hub until its adapter closes it
                     conn.overflowed = True
                     self.overflows += 1
-                    log.warning("closing slow consumer %s: outbox full", conn.id)
+                    # Named explicitly: this runs in whichever task published, not in the connection's.
+                    log.warning("closing slow consumer %s: outbox full", conn.id, extra={"connection_id": conn.id})
                     if conn.on_overflow is not None:
                         callback, conn.on_overflow = conn.on_overflow, None
                         callback()

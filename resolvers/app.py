@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -9,12 +10,15 @@ from typing import Any
 import strawberry
 from graphql import DocumentNode, GraphQLError, parse
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
 from strawberry.types.unset import UnsetType
 
 from config import Settings
+from logging_setup import bind_connection, fields
+from realtime.hub import new_connection_id
 from resolvers import fanout
 from resolvers.context import Context
 from resolvers.errors import CodedErrors
@@ -25,6 +29,8 @@ from resolvers.subscription import Subscription
 from services.auth import authenticate, token_from, token_from_connection_params
 from services.errors import Unauthenticated
 from services.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 # A client has this long after connecting to send connection_init (graphql-transport-ws only).
 CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
@@ -92,6 +98,18 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.rt = rt
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            return await super().__call__(scope, receive, send)
+        # The socket's id, for every record logged while serving it (logging_setup) and for its streams' names.
+        bind_connection(new_connection_id("graphql"))
+        client = "{}:{}".format(*scope["client"]) if scope.get("client") else None
+        log.info("graphql socket opened", extra=fields(client=client, subprotocols=scope.get("subprotocols")))
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            log.info("graphql socket closed", extra=fields(client=client))
+
     async def parse_http_body(self, request_adapter):  # type: ignore[no-untyped-def]
         """Refuse a body that is not a GraphQL request with 400, before Strawberry trips over it."""
         try:
@@ -111,6 +129,7 @@ class GraphQLApp(GraphQL[Context, None]):
         try:
             context.set_actor(authenticate(token, key=self.rt.settings.signing_key))
         except Unauthenticated as exc:
+            log.info("graphql connection refused: %s", exc.message)
             raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
         return await super().on_ws_connect(context)
 

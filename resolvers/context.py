@@ -14,6 +14,7 @@ from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
+from logging_setup import connection_id
 from services.auth import Actor, authenticate, token_from
 from services.errors import BadRequest, DomainError
 from services.runtime import Runtime
@@ -26,6 +27,7 @@ class Context:
     response: Any = None
     connection_params: dict[str, Any] | None = None
     _actor: Actor | None = field(default=None, repr=False)
+    _streams: int = field(default=0, repr=False)
 
     @property
     def actor(self) -> Actor:
@@ -40,6 +42,14 @@ class Context:
 
     def set_actor(self, actor: Actor) -> None:
         self._actor = actor
+
+    def stream_id(self) -> str | None:
+        """An id for the next `chatEvents` stream of this socket: the socket's, numbered (`graphql-8.1`)."""
+        socket_id = connection_id.get()
+        if socket_id is None:
+            return None
+        self._streams += 1
+        return f"{socket_id}.{self._streams}"
 
     def release(self) -> None:
         """Let go of the socket and the request once the connection has ended."""

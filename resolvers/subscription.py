@@ -41,7 +41,7 @@ class Subscription:
         rt = ctx.rt
         websocket = ctx.request if isinstance(ctx.request, WebSocket) else None
         lane = fanout.current_lane() if websocket is not None else None
-        async with open_stream(rt, actor=ctx.actor, kind="graphql", cursor=after) as stream:
+        async with open_stream(rt, actor=ctx.actor, kind="graphql", cursor=after, conn_id=ctx.stream_id()) as stream:
             if websocket is not None:
                 # A client that stopped reading leaves the sender stuck in a send: close the socket from here.
                 stream.conn.on_overflow = lambda: rt.spawn(_close_slow(websocket))

@@ -4,11 +4,13 @@ when the client comes back with a cursor, first exactly the durable events it mi
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from logging_setup import fields
 from realtime import eager
 from realtime.events import ResyncRequired, UserStoppedTyping, decode_cursor, encode_cursor
 from realtime.hub import Connection, Delivery
@@ -18,6 +20,8 @@ from services.chats import user_chat_ids
 from services.errors import RateLimited
 from services.runtime import Runtime
 from services.users import touch_last_seen
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,7 +127,9 @@ async def current_cursor(rt: Runtime, *, actor: Actor) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_stream(rt: Runtime, *, actor: Actor, kind: str, cursor: str | None = None) -> AsyncIterator[Stream]:
+async def open_stream(
+    rt: Runtime, *, actor: Actor, kind: str, cursor: str | None = None, conn_id: str | None = None
+) -> AsyncIterator[Stream]:
     """Open a connection subscribed to all the user's chats (and, live, to chats they join later).
 
     The connection is registered with the hub by user *before* its chats are loaded, so a chat created in
@@ -134,7 +140,7 @@ async def open_stream(rt: Runtime, *, actor: Actor, kind: str, cursor: str | Non
     user_id = require_user(actor)
     if len(rt.hub.connections_of(user_id)) >= rt.settings.max_connections_per_user:
         raise RateLimited(f"at most {rt.settings.max_connections_per_user} connections per user")
-    conn = rt.hub.open(user_id, kind)
+    conn = rt.hub.open(user_id, kind, conn_id)
     online = False
     try:
         rt.hub.watch(conn, await user_chat_ids(rt, user_id=user_id))
@@ -144,8 +150,13 @@ async def open_stream(rt: Runtime, *, actor: Actor, kind: str, cursor: str | Non
             stream.replay, stream.seam = await _replay(rt, user_id=user_id, cursor=cursor, upto=live_from)
         rt.mark_online(user_id)
         online = True
+        log.info(
+            "stream opened",
+            extra=fields(stream=conn.id, user_id=user_id, chats=len(conn.chats), replayed=len(stream.replay)),
+        )
         yield stream
     finally:
+        log.info("stream closed", extra=fields(stream=conn.id, user_id=user_id, overflow=conn.overflowed))
         # Synchronous on purpose: this runs on cancellation too (PITFALLS), so async follow-ups are spawned.
         rt.hub.close(conn)
         last = rt.mark_offline(user_id) if online else not rt.is_online(user_id)
