@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from legacy_ws.endpoint import LegacySession
+from realtime.events import decode_cursor
 from resolvers import build_schema
 from tests.legacy_client import LegacyClient
 from tests.support import CHAT_EVENTS, EVENT_TIMEOUT, TRANSPORT_WS, Api, Subscriber, User
@@ -64,6 +65,7 @@ GRAPHQL_MATRIX: dict[str, dict[str, str]] = {
     "Query.me": ANY_USER,
     "Query.myChats": ANY_USER,
     "Query.chatStatus": ANY_USER,
+    "Query.eventCursor": ANY_USER,
     "Query.chat": USER_ONLY,
     "Query.messages": USER_ONLY,
     "Query.onlineUsers": SERVICE_ONLY,
@@ -317,6 +319,10 @@ async def check_chat(world: World, role: str, data: dict[str, Any]) -> None:
     assert {p["email"] for p in data["chat"]["participants"]} == {world.alice.email, world.carol.email}
 
 
+async def check_event_cursor(world: World, role: str, data: dict[str, Any]) -> None:
+    assert decode_cursor(data["eventCursor"]) is not None
+
+
 async def check_messages(world: World, role: str, data: dict[str, Any]) -> None:
     assert data["messages"] == [{"content": world.content, "sender": {"id": world.alice.id}}]
 
@@ -411,6 +417,7 @@ GRAPHQL_OPERATIONS: dict[str, GqlOperation] = {
     "Query.messages": GqlOperation(
         "query($c: ID!) { messages(chatId: $c) { content sender { id } } }", on_v, check_messages
     ),
+    "Query.eventCursor": GqlOperation("{ eventCursor }", no_vars, check_event_cursor),
     "Query.onlineUsers": GqlOperation("{ onlineUsers }", no_vars, check_online_users),
     "Query.isUserOnline": GqlOperation(
         "query($u: ID!) { isUserOnline(userId: $u) }", lambda w, r: {"u": w.alice.id}, check_is_user_online
