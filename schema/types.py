@@ -44,6 +44,10 @@ class Chat:
     participants: list[User]
     last_message: Message | None
     unread_count: int
+    read_markers: list[ReadMarker] = strawberry.field(
+        description="Every member's read marker (the seq of the last message they have read): read receipts. "
+        "Live changes arrive as MessagesRead."
+    )
 
 
 @strawberry.type
@@ -219,6 +223,7 @@ def chat(view: views.ChatView) -> Chat:
         participants=[user(p) for p in view.participants],
         last_message=None if last is None else message(last, sender_online=online.get(last.sender.id, False)),
         unread_count=view.unread_count,
+        read_markers=[read_marker(m) for m in view.read_markers],
     )
 
 

@@ -19,7 +19,7 @@ from services.errors import BadRequest, Forbidden, NotFound
 from services.runtime import Runtime
 from services.users import user_view
 from services.validation import valid_text
-from services.views import ChatPresence, ChatStatus, ChatView, UserView
+from services.views import ChatPresence, ChatStatus, ChatView, ReadMarker, UserView
 
 MAX_CHAT_NAME_LENGTH = 200
 # A group larger than this is a broadcast channel, not a chat; it also bounds one createChat's work.
@@ -254,16 +254,18 @@ async def _chat_views(
     if not chats:
         return []
 
-    # 2. every participant of those chats
+    # 2. every participant of those chats, and their read markers
     participants: dict[uuid.UUID, list[UserView]] = defaultdict(list)
+    markers: dict[uuid.UUID, list[ReadMarker]] = defaultdict(list)
     rows = await session.execute(
-        select(Member.chat_id, User)
+        select(Member.chat_id, User, Member.last_read_seq)
         .join(User, User.id == Member.user_id)
         .where(Member.chat_id.in_(my_chat_ids))
         .order_by(Member.joined_at, User.id)
     )
-    for cid, user in rows.all():
+    for cid, user, read_seq in rows.all():
         participants[cid].append(user_view(rt, user))
+        markers[cid].append(ReadMarker(chat_id=cid, user_id=user.id, last_read_seq=read_seq))
 
     # 3. the last message of each chat
     latest = (
@@ -299,6 +301,7 @@ async def _chat_views(
             last_message=last_messages.get(chat.id),
             unread_count=unread.get(chat.id, 0),
             last_read_seq=last_read_seq,
+            read_markers=tuple(markers[chat.id]),
         )
         for chat, last_read_seq in chats
     ]

@@ -33,6 +33,8 @@ class ChatView:
     last_message: MessageData | None
     unread_count: int
     last_read_seq: int
+    # Every member's read marker, in participant order: read receipts.
+    read_markers: tuple[ReadMarker, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,26 @@ async def test_unread_counts_are_per_member_and_exclude_own_messages(api: Api) -
     assert (await my_chat(api, alice, chat_id))["lastMessage"]["content"] == "b2"
 
 
+async def test_read_markers_show_every_members_last_read_seq_to_each_member(api: Api) -> None:
+    """Read receipts after a reload: `Chat.readMarkers` holds what MessagesRead events said live."""
+    alice, bob, carol = await api.new_user("alice"), await api.new_user("bob"), await api.new_user("carol")
+    chat_id = await api.new_chat(alice, bob, carol, name="receipts", is_group=True)
+    await api.send(alice, chat_id, "one")
+    two = await api.send(alice, chat_id, "two")
+    await mark_read(api, bob, chat_id)
+    three = await api.send(alice, chat_id, "three")
+    await mark_read(api, carol, chat_id)
+
+    query = "query($c: ID!) { chat(id: $c) { readMarkers { chatId userId lastReadSeq } } }"
+    expected = {(alice.id, 0), (bob.id, two["seq"]), (carol.id, three["seq"])}
+    for viewer in (alice, bob, carol):
+        markers = (await api.data(query, {"c": chat_id}, token=viewer.token))["chat"]["readMarkers"]
+        assert {(m["userId"], m["lastReadSeq"]) for m in markers} == expected
+        assert {m["chatId"] for m in markers} == {chat_id}
+    mine = (await api.data("{ myChats { id readMarkers { userId lastReadSeq } } }", token=bob.token))["myChats"]
+    assert {(m["userId"], m["lastReadSeq"]) for m in mine[0]["readMarkers"]} == expected
+
+
 # -- a chat the user is not in ---------------------------------------------------------------------
 
 NON_PARTICIPANT_OPERATIONS = {

@@ -45,7 +45,6 @@ def wait_for_line(server: Server, match: Callable[[str], bool]) -> str:
         time.sleep(0.05)
 
 
-
 @pytest.fixture
 def json_server(tmp_path: Path) -> Any:
     """`python cli.py serve` with LOG_FORMAT=json, on its own SQLite database."""

@@ -135,6 +135,13 @@ def test_two_people_chat_and_each_sees_typing_message_and_read_receipt(server: S
     expect(alice.locator("#typing")).to_have_text("")
     expect(my_message(bob, "Bringing the leash").locator(".receipt")).to_have_text("✓✓ Read")
 
+    # Receipts survive a reload: the page reads every member's read marker with its chats.
+    bob.reload()
+    expect(bob.locator("#connection")).to_have_text("online")
+    chat_button(bob, "alice").click()
+    expect(my_message(bob, "Bringing the leash").locator(".receipt")).to_have_text("✓✓ Read")
+    expect(my_message(bob, "Walk at 6?").locator(".receipt")).to_have_text("✓✓ Read")
+
     # A message in a chat Alice is not looking at counts on its badge, live; opening it reads it.
     chat_button(bob, "Trail crew").click()
     bob.locator("#message-input").fill("Count me in")

@@ -26,7 +26,7 @@ const EVENTS = `subscription Events($after: String) {
 const CURSOR = "query Cursor { eventCursor }";
 const SNAPSHOT = `query Snapshot {
   me { id email }
-  myChats { id name isGroup unreadCount participants { id email } lastMessage { ...Msg } }
+  myChats { id name isGroup unreadCount participants { id email } lastMessage { ...Msg } readMarkers { userId lastReadSeq } }
 } ${MESSAGE}`;
 const HISTORY = `query History($chatId: ID!) { messages(chatId: $chatId, limit: 50) { ...Msg } } ${MESSAGE}`;
 const SEND = `mutation Send($chatId: ID!, $content: String!, $clientId: String) {
@@ -144,7 +144,7 @@ const state = {
   active: null, // the open chat's id
   messages: new Map(), // chat id -> messages ascending by seq (loaded chats only)
   typing: new Map(), // chat id -> Set of user ids typing now
-  readBy: new Map(), // chat id -> Map user id -> last read seq (others' read receipts seen on this page)
+  readBy: new Map(), // chat id -> Map user id -> last read seq of the others (read receipts)
 };
 const typingOut = { chatId: null, sentAt: 0, idle: null }; // this page's own typing announcement
 
@@ -262,6 +262,13 @@ async function loadChats() {
       { id: c.id, name: c.name, isGroup: c.isGroup, unread: c.unreadCount, participants: c.participants, lastMessage: c.lastMessage },
     ]),
   );
+  for (const chat of data.myChats) {
+    const readers = state.readBy.get(chat.id) ?? new Map();
+    for (const { userId, lastReadSeq } of chat.readMarkers) {
+      if (userId !== state.me.id) readers.set(userId, Math.max(readers.get(userId) ?? 0, lastReadSeq));
+    }
+    state.readBy.set(chat.id, readers);
+  }
   $("#whoami").textContent = state.me.email;
   if (state.active && !state.chats.has(state.active)) state.active = null;
   renderChats();
