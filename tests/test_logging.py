@@ -47,9 +47,9 @@ def wait_for_line(server: Server, match: Callable[[str], bool]) -> str:
 
 @pytest.fixture
 def json_server(tmp_path: Path) -> Any:
-    """`python cli.py serve` with LOG_FORMAT=json, on its own SQLite database."""
-    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'logs.db'}", "LOG_FORMAT": "json"}
-    server = Server(env, tmp_path / "server.log", cli=True).start()
+    """`python cli.py serve --log-format json` (overriding LOG_FORMAT), on its own SQLite database."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'logs.db'}", "LOG_FORMAT": "text"}
+    server = Server(env, tmp_path / "server.log", cli_args=("--log-format", "json")).start()
     try:
         yield server
     finally:
