@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         is public anyway, so this reveals nothing a visitor could not make; with SECRET_KEY set it is a 404."""
         if not settings.dev_mode:
             return JSONResponse({"error": "demo users are offered in development mode only"}, status_code=404)
-        return JSONResponse({"users": demo_users(settings)})
+        return JSONResponse({"users": await demo_users(rt)})
 
     app = Starlette(
         middleware=[Middleware(WebSocketGuard, settings=settings)],

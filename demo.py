@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from config import Settings
 from services import chats, messages, users
 from services.auth import Actor, issue_service_token, issue_user_token
+from services.errors import NotFound
 from services.runtime import Runtime
 
 
@@ -50,10 +51,17 @@ async def seed_demo(settings: Settings) -> None:
         await rt.stop()
 
 
-def demo_users(settings: Settings) -> list[dict[str, str]]:
-    """The demo users with a fresh token each (the web client's user picker)."""
-    key = settings.signing_key
-    return [{"id": str(u.id), "email": u.email, "token": issue_user_token(u.id, key=key)} for u in DEMO_USERS]
+async def demo_users(rt: Runtime) -> list[dict[str, str]]:
+    """The demo users this server has (seeded), with a fresh token each: the web client's user picker."""
+    key = rt.settings.signing_key
+    present = []
+    for user in DEMO_USERS:
+        try:
+            await users.get_me(rt, actor=Actor(user_id=user.id))
+        except NotFound:
+            continue
+        present.append({"id": str(user.id), "email": user.email, "token": issue_user_token(user.id, key=key)})
+    return present
 
 
 def connection_help(settings: Settings, *, host: str, port: int) -> str:

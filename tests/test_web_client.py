@@ -155,8 +155,18 @@ def test_two_people_chat_and_each_sees_typing_message_and_read_receipt(server: S
     assert PAGE_ERRORS == []
 
 
-def test_demo_users_are_offered_in_development_mode_only(tmp_path: Path) -> None:
-    """With SECRET_KEY set, `/demo/users` hands out no tokens (the page asks for one instead)."""
+def test_demo_users_are_offered_in_development_mode_only_and_once_seeded(tmp_path: Path, server: Server) -> None:
+    """With SECRET_KEY set, `/demo/users` hands out no tokens (the page asks for one instead); in development mode
+    it lists the demo users the database has."""
+    listed = httpx.get(f"{server.url}/demo/users").json()["users"]
+    assert [u["email"] for u in listed] == [u.email for u in DEMO_USERS]
+    unseeded = Server(
+        {"SECRET_KEY": "", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"}, tmp_path / "empty.log"
+    ).start()
+    try:
+        assert httpx.get(f"{unseeded.url}/demo/users").json() == {"users": []}
+    finally:
+        unseeded.stop()
     srv = Server({"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"}, tmp_path / "server.log").start()
     try:
         assert httpx.get(f"{srv.url}/demo/users").status_code == 404

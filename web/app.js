@@ -435,6 +435,9 @@ async function showLogin(error = "") {
     return;
   }
   const { users } = await response.json();
+  if (users.length === 0) {
+    $("#login-hint").textContent = "This server has no demo users yet: run python cli.py seed-demo (or serve --demo).";
+  }
   $("#demo-users").replaceChildren(
     ...users.map((user) => {
       const button = element("button", { type: "button", textContent: user.email });
