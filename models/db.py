@@ -68,6 +68,16 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read of several statements that all see one moment: a `myChats` whose unread counts and last
+        messages agree. A SQLite read transaction is one snapshot already; PostgreSQL's default (READ COMMITTED)
+        takes a new one per statement, so this asks for REPEATABLE READ."""
+        async with self._read() as session:
+            if not self.is_sqlite:
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write unit of work: commits when the block ends normally, rolls back on error."""
         async with self._write() as session, session.begin():

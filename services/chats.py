@@ -221,13 +221,13 @@ async def remove_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_i
 async def my_chats(rt: Runtime, *, actor: Actor) -> list[ChatView]:
     """All the user's chats, most recently active first, in four queries however many chats there are."""
     user_id = require_user(actor)
-    async with rt.db.read() as session:
+    async with rt.db.snapshot() as session:
         return await _chat_views(rt, session, user_id=user_id)
 
 
 async def get_chat(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID) -> ChatView:
     user_id = require_user(actor)
-    async with rt.db.read() as session:
+    async with rt.db.snapshot() as session:
         views = await _chat_views(rt, session, user_id=user_id, chat_id=chat_id)
     if not views:
         raise Forbidden()
