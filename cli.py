@@ -83,8 +83,12 @@ def serve(
     MAX_FRAME_BYTES, a capped kernel send buffer per client socket.
     """
     # Through the environment, so that every worker process reads the same settings.
-    for name, value in (("LOG_FORMAT", log_format), ("LOG_LEVEL", log_level)):
+    for option, name, value in (("--log-format", "LOG_FORMAT", log_format), ("--log-level", "LOG_LEVEL", log_level)):
         if value is not None:
+            try:
+                Settings.from_env({name: value})
+            except ConfigError as error:
+                raise typer.BadParameter(str(error).split(": ", 1)[1], param_hint=option) from None
             os.environ[name] = value
     settings = _settings()
     if demo:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
 import re
+import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +72,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # connection ids are unique within one process (`serve --workers N`)
         }
         entry.update(_values(record))
         if record.exc_info:
@@ -94,33 +95,50 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def stderr_handler(fmt: str = "text") -> logging.Handler:
+    """The one handler: records on stderr as `fmt` lines, tokens masked, each with its connection id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactTokens())
+    handler.addFilter(ConnectionContext())
+    return handler
+
+
+# Libraries that talk a lot at INFO or DEBUG (aiosqlite: every operation; alembic: its plugins at each start).
+QUIET = ("aiosqlite", "alembic")
+
+
+def _quiet(level: str) -> str:
+    return level if logging.getLevelName(level) >= logging.WARNING else "WARNING"
+
+
 def log_config(fmt: str = "text", level: str = "INFO") -> dict[str, Any]:
-    """A `logging.config.dictConfig` for the app and uvicorn alike (also what `cli.py serve` gives uvicorn)."""
-    formatter = JsonFormatter if fmt == "json" else TextFormatter
-    own = {"handlers": [], "propagate": True}  # uvicorn's loggers write through the root handler
+    """What `cli.py serve` gives uvicorn: uvicorn's records and the app's through the one handler, at `level`."""
+    through_root = {"handlers": [], "propagate": True, "level": level}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactTokens}, "connection": {"()": ConnectionContext}},
-        "formatters": {"line": {"()": formatter}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
-                "formatter": "line",
-                "filters": ["redact", "connection"],
-            }
-        },
+        "handlers": {"stderr": {"()": stderr_handler, "fmt": fmt}},
         "root": {"handlers": ["stderr"], "level": level},
-        "loggers": {"uvicorn": {**own, "level": level}, "uvicorn.error": own, "uvicorn.access": own},
+        "loggers": {
+            "uvicorn": through_root,
+            "uvicorn.error": through_root,
+            "uvicorn.access": through_root,
+            **{name: {"level": _quiet(level)} for name in QUIET},
+        },
     }
 
 
 def install(fmt: str = "text", level: str = "INFO") -> None:
-    """Idempotent. Configure logging as `log_config` says unless the root logger already writes somewhere (ours,
-    from `cli.py serve`; an operator's `--log-config`; a test runner): then only mask tokens in uvicorn's records."""
-    if not logging.getLogger().handlers:
-        logging.config.dictConfig(log_config(fmt, level))
+    """Idempotent; the app calls it. When nothing writes the app's records (plain `uvicorn app:app`: uvicorn
+    configures its own loggers only), give the root logger the one handler at `level`. uvicorn's loggers are
+    left as they were configured (`--log-config`, `--log-level`, `--no-access-log`), only masking tokens."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(stderr_handler(fmt))
+        root.setLevel(level)
+        for name in QUIET:
+            logging.getLogger(name).setLevel(_quiet(level))
     for name in ("uvicorn.access", "uvicorn.error"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -185,6 +186,6 @@ class EventBus:
             self._spawn(self.publish_raw(json.dumps(message)))
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())  # nobody's connection
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -10,6 +10,7 @@ a committed 5. Ephemeral events (typing) have no position and pass straight thro
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -52,7 +53,9 @@ class Sequencer:
             return
         self._pending[pos] = (event, raw)
         if self._filler is None or self._filler.done():
-            self._filler = asyncio.create_task(self._fill_gaps(), name="sequencer-fill")
+            # Shared work: not in the context of whichever connection's send revealed the gap (its logs would
+            # carry that connection's id).
+            self._filler = asyncio.create_task(self._fill_gaps(), name="sequencer-fill", context=contextvars.Context())
 
     def _emit(self, event: Event, raw: str) -> None:
         self.last_pos = event.pos  # type: ignore[assignment]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ class TypingTracker:
     def start(self, chat_id: uuid.UUID, user_id: uuid.UUID, *, origin: str | None = None) -> bool:
         """Mark typing (or refresh it). True if the user was not typing in that chat before."""
         key = (chat_id, user_id)
-        timer = asyncio.get_running_loop().call_later(self.ttl, self._expire, key)
+        # The expiry outlives the request that started it: run it in no connection's context.
+        timer = asyncio.get_running_loop().call_later(self.ttl, self._expire, key, context=contextvars.Context())
         previous = self._entries.get(key)
         if previous is not None:
             previous.timer.cancel()

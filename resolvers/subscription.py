@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
@@ -43,8 +44,10 @@ class Subscription:
         lane = fanout.current_lane() if websocket is not None else None
         async with open_stream(rt, actor=ctx.actor, kind="graphql", cursor=after, conn_id=ctx.stream_id()) as stream:
             if websocket is not None:
-                # A client that stopped reading leaves the sender stuck in a send: close the socket from here.
-                stream.conn.on_overflow = lambda: rt.spawn(_close_slow(websocket))
+                # A client that stopped reading leaves the sender stuck in a send: close the socket from here (in
+                # this socket's context: the overflow is noticed in the publisher's task).
+                context = contextvars.copy_context()
+                stream.conn.on_overflow = lambda: rt.spawn(_close_slow(websocket), context=context)
             try:
                 if lane is not None and websocket is not None:
                     # graphql-transport-ws: send the events from here, each executed once for all (resolvers.fanout).

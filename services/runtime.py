@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import multiprocessing
@@ -197,9 +198,10 @@ class Runtime:
     async def _fetch_log(self, after: int, upto: int | None) -> list[str]:
         return await journal.fetch_range(self.db, after, upto, limit=FILL_BATCH)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run a follow-up in the background, keeping a reference until it ends."""
-        task = asyncio.create_task(coro)
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, context: contextvars.Context | None = None) -> None:
+        """Run a follow-up in the background, keeping a reference until it ends (in `context`: by default the
+        caller's, so a connection's follow-up logs with its connection id)."""
+        task = asyncio.create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 

@@ -40,13 +40,9 @@ def free_port() -> int:
 class Server:
     """`uvicorn app:app` in a subprocess, on a free port, with the given environment."""
 
-    def __init__(
-        self, env: dict[str, str], log_path: Path, *, cli: bool = False, cli_args: tuple[str, ...] = ()
-    ) -> None:
-        self.cli = cli or bool(
-            cli_args
-        )  # start with `python cli.py serve` (socket limits) instead of `uvicorn app:app`
-        self.cli_args = cli_args  # more `serve` options
+    def __init__(self, env: dict[str, str], log_path: Path, *, cli: bool = False, args: tuple[str, ...] = ()) -> None:
+        self.cli = cli  # start with `python cli.py serve` (socket limits) instead of `uvicorn app:app`
+        self.args = args  # more options of that command
         self.port = free_port()
         self.env = {**os.environ, "SECRET_KEY": SECRET, **env}
         self.log_path = log_path
@@ -64,9 +60,9 @@ class Server:
         log = self.log_path.open("ab")
         uvicorn = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(self.port)]
         uvicorn += ["--ws-per-message-deflate", "false", "--timeout-graceful-shutdown", "5"]
-        cli = [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.cli_args]
+        cli = [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            cli if self.cli else uvicorn,
+            [*(cli if self.cli else uvicorn), *self.args],
             cwd=ROOT,
             env=self.env,
             stdout=log,

@@ -6,8 +6,10 @@ carries that id; `LOG_FORMAT=json` makes each record one JSON object.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ import pytest
 import websockets
 
 from config import ConfigError, Settings
+from logging_setup import bind_connection, connection_id
+from realtime.typing_state import TypingTracker
 from tests.legacy_client import LegacyClient
 from tests.support import EVENT_TIMEOUT, Api, Server, Subscriber
 
@@ -49,7 +53,7 @@ def wait_for_line(server: Server, match: Callable[[str], bool]) -> str:
 def json_server(tmp_path: Path) -> Any:
     """`python cli.py serve --log-format json` (overriding LOG_FORMAT), on its own SQLite database."""
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'logs.db'}", "LOG_FORMAT": "text"}
-    server = Server(env, tmp_path / "server.log", cli_args=("--log-format", "json")).start()
+    server = Server(env, tmp_path / "server.log", cli=True, args=("--log-format", "json")).start()
     try:
         yield server
     finally:
@@ -107,6 +111,56 @@ async def test_text_logs_carry_the_connection_id_by_default(api: Api) -> None:
     line = wait_for_line(api.server, lambda line: "stream opened" in line and f"user_id={alice.id}" in line)
     conn = line.split(" stream=")[1].split()[0]
     assert conn.startswith("legacy-") and f" services.streams [{conn}] stream opened " in line
+
+
+async def test_log_level_warning_silences_the_per_connection_lines(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'quiet.db'}", "LOG_LEVEL": "WARNING"}
+    server = Server(env, tmp_path / "server.log", cli=True).start()
+    try:
+        api = Api(server)
+        alice, bob = await api.new_user("alice"), await api.new_user("bob")
+        await api.new_chat(alice, bob)
+        legacy = await LegacyClient(api, alice).connect()
+        # The reply comes after the stream is open: its INFO lines, and uvicorn's, would be written by now.
+        await legacy.request("get_chat_status", reply="chat_status")
+        await legacy.close()
+        log = server.log()
+        for quiet in ("stream opened", "[accepted]", "connection open", "GET /healthz", "Application startup"):
+            assert quiet not in log
+    finally:
+        server.stop()
+
+
+async def test_plain_uvicorn_keeps_the_operators_logging_flags(tmp_path: Path) -> None:
+    """`uvicorn app:app --no-access-log`: no access lines; the app's own records still carry connection ids."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'flags.db'}"}
+    server = Server(env, tmp_path / "server.log", args=("--no-access-log",)).start()
+    try:
+        api = Api(server)
+        alice, bob = await api.new_user("alice"), await api.new_user("bob")
+        await api.new_chat(alice, bob)
+        legacy = await LegacyClient(api, alice).connect()
+        await legacy.request("get_chat_status", reply="chat_status")
+        await legacy.close()
+        line = wait_for_line(server, lambda line: "stream opened" in line and f"user_id={alice.id}" in line)
+        assert " services.streams [legacy-" in line
+        assert "POST /graphql" not in server.log() and "GET /healthz" not in server.log()
+    finally:
+        server.stop()
+
+
+async def test_a_typing_expiry_started_by_a_connection_runs_as_no_connection() -> None:
+    """It fires after the request that started it (maybe after its socket closed): its records must not carry
+    that connection's id."""
+    seen: asyncio.Queue[str | None] = asyncio.Queue()
+    tracker = TypingTracker(0.01, lambda chat, user: seen.put_nowait(connection_id.get()))
+
+    async def a_connection() -> None:
+        bind_connection("legacy-99")
+        tracker.start(uuid.uuid4(), uuid.uuid4())
+
+    await asyncio.create_task(a_connection())
+    assert await asyncio.wait_for(seen.get(), EVENT_TIMEOUT) is None
 
 
 def test_log_settings_are_checked() -> None:
