@@ -46,7 +46,7 @@ class Chat:
     unread_count: int
     read_markers: list[ReadMarker] = strawberry.field(
         description="Every member's read marker (the seq of the last message they have read): read receipts. "
-        "Live changes arrive as MessagesRead."
+        "The other members' changes arrive live as MessagesRead."
     )
 
 

@@ -8,14 +8,17 @@ read receipt, and unread badges must count and clear.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, WebSocketRoute, expect, sync_playwright
 
 from config import Settings
 from demo import DEMO_USERS, seed_demo
@@ -36,6 +39,8 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = EVENT_TIMEOUT * 1000
 PAGE_ERRORS: list[str] = []  # uncaught exceptions in the pages' JavaScript
+ALICE, BOB, CAROL = DEMO_USERS
+OPEN_CONTEXTS: list[BrowserContext] = []
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +68,23 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
+@pytest.fixture(autouse=True)
+def close_pages() -> Iterator[None]:
+    """Each test's pages are closed after it: a page left open on a chat would go on reading it."""
+    yield
+    while OPEN_CONTEXTS:
+        OPEN_CONTEXTS.pop().close()
+
+
+def new_page(browser: Browser) -> Page:
+    context = browser.new_context()
+    OPEN_CONTEXTS.append(context)
+    return context.new_page()
+
+
 def sign_in(browser: Browser, server: Server, email: str) -> Page:
     """A new browser context (its own storage) on `/`, signed in as a demo user by clicking their name."""
-    page = browser.new_context().new_page()
+    page = new_page(browser)
     page.set_default_timeout(WAIT_MS)
     page.on("pageerror", lambda exc: PAGE_ERRORS.append(f"{email}: {exc}"))
     page.goto(server.url + "/")
@@ -153,6 +172,205 @@ def test_two_people_chat_and_each_sees_typing_message_and_read_receipt(server: S
     expect(my_message(bob, "Count me in").locator(".receipt")).to_have_text("✓✓ Read by alice")
 
     assert PAGE_ERRORS == []
+
+
+class Tap:
+    """The page's /graphql WebSocket routed through Playwright: hold the server's replies to one kind of
+    operation, drop the connection, refuse new ones for a while."""
+
+    def __init__(self, page: Page) -> None:
+        self.routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        self.refusing = False
+        self.hold: str | None = None  # hold the server's frames for operations whose document contains this
+        self._held_ids: set[str] = set()
+        self.held: list[tuple[WebSocketRoute, str]] = []
+        self.seen: list[str] = []  # every frame from the server
+        page.route_web_socket("**/graphql", self._route)
+
+    def _route(self, page_side: WebSocketRoute) -> None:
+        if self.refusing:
+            page_side.close(code=1011, reason="refused by the test")
+            return
+        server_side = page_side.connect_to_server()
+        self.routes.append((page_side, server_side))
+
+        def outgoing(frame: str | bytes) -> None:
+            message = json.loads(frame)
+            query = (message.get("payload") or {}).get("query", "") if message.get("type") == "subscribe" else ""
+            if self.hold is not None and self.hold in query:
+                self._held_ids.add(message["id"])
+            server_side.send(frame)
+
+        def incoming(frame: str | bytes) -> None:
+            self.seen.append(str(frame))
+            if json.loads(frame).get("id") in self._held_ids:
+                self.held.append((page_side, frame))  # type: ignore[arg-type]
+            else:
+                page_side.send(frame)
+
+        page_side.on_message(outgoing)
+        server_side.on_message(incoming)
+
+    def release(self) -> None:
+        self.hold = None
+        for page_side, frame in self.held:
+            page_side.send(frame)
+        self.held.clear()
+
+    def drop(self) -> None:
+        page_side, server_side = self.routes[-1]
+        server_side.close(code=1000)
+        page_side.close(code=4000, reason="dropped by the test")
+
+
+class Demo:
+    """The demo users' tokens, for acting as them (or as a service) beside the page."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.tokens = {u["email"]: u["token"] for u in httpx.get(f"{server.url}/demo/users").json()["users"]}
+
+    def gql(self, email: str | None, query: str, **variables: object) -> dict[str, Any]:
+        token = self.tokens[email] if email else issue_service_token(key=Settings(secret_key=None).signing_key)
+        body = httpx.post(
+            f"{self.server.url}/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=EVENT_TIMEOUT,
+        ).json()
+        assert not body.get("errors"), body
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def direct_chat(self) -> str:
+        chats = self.gql(ALICE.email, "{ myChats { id isGroup } }")["myChats"]
+        return next(c["id"] for c in chats if not c["isGroup"])
+
+    def contents(self, chat_id: str) -> list[str]:
+        messages = self.gql(ALICE.email, "query($c: ID!) { messages(chatId: $c) { content } }", c=chat_id)
+        return [m["content"] for m in messages["messages"]]
+
+
+def tapped_page(browser: Browser, server: Server, email: str) -> tuple[Page, Tap]:
+    page = new_page(browser)
+    page.set_default_timeout(WAIT_MS)
+    page.on("pageerror", lambda exc: PAGE_ERRORS.append(f"{email}: {exc}"))
+    tap = Tap(page)
+    page.goto(server.url + "/")
+    page.get_by_role("button", name=email).click()
+    expect(page.locator("#connection")).to_have_text("online")
+    return page, tap
+
+
+def test_what_happens_while_the_socket_is_down_is_there_after_the_reconnect(server: Server, browser: Browser) -> None:
+    demo, chat_id = Demo(server), None
+    page, tap = tapped_page(browser, server, ALICE.email)
+    chat_id = demo.direct_chat()
+    chat_button(page, "bob").click()
+    demo.gql(BOB.email, "mutation($c: ID!) { setTyping(chatId: $c, isTyping: true) }", c=chat_id)
+    expect(page.locator("#typing")).to_have_text("bob is typing…")
+
+    tap.refusing = True
+    tap.drop()
+    expect(page.locator("#connection")).to_have_text("reconnecting")
+    demo.gql(BOB.email, "mutation($c: ID!) { setTyping(chatId: $c, isTyping: false) }", c=chat_id)
+    demo.gql(
+        BOB.email, 'mutation($c: ID!) { sendMessage(chatId: $c, content: "while you were away") { id } }', c=chat_id
+    )
+    demo.gql(
+        None,
+        "mutation($u: ID!, $n: JSON!) { sendGlobalNotification(userId: $u, notification: $n) }",
+        u=str(ALICE.id),
+        n={"title": "missed notification"},
+    )
+    tap.refusing = False
+
+    expect(page.locator("#connection")).to_have_text("online")
+    expect(page.locator(".notification", has_text="missed notification")).to_be_visible()
+    expect(page.locator(".message", has_text="while you were away")).to_have_count(1)
+    expect(page.locator("#typing")).to_have_text("")
+    assert PAGE_ERRORS == []
+
+
+def test_a_message_arriving_while_history_loads_is_shown(server: Server, browser: Browser) -> None:
+    demo = Demo(server)
+    page, tap = tapped_page(browser, server, CAROL.email)
+    group = next(c["id"] for c in demo.gql(CAROL.email, "{ myChats { id isGroup } }")["myChats"] if c["isGroup"])
+    tap.hold = "query History"
+    chat_button(page, "Trail crew").click()
+    wait_until(page, lambda: len(tap.held) > 0)
+    demo.gql(BOB.email, 'mutation($c: ID!) { sendMessage(chatId: $c, content: "during history") { id } }', c=group)
+    expect(chat_button(page, "Trail crew").locator(".preview")).to_have_text("during history")
+    tap.release()
+    expect(page.locator(".message", has_text="during history")).to_have_count(1)
+    expect(page.locator(".message", has_text="Welcome to the crew")).to_have_count(1)
+    assert PAGE_ERRORS == []
+
+
+def test_a_send_retried_after_a_lost_answer_is_stored_once(server: Server, browser: Browser) -> None:
+    demo = Demo(server)
+    page, tap = tapped_page(browser, server, ALICE.email)
+    chat_id = demo.direct_chat()
+    chat_button(page, "bob").click()
+    tap.hold = "mutation Send"
+    page.locator("#message-input").fill("exactly once")
+    page.locator("#message-input").press("Enter")
+    wait_until(page, lambda: len(tap.held) > 0)  # the server has stored it and answered; the answer is lost
+    tap.held.clear()
+    tap.hold = None
+    tap.drop()
+    expect(page.locator("#message-input")).to_have_value("exactly once")  # given back: not sent, as far as it knows
+    expect(page.locator("#connection")).to_have_text("online")
+    page.locator("#message-input").press("Enter")
+    expect(page.locator("#message-input")).to_have_value("")
+    expect(page.locator(".message", has_text="exactly once")).to_have_count(1)
+    assert demo.contents(chat_id).count("exactly once") == 1
+    assert PAGE_ERRORS == []
+
+
+def test_events_during_a_chat_list_reload_are_kept(server: Server, browser: Browser) -> None:
+    """A new chat makes the page read its chat list again; a message arriving meanwhile still counts."""
+    demo = Demo(server)
+    page, tap = tapped_page(browser, server, ALICE.email)
+    chat_id = demo.direct_chat()
+    before = int(chat_button(page, "bob").locator(".badge").text_content() or 0)
+    tap.hold = "query Snapshot"
+    demo.gql(
+        CAROL.email, 'mutation($m: [ID!]!) { createChat(memberIds: $m, name: "Vet visit") { id } }', m=[str(ALICE.id)]
+    )
+    wait_until(page, lambda: len(tap.held) > 0)
+    demo.gql(BOB.email, 'mutation($c: ID!) { sendMessage(chatId: $c, content: "during the reload") { id } }', c=chat_id)
+    wait_until(page, lambda: any("during the reload" in frame for frame in tap.seen))  # it arrived while held
+    tap.release()
+    expect(chat_button(page, "Vet visit")).to_be_visible()
+    expect(chat_button(page, "bob").locator(".preview")).to_have_text("during the reload")
+    unread = next(c for c in demo.gql(ALICE.email, "{ myChats { id unreadCount } }")["myChats"] if c["id"] == chat_id)
+    assert unread["unreadCount"] == before + 1
+    expect(chat_button(page, "bob").locator(".badge")).to_have_text(str(before + 1))
+    assert PAGE_ERRORS == []
+
+
+def test_removed_from_the_open_chat_the_page_closes_it(server: Server, browser: Browser) -> None:
+    demo = Demo(server)
+    page, _ = tapped_page(browser, server, BOB.email)
+    group = next(c["id"] for c in demo.gql(BOB.email, "{ myChats { id isGroup } }")["myChats"] if c["isGroup"])
+    chat_button(page, "Trail crew").click()
+    expect(page.locator("#composer")).to_be_visible()
+    demo.gql(
+        CAROL.email, "mutation($c: ID!, $u: ID!) { removeChatMember(chatId: $c, userId: $u) }", c=group, u=str(BOB.id)
+    )
+    expect(chat_button(page, "Trail crew")).to_have_count(0)
+    expect(page.locator("#chat-title")).to_have_text("Pick a chat")
+    expect(page.locator("#composer")).to_be_hidden()
+    assert PAGE_ERRORS == []
+
+
+def wait_until(page: Page, condition: Callable[[], bool]) -> None:
+    """Playwright's callbacks (the tap's) run only while the test waits in Playwright: poll through it."""
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        page.wait_for_timeout(20)
 
 
 def test_demo_users_are_offered_in_development_mode_only_and_once_seeded(tmp_path: Path, server: Server) -> None:

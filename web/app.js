@@ -27,6 +27,7 @@ const CURSOR = "query Cursor { eventCursor }";
 const SNAPSHOT = `query Snapshot {
   me { id email }
   myChats { id name isGroup unreadCount participants { id email } lastMessage { ...Msg } readMarkers { userId lastReadSeq } }
+  chatStatus { chats { chatId typingUserIds } }
 } ${MESSAGE}`;
 const HISTORY = `query History($chatId: ID!) { messages(chatId: $chatId, limit: 50) { ...Msg } } ${MESSAGE}`;
 const SEND = `mutation Send($chatId: ID!, $content: String!, $clientId: String) {
@@ -63,6 +64,11 @@ class GraphQLSocket {
 
   stop() {
     this.stopped = true;
+    this.ws?.close(1000);
+  }
+
+  /** Close and reconnect (with backoff): the way back to a consistent state after a failure. */
+  restart() {
     this.ws?.close(1000);
   }
 
@@ -130,7 +136,7 @@ class GraphQLSocket {
     this.start(query, variables, {
       next: (payload) => (payload.errors ? onError(new GraphQLFailure(payload.errors)) : onData(payload.data)),
       fail: (errors) => onError(new GraphQLFailure(errors)),
-      done: () => {},
+      done: () => onError(new GraphQLFailure([{ message: "the stream ended", extensions: { code: "UNAVAILABLE" } }])),
     });
   }
 }
@@ -145,6 +151,11 @@ const state = {
   messages: new Map(), // chat id -> messages ascending by seq (loaded chats only)
   typing: new Map(), // chat id -> Set of user ids typing now
   readBy: new Map(), // chat id -> Map user id -> last read seq of the others (read receipts)
+  cursor: null, // the last durable event applied (at first, eventCursor): a reconnect resumes after it
+  loading: false, // a snapshot is being read: events are held until it is taken
+  stale: false, // another snapshot is wanted (a chat was created, or joined)
+  held: [],
+  unsent: null, // {chatId, content, clientId} of a send that failed, for its retry
 };
 const typingOut = { chatId: null, sentAt: 0, idle: null }; // this page's own typing announcement
 
@@ -172,6 +183,12 @@ function userName(chatId, userId) {
 // ---- events from the server -------------------------------------------------------------------------------
 
 function onEvent({ chatEvents: event }) {
+  if (state.loading) state.held.push(event); // applied on top of the snapshot being read
+  else apply(event);
+}
+
+function apply(event) {
+  if (event.cursor) state.cursor = event.cursor;
   switch (event.__typename) {
     case "NewMessage":
       receiveMessage(event.message);
@@ -190,7 +207,7 @@ function onEvent({ chatEvents: event }) {
     case "ChatMemberAdded":
     case "ChatMemberRemoved":
     case "ResyncRequired":
-      loadChats().catch(showError);
+      reload();
       break;
   }
 }
@@ -198,7 +215,7 @@ function onEvent({ chatEvents: event }) {
 function receiveMessage(message) {
   const chat = state.chats.get(message.chatId);
   if (!chat) {
-    loadChats().catch(showError); // a chat this page has not seen yet
+    reload(); // a chat this page has not seen yet
     return;
   }
   const list = state.messages.get(chat.id);
@@ -206,7 +223,7 @@ function receiveMessage(message) {
     list.push(message);
     list.sort((a, b) => a.seq - b.seq);
   }
-  // Not newer than the snapshot's last message: already counted (a replay, or the send's own answer).
+  // Not newer than the chat's last message: already counted (a replay, or the send's own answer).
   const fresh = !chat.lastMessage || chat.lastMessage.seq < message.seq;
   if (fresh) chat.lastMessage = message;
   if (fresh && message.sender.id !== state.me.id) {
@@ -219,13 +236,7 @@ function receiveMessage(message) {
 }
 
 function receiveRead({ chatId, userId, lastReadSeq }) {
-  const chat = state.chats.get(chatId);
-  if (!chat) return;
-  if (userId === state.me.id) {
-    chat.unread = 0; // read here or on another of my devices
-    renderChats();
-    return;
-  }
+  // Only the others' markers come as events (not my own devices'): they are read receipts.
   const readers = state.readBy.get(chatId) ?? new Map();
   readers.set(userId, Math.max(readers.get(userId) ?? 0, lastReadSeq));
   state.readBy.set(chatId, readers);
@@ -243,19 +254,45 @@ function setTyping(chatId, userId, typing) {
 
 // ---- what this page does ----------------------------------------------------------------------------------
 
-/** On every (re)connect: the stream's position, then the snapshot, then the events after that position — so
- * whatever happens while the snapshot is read is replayed, not missed. */
+/** On every (re)connect: the snapshot, then the events after the last position this page has seen (at first,
+ * the stream's position read before the snapshot) — so what happens meanwhile is replayed, not missed. */
 async function synchronize() {
-  const { eventCursor } = await state.socket.request(CURSOR);
+  if (state.cursor === null) state.cursor = (await state.socket.request(CURSOR)).eventCursor;
+  state.stale = true;
   await loadChats();
-  state.socket.subscribe(EVENTS, { after: eventCursor }, onEvent, showError);
+  state.socket.subscribe(EVENTS, { after: state.cursor }, onEvent, (error) => {
+    showError(error);
+    state.socket.restart(); // a stream that failed or ended: reconnect (with backoff) and synchronize again
+  });
 }
 
 const isReading = (chatId) => chatId === state.active && document.visibilityState === "visible";
 
+function reload() {
+  state.stale = true;
+  if (!state.loading) loadChats().catch(showError);
+}
+
+/** Read snapshots until none is stale; events that arrive meanwhile are held, then applied on top. */
 async function loadChats() {
-  const data = await state.socket.request(SNAPSHOT);
+  state.loading = true;
+  try {
+    while (state.stale) {
+      state.stale = false;
+      takeSnapshot(await state.socket.request(SNAPSHOT));
+    }
+  } finally {
+    state.loading = false;
+    for (const event of state.held.splice(0)) apply(event);
+  }
+  renderChats();
+  if (state.active) await openChat(state.active);
+  else renderConversation();
+}
+
+function takeSnapshot(data) {
   state.me = data.me;
+  $("#whoami").textContent = state.me.email;
   state.chats = new Map(
     data.myChats.map((c) => [
       c.id,
@@ -269,22 +306,27 @@ async function loadChats() {
     }
     state.readBy.set(chat.id, readers);
   }
-  $("#whoami").textContent = state.me.email;
-  if (state.active && !state.chats.has(state.active)) state.active = null;
-  renderChats();
-  if (state.active) await openChat(state.active);
+  // Typing is not replayed: who types now is what the server says now.
+  state.typing = new Map(
+    data.chatStatus.chats.map((c) => [c.chatId, new Set(c.typingUserIds.filter((id) => id !== state.me.id))]),
+  );
+  if (state.active && !state.chats.has(state.active)) {
+    state.active = null; // removed from it
+    clearTimeout(typingOut.idle);
+    Object.assign(typingOut, { chatId: null, sentAt: 0 });
+  }
 }
 
 async function openChat(chatId) {
   if (chatId !== state.active) stopTyping();
   state.active = chatId;
+  if (!state.messages.has(chatId)) state.messages.set(chatId, []); // live messages land here while history loads
   renderChats();
   renderConversation();
   const history = (await state.socket.request(HISTORY, { chatId })).messages;
-  if (state.active !== chatId) return;
-  const live = state.messages.get(chatId) ?? [];
-  const byId = new Map([...history, ...live].map((m) => [m.id, m]));
+  const byId = new Map([...history, ...state.messages.get(chatId)].map((m) => [m.id, m]));
   state.messages.set(chatId, [...byId.values()].sort((a, b) => a.seq - b.seq));
+  if (state.active !== chatId) return;
   if (state.chats.get(chatId)?.unread > 0 && isReading(chatId)) markRead(chatId);
   renderConversation();
   $("#message-input").focus();
@@ -300,8 +342,13 @@ function markRead(chatId) {
 async function send(content) {
   const chatId = state.active;
   stopTyping();
-  const clientId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  // A retry of a send that failed keeps its client id: if the first attempt did reach the server, the server
+  // answers with that message instead of storing a second one.
+  const retry = state.unsent?.chatId === chatId && state.unsent.content === content;
+  const clientId = retry ? state.unsent.clientId : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  state.unsent = { chatId, content, clientId };
   const data = await state.socket.request(SEND, { chatId, content, clientId });
+  state.unsent = null;
   receiveMessage(data.sendMessage); // the subscription brings it too; it is kept once
 }
 
@@ -410,7 +457,10 @@ function connect(token) {
   const socket = new GraphQLSocket(`${scheme}://${location.host}/graphql`, token, {
     open() {
       setConnection("online");
-      synchronize().catch(showError);
+      synchronize().catch((error) => {
+        showError(error);
+        socket.restart();
+      });
     },
     offline: () => setConnection("reconnecting"),
     refused(reason) {
