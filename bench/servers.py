@@ -2,9 +2,9 @@
 
 The product is started the production way (`python cli.py serve`) on a fresh SQLite database seeded by
 `bench.seed`, with the in-process event bus and the command rate limit lifted (one bench sender sends more
-commands a second than a person; the limit has tests of its own). `cli.py serve` has no log-level option:
-uvicorn logs each WebSocket's opening and closing at INFO, which costs CPU while thousands of connections
-open and close but not during a measured window (no connection opens or closes then).
+commands a second than a person; the limit has tests of its own). Logs stay at the deployed default (INFO):
+each WebSocket's opening and closing is logged, which costs CPU while thousands of connections open and close
+but not during a measured window (no connection opens or closes then).
 """
 
 from __future__ import annotations
