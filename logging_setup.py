@@ -13,12 +13,10 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
-
-LOG_FORMATS = ("text", "json")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 connection_id: ContextVar[str | None] = ContextVar("connection_id", default=None)
 
@@ -28,6 +26,12 @@ _TOKEN = re.compile(r"([?&](?:token|cursor)=)[^&\s\"]+")
 def bind_connection(conn_id: str) -> None:
     """Name the current task's connection: records logged from it (and from tasks it starts) carry the id."""
     connection_id.set(conn_id)
+
+
+def peer(scope: Mapping[str, Any]) -> str | None:
+    """The client's `host:port` of an ASGI connection, for log records."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
 
 
 def fields(**values: Any) -> dict[str, Any]:

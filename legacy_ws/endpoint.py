@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from legacy_ws import frames
 from legacy_ws.origins import origin_allowed
-from logging_setup import bind_connection, fields
+from logging_setup import bind_connection, fields, peer
 from realtime.events import Event
 from realtime.hub import Delivery, new_connection_id
 from realtime.outbox import OutboxClosed
@@ -235,7 +235,7 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         if actor.user_id is None or str(actor.user_id) != str(_path_user(websocket)):
             raise Unauthenticated("the token's user does not match the URL")
     except (Unauthenticated, Forbidden) as exc:
-        log.info("legacy connection refused: %s", exc.message, extra=fields(client=_client(websocket)))
+        log.info("legacy connection refused: %s", exc.message, extra=fields(client=peer(websocket.scope)))
         await websocket.close(CLOSE_POLICY, exc.message)
         return
 
@@ -244,12 +244,8 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor, conn_id=conn_id) as stream:
             await _serve(rt, websocket, send, actor, stream)
     except RateLimited as exc:  # too many connections of this user
-        log.info("legacy connection refused: %s", exc.message, extra=fields(client=_client(websocket)))
+        log.info("legacy connection refused: %s", exc.message, extra=fields(client=peer(websocket.scope)))
         await websocket.close(CLOSE_POLICY, exc.message)
-
-
-def _client(websocket: WebSocket) -> str | None:
-    return f"{websocket.client.host}:{websocket.client.port}" if websocket.client else None
 
 
 async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, stream: Stream) -> None:
@@ -268,9 +264,12 @@ async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, st
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, (WebSocketDisconnect, asyncio.CancelledError)):
             log.warning("legacy connection %s ended with %r", conn.id, result)
-    code = CLOSE_TRY_AGAIN_LATER if conn.outbox.closed_reason == "overflow" else 1000
-    await session.close(code, "too slow: resume from your cursor" if code == CLOSE_TRY_AGAIN_LATER else "")
-    log.info("legacy connection closed", extra=fields(code=code, client=_client(websocket)))
+    if conn.outbox.closed_reason == "overflow":
+        code, reason = CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor"
+    else:
+        code, reason = 1000, ""
+    await session.close(code, reason)
+    log.info("legacy connection closed", extra=fields(code=code, client=peer(websocket.scope)))
 
 
 def _event_message(delivery: Delivery) -> Message:

@@ -17,7 +17,7 @@ from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxToke
 from strawberry.types.unset import UnsetType
 
 from config import Settings
-from logging_setup import bind_connection, fields
+from logging_setup import bind_connection, fields, peer
 from realtime.hub import new_connection_id
 from resolvers import fanout
 from resolvers.context import Context
@@ -103,7 +103,7 @@ class GraphQLApp(GraphQL[Context, None]):
             return await super().__call__(scope, receive, send)
         # The socket's id, for every record logged while serving it (logging_setup) and for its streams' names.
         bind_connection(new_connection_id("graphql"))
-        client = "{}:{}".format(*scope["client"]) if scope.get("client") else None
+        client = peer(scope)
         log.info("graphql socket opened", extra=fields(client=client, subprotocols=scope.get("subprotocols")))
         try:
             await super().__call__(scope, receive, send)
