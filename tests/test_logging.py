@@ -21,7 +21,7 @@ from config import ConfigError, Settings
 from logging_setup import bind_connection, connection_id
 from realtime.typing_state import TypingTracker
 from tests.legacy_client import LegacyClient
-from tests.support import EVENT_TIMEOUT, Api, Server, Subscriber
+from tests.support import EVENT_TIMEOUT, Api, Server, Subscriber, User
 
 
 def records(server: Server) -> list[dict[str, Any]]:
@@ -113,17 +113,23 @@ async def test_text_logs_carry_the_connection_id_by_default(api: Api) -> None:
     assert conn.startswith("legacy-") and f" services.streams [{conn}] stream opened " in line
 
 
+async def a_legacy_session(server: Server) -> User:
+    """A user with a chat opens a legacy socket, gets one reply and closes; the user is returned."""
+    api = Api(server)
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    await api.new_chat(alice, bob)
+    legacy = await LegacyClient(api, alice).connect()
+    # The reply comes after the stream is open: its INFO lines, and uvicorn's, are written by then.
+    await legacy.request("get_chat_status", reply="chat_status")
+    await legacy.close()
+    return alice
+
+
 async def test_log_level_warning_silences_the_per_connection_lines(tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'quiet.db'}", "LOG_LEVEL": "WARNING"}
     server = Server(env, tmp_path / "server.log", cli=True).start()
     try:
-        api = Api(server)
-        alice, bob = await api.new_user("alice"), await api.new_user("bob")
-        await api.new_chat(alice, bob)
-        legacy = await LegacyClient(api, alice).connect()
-        # The reply comes after the stream is open: its INFO lines, and uvicorn's, would be written by now.
-        await legacy.request("get_chat_status", reply="chat_status")
-        await legacy.close()
+        await a_legacy_session(server)
         log = server.log()
         for quiet in ("stream opened", "[accepted]", "connection open", "GET /healthz", "Application startup"):
             assert quiet not in log
@@ -136,12 +142,7 @@ async def test_plain_uvicorn_keeps_the_operators_logging_flags(tmp_path: Path) -
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'flags.db'}"}
     server = Server(env, tmp_path / "server.log", args=("--no-access-log",)).start()
     try:
-        api = Api(server)
-        alice, bob = await api.new_user("alice"), await api.new_user("bob")
-        await api.new_chat(alice, bob)
-        legacy = await LegacyClient(api, alice).connect()
-        await legacy.request("get_chat_status", reply="chat_status")
-        await legacy.close()
+        alice = await a_legacy_session(server)
         line = wait_for_line(server, lambda line: "stream opened" in line and f"user_id={alice.id}" in line)
         assert " services.streams [legacy-" in line
         assert "POST /graphql" not in server.log() and "GET /healthz" not in server.log()
