@@ -1,19 +1,14 @@
 """The Strawberry schema and the ASGI GraphQL app (HTTP, both WebSocket subprotocols, GraphiQL)."""
 
-import contextlib
-import functools
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, parse
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.types.unset import UnsetType
 
 from config import Settings
@@ -21,8 +16,9 @@ from logging_setup import bind_connection, fields, peer
 from realtime.hub import new_connection_id
 from resolvers import fanout
 from resolvers.context import Context
+from resolvers.documents import SharedDocuments
 from resolvers.errors import CodedErrors
-from resolvers.limits import depth_limit
+from resolvers.limits import document_limits
 from resolvers.mutation import Mutation
 from resolvers.query import Query
 from resolvers.subscription import Subscription
@@ -41,37 +37,19 @@ class Schema(strawberry.Schema):
         """Client mistakes are not server errors: log only the unexpected ones (CodedErrors logs those)."""
 
 
-@functools.lru_cache(maxsize=256)
-def _parse(query: str, **options: Any) -> DocumentNode:
-    return parse(query, **options)
-
-
-class SharedDocuments(SchemaExtension):
-    """Identical query texts share one parsed document: a subscription holds its document for as long as it
-    runs, and ten thousand subscriptions usually carry a handful of texts. A text that does not parse is left
-    to Strawberry, which reports the error as usual (Strawberry's own ParserCache would not)."""
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        if isinstance(context.query, str):
-            with contextlib.suppress(GraphQLError):
-                context.graphql_document = _parse(context.query, **context.parse_options)
-        yield
-
-
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema, with the document limits of `settings` (SPEC §8; defaults and reasons in config.py)."""
     limits = settings or Settings()
-    depth_rule = depth_limit(limits.graphql_max_depth)  # one class, not one per operation (classes are cycles)
+    # One class, not one per operation (classes are reference cycles; the validation cache keys on it).
+    limits_rule = document_limits(max_depth=limits.graphql_max_depth, max_aliases=limits.graphql_max_aliases)
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
             CodedErrors,
-            lambda: AddValidationRules([depth_rule]),
+            lambda: AddValidationRules([limits_rule]),
             lambda: MaxTokensLimiter(max_token_count=limits.graphql_max_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=limits.graphql_max_aliases),
             SharedDocuments,
         ],
     )

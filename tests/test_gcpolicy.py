@@ -8,13 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from realtime import gcpolicy
 from realtime.gcpolicy import GcPolicy
 
 
 @pytest.fixture
 def policy() -> Iterator[GcPolicy]:
     yield GcPolicy(turnover_min=100)
-    gc.unfreeze()  # leave the test process's collector as it was
+    gcpolicy._installed = None  # leave the test process's collector as it was
+    gc.unfreeze()
     gc.collect()
 
 
