@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 import logging_setup
-from config import Settings
+from config import ConfigError, Settings
 from demo import demo_users
 from legacy_ws import legacy_endpoint
 from resolvers import graphql_app
@@ -95,4 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-app = create_app()
+try:
+    app = create_app()
+except ConfigError as error:  # a setting the server cannot run with: say which, without a traceback
+    sys.exit(f"Error: {error}")

@@ -91,6 +91,15 @@ def serve(
                 raise typer.BadParameter(str(error).split(": ", 1)[1], param_hint=option) from None
             os.environ[name] = value
     settings = _settings()
+    if workers > 1 and settings.broadcast_url.startswith("memory://"):
+        # Refused here, before any worker starts: each worker would refuse on its own, and uvicorn's supervisor
+        # would report the start as a success.
+        typer.echo(
+            f"Error: --workers {workers} needs a shared event bus: BROADCAST_URL=memory:// connects the processes "
+            "of one server only. Set BROADCAST_URL=redis://… (and a shared DATABASE_URL), or run one worker.",
+            err=True,
+        )
+        raise typer.Exit(2)
     if demo:
         from demo import connection_help, seed_demo
 
@@ -116,7 +125,8 @@ def token(
     days: Annotated[float, typer.Option(help="Validity in days.")] = 7.0,
 ) -> None:
     """Print a user token signed with SECRET_KEY."""
-    print(issue_user_token(user_id, key=_settings().signing_key, ttl=timedelta(days=days)))
+    settings = _settings()
+    print(issue_user_token(user_id, key=settings.signing_key, ttl=_lifetime(settings, days)))
 
 
 @app.command("service-token")
@@ -125,7 +135,18 @@ def service_token(days: Annotated[float, typer.Option(help="Validity in days.")]
 
     It may call upsertUser and the server-side operations (notifications, online users).
     """
-    print(issue_service_token(key=_settings().signing_key, ttl=timedelta(days=days)))
+    settings = _settings()
+    print(issue_service_token(key=settings.signing_key, ttl=_lifetime(settings, days)))
+
+
+def _lifetime(settings: Settings, days: float) -> timedelta:
+    """`--days` as a token lifetime the server accepts (TOKEN_MAX_LIFETIME), or a usage error."""
+    if not 0 < days * 86400 <= settings.token_max_lifetime:
+        limit = settings.token_max_lifetime / 86400
+        raise typer.BadParameter(
+            f"expected more than 0 and at most {limit:g} (TOKEN_MAX_LIFETIME)", param_hint="--days"
+        )
+    return timedelta(days=days)
 
 
 @app.command()

@@ -10,6 +10,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tailtrail.db"
 DEFAULT_BROADCAST_URL = "memory://"
 # A well-known key used only in the explicit, loudly logged development mode (SECRET_KEY unset).
 DEV_SECRET_KEY = "tailtrail-dev-insecure-key-do-not-use-in-production"
+# An HS256 key must be at least as long as the hash (RFC 7518 §3.2: 256 bits); a shorter one can be guessed.
+MIN_SECRET_KEY_BYTES = 32
 
 
 class ConfigError(ValueError):
@@ -34,6 +36,17 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     if value != int(value):
         raise ConfigError(f"{name}: expected an integer, got {env.get(name)!r}")
     return int(value)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected on or off (true/false, 1/0), got {env.get(name)!r}")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -92,6 +105,45 @@ class Settings:
     # Logs on stderr: "text" lines or "json" objects, one per record, each with its connection id.
     log_format: str = "text"
     log_level: str = "INFO"
+    # HTTP request bodies: a GraphQL request is a few KiB; the largest legitimate one, a 10,000-character message
+    # with every character \u-escaped, is ~120 KiB. 1 MiB (Apollo Router's default is 2 MB) leaves room for big
+    # notification payloads. Larger: 413, refused before the body is read.
+    max_request_bytes: int = 1024 * 1024
+    # Tokens: the longest lifetime accepted (`exp` - `iat`, and `exp` - now): 7 days, what `cli.py token` issues
+    # by default. A token for year 9999 is refused; an open socket is closed when its token expires unless the
+    # client hands over a fresh one (SECURITY.md).
+    token_max_lifetime: float = 7 * 24 * 3600.0
+    # Clock skew tolerated on `exp`, `nbf` and `iat`, and the grace after expiry before an open socket is closed.
+    token_leeway: float = 30.0
+    # GraphQL introspection (what GraphiQL and code generators read) and "Did you mean …?" suggestions in errors:
+    # on in development mode, off in production unless set (None: the mode decides). Suggestions are off whenever
+    # introspection is: they leak the schema one name at a time.
+    graphql_introspection: bool | None = None
+    graphql_suggestions: bool | None = None
+    # GraphiQL on a browser GET of /graphql: development mode only unless set.
+    graphiql: bool | None = None
+    # /metrics: open in development mode; in production it needs `Authorization: Bearer <METRICS_TOKEN>`, and is
+    # off (404) while no METRICS_TOKEN is set.
+    metrics_token: str | None = None
+    # GraphQL WebSockets that have not sent connection_init yet, per client address (both subprotocols; the
+    # init timeout closes each after 10 s). A client opens one socket; a few reconnecting tabs behind one NAT
+    # fit in 50.
+    max_pending_sockets_per_address: int = 50
+    # `cli.py serve` only (plain uvicorn has no such options; SECURITY.md says what the proxy must do instead).
+    # A request head (request line and headers) must arrive within this: a slowloris client sending one header
+    # line every few seconds is cut off. nginx's client_header_timeout is 60 s; a real client needs milliseconds.
+    http_header_timeout: float = 10.0
+    # TCP connections per client address. Phones behind a carrier-grade NAT share addresses, so the bound is
+    # generous; connections from FORWARDED_ALLOW_IPS (a trusted proxy, 127.0.0.1 by default) are not counted
+    # (behind a proxy every client shares its address). 0: no bound.
+    max_connections_per_address: int = 1000
+    # Typing: state changes a user may make per second across all their sockets and HTTP (a token bucket; the
+    # bucket holds `typing_burst`), and the shortest interval between two broadcasts of one user's typing state in
+    # one chat: a user toggling 100 times a second reaches the chat's members at most once per interval, with
+    # the latest state.
+    typing_per_second: float = 2.0
+    typing_burst: int = 5
+    typing_broadcast_interval: float = 1.0
 
     @property
     def dev_mode(self) -> bool:
@@ -101,14 +153,37 @@ class Settings:
     def signing_key(self) -> str:
         return self.secret_key or DEV_SECRET_KEY
 
+    @property
+    def introspection(self) -> bool:
+        return self.dev_mode if self.graphql_introspection is None else self.graphql_introspection
+
+    @property
+    def suggestions(self) -> bool:
+        wanted = self.introspection if self.graphql_suggestions is None else self.graphql_suggestions
+        return wanted and self.introspection
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.dev_mode if self.graphiql is None else self.graphiql
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         origins = tuple(o.strip() for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+        secret_key = env.get("SECRET_KEY") or None
+        if secret_key is not None and len(secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"SECRET_KEY: expected at least {MIN_SECRET_KEY_BYTES} bytes (an HS256 key as long as the hash, "
+                f"RFC 7518 §3.2), got {len(secret_key.encode())}; generate one with: openssl rand -hex 32"
+            )
+
+        def optional_flag(name: str) -> bool | None:
+            return _flag(env, name, False) if (env.get(name) or "").strip() else None
+
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             broadcast_url=env.get("BROADCAST_URL") or DEFAULT_BROADCAST_URL,
-            secret_key=env.get("SECRET_KEY") or None,
+            secret_key=secret_key,
             typing_ttl=_number(env, "TYPING_TTL", cls.typing_ttl, minimum=0.05),
             outbox_max_events=_integer(env, "OUTBOX_MAX_EVENTS", cls.outbox_max_events),
             outbox_max_bytes=_integer(env, "OUTBOX_MAX_BYTES", cls.outbox_max_bytes, minimum=1024),
@@ -131,4 +206,21 @@ class Settings:
             allowed_origins=origins,
             log_format=_choice(env, "LOG_FORMAT", cls.log_format, ("text", "json")),
             log_level=_choice(env, "LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+            max_request_bytes=_integer(env, "MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1024),
+            token_max_lifetime=_number(env, "TOKEN_MAX_LIFETIME", cls.token_max_lifetime, minimum=1.0),
+            token_leeway=_number(env, "TOKEN_LEEWAY", cls.token_leeway),
+            graphql_introspection=optional_flag("GRAPHQL_INTROSPECTION"),
+            graphql_suggestions=optional_flag("GRAPHQL_SUGGESTIONS"),
+            graphiql=optional_flag("GRAPHIQL"),
+            metrics_token=env.get("METRICS_TOKEN") or None,
+            max_pending_sockets_per_address=_integer(
+                env, "MAX_PENDING_SOCKETS_PER_ADDRESS", cls.max_pending_sockets_per_address
+            ),
+            http_header_timeout=_number(env, "HTTP_HEADER_TIMEOUT", cls.http_header_timeout, minimum=0.1),
+            max_connections_per_address=_integer(
+                env, "MAX_CONNECTIONS_PER_ADDRESS", cls.max_connections_per_address, minimum=0
+            ),
+            typing_per_second=_number(env, "TYPING_PER_SECOND", cls.typing_per_second, minimum=0.01),
+            typing_burst=_integer(env, "TYPING_BURST", cls.typing_burst),
+            typing_broadcast_interval=_number(env, "TYPING_BROADCAST_INTERVAL", cls.typing_broadcast_interval),
         )

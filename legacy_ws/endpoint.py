@@ -26,7 +26,7 @@ from realtime.hub import Delivery, new_connection_id
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from services import activity, chats, messages
-from services.auth import Actor, authenticate, token_from
+from services.auth import Actor, TokenRules, authenticate, token_from
 from services.errors import BadRequest, DomainError, Forbidden, RateLimited, Unauthenticated
 from services.runtime import Runtime
 from services.streams import Stream, StreamWriter, open_stream
@@ -231,7 +231,7 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         if not origin_allowed(websocket.headers, rt.settings.allowed_origins):
             raise Forbidden("this origin may not open WebSockets here")
-        actor = authenticate(token, key=rt.settings.signing_key)
+        actor = authenticate(token, TokenRules.of(rt.settings))
         if actor.user_id is None or str(actor.user_id) != str(_path_user(websocket)):
             raise Unauthenticated("the token's user does not match the URL")
     except (Unauthenticated, Forbidden) as exc:

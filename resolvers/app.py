@@ -22,7 +22,7 @@ from resolvers.limits import document_limits
 from resolvers.mutation import Mutation
 from resolvers.query import Query
 from resolvers.subscription import Subscription
-from services.auth import authenticate, token_from, token_from_connection_params
+from services.auth import TokenRules, authenticate, token_from, token_from_connection_params
 from services.errors import Unauthenticated
 from services.runtime import Runtime
 
@@ -105,7 +105,7 @@ class GraphQLApp(GraphQL[Context, None]):
             query_token=context.request.query_params.get("token"),
         )
         try:
-            context.set_actor(authenticate(token, key=self.rt.settings.signing_key))
+            context.set_actor(authenticate(token, TokenRules.of(self.rt.settings)))
         except Unauthenticated as exc:
             log.info("graphql connection refused: %s", exc.message)
             raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None

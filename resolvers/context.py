@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 
 from logging_setup import connection_id
-from services.auth import Actor, authenticate, token_from
+from services.auth import Actor, TokenRules, authenticate, token_from
 from services.errors import BadRequest, DomainError
 from services.runtime import Runtime
 
@@ -33,11 +33,11 @@ class Context:
     def actor(self) -> Actor:
         """The caller, authenticated on first use (HTTP) or at `connection_init` (WebSocket)."""
         if self._actor is None:
-            token = token_from(
-                authorization=self.request.headers.get("authorization"),
-                query_token=self.request.query_params.get("token"),
-            )
-            self._actor = authenticate(token, key=self.rt.settings.signing_key)
+            # HTTP: the Authorization header only. A token in the URL ends up in access logs, browser history
+            # and Referer headers; every HTTP client can send a header (WebSockets take `?token=`, browsers
+            # cannot set headers on those).
+            token = token_from(authorization=self.request.headers.get("authorization"))
+            self._actor = authenticate(token, TokenRules.of(self.rt.settings))
         return self._actor
 
     def set_actor(self, actor: Actor) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from config import Settings
 from services.errors import Forbidden, Unauthenticated
 
 ALGORITHM = "HS256"
@@ -16,32 +18,67 @@ ALGORITHM = "HS256"
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who is calling: a user, or another TailTrail service (`user_id` is None)."""
+    """Who is calling: a user, or another TailTrail service (`user_id` is None); `expires_at` is the token's
+    `exp` (a Unix time), or None for an actor no token made (the server acting on its own behalf)."""
 
     user_id: uuid.UUID | None
     is_service: bool = False
+    expires_at: float | None = None
 
     @classmethod
-    def service(cls) -> Actor:
-        return cls(user_id=None, is_service=True)
+    def service(cls, *, expires_at: float | None = None) -> Actor:
+        return cls(user_id=None, is_service=True, expires_at=expires_at)
 
 
-def authenticate(token: str | None, *, key: str) -> Actor:
+@dataclass(frozen=True, slots=True)
+class TokenRules:
+    """How tokens are checked: the signing key, the longest lifetime accepted, and the clock skew tolerated."""
+
+    key: str
+    max_lifetime: float = 7 * 24 * 3600.0
+    leeway: float = 30.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> TokenRules:
+        return cls(key=settings.signing_key, max_lifetime=settings.token_max_lifetime, leeway=settings.token_leeway)
+
+
+def authenticate(token: str | None, rules: TokenRules) -> Actor:
+    """The actor a token stands for, or `Unauthenticated` with the reason.
+
+    Beyond the signature (HS256 only) and `exp`: `exp`, `iat` and `nbf` must be numbers (a numeric string is not);
+    `iat`/`nbf` in the future and a lifetime over `max_lifetime` are refused (each with `leeway`); a user token's
+    `user_id` and `sub` must agree; a service token (`role: service`) carries no user at all."""
     if not token:
         raise Unauthenticated("a token is required")
     try:
-        claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp"]})
+        claims = jwt.decode(token, rules.key, algorithms=[ALGORITHM], options={"require": ["exp"]}, leeway=rules.leeway)
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token expired") from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthenticated("token not yet valid") from None
     except jwt.PyJWTError:
         raise Unauthenticated("invalid token") from None
+    times = {name: claims.get(name) for name in ("exp", "iat", "nbf") if name in claims}
+    if any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in times.values()):
+        raise Unauthenticated("invalid token: exp, iat and nbf must be numbers")
+    now = time.time()
+    expires_at = float(times["exp"])
+    issued_at = float(times.get("iat", now))
+    if expires_at - min(now, issued_at) > rules.max_lifetime + rules.leeway:
+        raise Unauthenticated("token lifetime exceeds the server's maximum (TOKEN_MAX_LIFETIME)")
+    users = {name: claims[name] for name in ("user_id", "sub") if claims.get(name) is not None}
     if claims.get("role") == "service":
-        return Actor.service()
-    raw = claims.get("user_id") or claims.get("sub")
+        if users:
+            raise Unauthenticated("invalid token: a service token carries no user")
+        return Actor.service(expires_at=expires_at)
     try:
-        return Actor(user_id=uuid.UUID(str(raw)))
+        ids = {uuid.UUID(str(value)) for value in users.values()}
     except ValueError:
         raise Unauthenticated("invalid token") from None
+    if len(ids) != 1:
+        raise Unauthenticated("invalid token: user_id and sub disagree" if ids else "invalid token")
+    return Actor(user_id=ids.pop(), expires_at=expires_at)
 
 
 def token_from(*, authorization: str | None = None, query_token: str | None = None) -> str | None:
@@ -79,10 +116,12 @@ def require_service(actor: Actor) -> None:
 
 
 def issue_user_token(user_id: uuid.UUID | str, *, key: str, ttl: timedelta = timedelta(days=7)) -> str:
-    claims = {"user_id": str(user_id), "exp": datetime.now(UTC) + ttl}
+    now = datetime.now(UTC)
+    claims = {"user_id": str(user_id), "iat": now, "exp": now + ttl}
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
 def issue_service_token(*, key: str, ttl: timedelta = timedelta(days=1)) -> str:
-    claims = {"role": "service", "exp": datetime.now(UTC) + ttl}
+    now = datetime.now(UTC)
+    claims = {"role": "service", "iat": now, "exp": now + ttl}
     return jwt.encode(claims, key, algorithm=ALGORITHM)

@@ -23,7 +23,7 @@ import pytest
 import typer.main
 
 import cli
-from services.auth import authenticate
+from services.auth import TokenRules, authenticate
 from services.errors import Unauthenticated
 from tests.legacy_client import legacy
 from tests.support import ROOT, SECRET, Api, Server, free_port, subscribed
@@ -89,11 +89,11 @@ def test_token_prints_a_user_token_that_the_server_accepts_for_that_user() -> No
     done = run_cli("token", str(user_id), "--days", "2")
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
-    assert authenticate(token, key=SECRET).user_id == user_id
+    assert authenticate(token, TokenRules(key=SECRET)).user_id == user_id
     expires = datetime.fromtimestamp(jwt.decode(token, SECRET, algorithms=["HS256"])["exp"], UTC)
     assert abs(expires - (datetime.now(UTC) + timedelta(days=2))) < timedelta(minutes=1)
     with pytest.raises(Unauthenticated):
-        authenticate(token, key=OTHER_SECRET)
+        authenticate(token, TokenRules(key=OTHER_SECRET))
 
 
 def test_token_refuses_a_user_id_that_is_not_a_uuid() -> None:
@@ -105,10 +105,10 @@ def test_token_refuses_a_user_id_that_is_not_a_uuid() -> None:
 def test_service_token_prints_a_service_token_signed_with_secret_key() -> None:
     done = run_cli("service-token")
     assert done.returncode == 0, done.stderr
-    actor = authenticate(done.stdout.strip(), key=SECRET)
+    actor = authenticate(done.stdout.strip(), TokenRules(key=SECRET))
     assert actor.is_service and actor.user_id is None
     with pytest.raises(Unauthenticated):
-        authenticate(done.stdout.strip(), key=OTHER_SECRET)
+        authenticate(done.stdout.strip(), TokenRules(key=OTHER_SECRET))
 
 
 @pytest.fixture(scope="module")
