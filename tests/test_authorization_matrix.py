@@ -210,7 +210,7 @@ class World:
             "participant": self.alice.token,
             "non_participant": self.mallory.token,
             "someone_elses_token": self.bob.token,
-            "expired_token": self.api.token(self.alice.id, ttl=timedelta(seconds=-60)),
+            "expired_token": self.api.token(self.alice.id, ttl=timedelta(seconds=-300)),
             "no_token": None,
             "service_token": self.api.service_token,
         }[role]

@@ -537,7 +537,7 @@ class GraphQLFuzzer:
         self.tokens = {
             "user": cast.mallory.token,
             "service": api.service_token,
-            "expired": api.token(cast.mallory.id, ttl=timedelta(seconds=-30)),
+            "expired": api.token(cast.mallory.id, ttl=timedelta(seconds=-300)),
             "forged": issue_user_token(cast.mallory.id, key="not-the-server-key-but-long-enough-0123456789"),
             "garbage": "not-a-jwt",
         }

@@ -262,7 +262,7 @@ async def test_non_participant_is_forbidden_and_learns_nothing_about_the_chat(ap
 
 BAD_TOKENS = {
     "missing": lambda api, user_id: None,
-    "expired": lambda api, user_id: api.token(user_id, ttl=timedelta(seconds=-10)),
+    "expired": lambda api, user_id: api.token(user_id, ttl=timedelta(seconds=-300)),
     "forged": lambda api, user_id: issue_user_token(user_id, key="other-key-the-server-never-saw-0123456789"),
     "garbage": lambda api, user_id: "not-a-jwt",
 }

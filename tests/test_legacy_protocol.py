@@ -66,7 +66,7 @@ async def test_connection_refused_with_1008_for_bad_tokens(api: Api, case: str) 
     alice, bob = await api.new_user("alice"), await api.new_user("bob")
     token = {
         "other_users_token": bob.token,
-        "expired": api.token(alice.id, ttl=timedelta(seconds=-30)),
+        "expired": api.token(alice.id, ttl=timedelta(seconds=-300)),
         "forged": issue_user_token(alice.id, key="not-the-server-key-but-long-enough-0123456789"),
         "missing": "",
     }[case]
