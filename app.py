@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 import logging_setup
 from config import ConfigError, Settings
 from demo import demo_users
+from http_guard import RequestBodyLimit
 from legacy_ws import legacy_endpoint
 from resolvers import graphql_app
 from services.runtime import Runtime
@@ -78,7 +79,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"users": await demo_users(rt)})
 
     app = Starlette(
-        middleware=[Middleware(WebSocketGuard, settings=settings)],
+        middleware=[
+            Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes),
+            Middleware(WebSocketGuard, settings=settings),
+        ],
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),

@@ -307,6 +307,10 @@ def serve_app(settings: Settings, *, host: str, port: int, workers: int = 1) -> 
         # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.
         ws_max_size=settings.max_frame_bytes + 1,
         timeout_graceful_shutdown=10,
+        # uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol
+        # violations logged as one line (uvicorn_protocols).
+        http="uvicorn_protocols:GuardedHttpToolsProtocol",
+        ws="uvicorn_protocols:GuardedWebSocketProtocol",
         log_config=log_config(settings.log_format, settings.log_level),
     )
 

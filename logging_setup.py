@@ -4,7 +4,8 @@ Every WebSocket gets an id when it arrives (`legacy-7`, `graphql-8`); it is boun
 record logged while serving that socket carries it as `connection_id`, and a `chatEvents` stream opened on a
 GraphQL socket is named after it (`graphql-8.1`). Structured values go in `extra=fields(...)`.
 
-Hygiene: tokens travel in `?token=` query strings, and uvicorn's access log prints full paths; they are masked.
+Hygiene: tokens travel in `?token=` query strings, and uvicorn's access log prints full paths; every line our
+handler writes is masked (`redact`), and records that reach uvicorn's own handlers have their message masked.
 """
 
 from __future__ import annotations
@@ -17,15 +18,52 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 connection_id: ContextVar[str | None] = ContextVar("connection_id", default=None)
 
-_TOKEN = re.compile(r"([?&](?:token|cursor)=)[^&\s\"]+")
+# What is masked in every record: the value of any query parameter whose name, once decoded, is one of these
+# (`?%74oken=` is `?token=` to the server), any value that decodes to something shaped like a JWT, JWTs anywhere
+# else (a subprotocol, an error message), and `Bearer` credentials.
+SECRET_PARAMETERS = frozenset({"token", "cursor", "access_token", "authorization", "jwt"})
+_QUERY = re.compile(r"\?([^\s\"'<>]*)")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(?i)(bearer(?:\s|%20|\+)+)[^\s\"',;&]+")
+MASK = "***"
 
 
-def bind_connection(conn_id: str) -> None:
+def _redact_query(match: re.Match[str]) -> str:
+    parts = []
+    for part in match.group(1).split("&"):
+        key, equals, value = part.partition("=")
+        name = unquote_plus(key).strip().lower()
+        if equals and (name in SECRET_PARAMETERS or _JWT.search(unquote_plus(unquote_plus(value)))):
+            value = MASK
+        parts.append(key + equals + value)
+    return "?" + "&".join(parts)
+
+
+def redact(text: str) -> str:
+    """`text` with tokens masked (see SECRET_PARAMETERS)."""
+    if "?" in text:
+        text = _QUERY.sub(_redact_query, text)
+    if "eyJ" in text:
+        text = _JWT.sub(MASK, text)
+    if "earer" in text or "EARER" in text:
+        text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+# The key under which a WebSocket's id is also kept in its ASGI scope, for the server's transport code, which
+# runs outside the connection's task (uvicorn_protocols).
+SCOPE_CONNECTION_ID = "tailtrail.connection_id"
+
+
+def bind_connection(conn_id: str, scope: dict[str, Any] | None = None) -> None:
     """Name the current task's connection: records logged from it (and from tasks it starts) carry the id."""
     connection_id.set(conn_id)
+    if scope is not None:
+        scope[SCOPE_CONNECTION_ID] = conn_id
 
 
 def peer(scope: Mapping[str, Any]) -> str | None:
@@ -40,13 +78,26 @@ def fields(**values: Any) -> dict[str, Any]:
 
 
 class RedactTokens(logging.Filter):
-    """Replace the value of `token=` (and `cursor=`) query parameters in a log record with `***`."""
+    """Mask tokens in a record's message and arguments (for handlers that are not ours: uvicorn's own, under
+    plain `uvicorn app:app`). Our handler masks the whole formatted line as well (`Redacted`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and isinstance(record.args, tuple):
-            record.args = tuple(_TOKEN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str) and "=" in record.msg:
-            record.msg = _TOKEN.sub(r"\1***", record.msg)
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+class QuietProtocolErrors(logging.Filter):
+    """uvicorn logs each text frame that is not UTF-8 as an ERROR with a traceback, so a client can flood the log
+    with them: one WARNING line instead (`cli.py serve` closes such sockets itself, naming the connection)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Invalid UTF-8 sequence"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "closing WebSocket: protocol violation: invalid UTF-8 in a text frame (1007)"
+            record.exc_info = record.exc_text = None
         return True
 
 
@@ -81,7 +132,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(_values(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -96,7 +147,7 @@ class TextFormatter(logging.Formatter):
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 def stderr_handler(fmt: str = "text") -> logging.Handler:
@@ -147,3 +198,6 @@ def install(fmt: str = "text", level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())
+    error_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietProtocolErrors) for f in error_log.filters):
+        error_log.addFilter(QuietProtocolErrors())

@@ -76,7 +76,7 @@ class WebSocketGuard:
         async def close(code: int, reason: str) -> Message:
             nonlocal closed
             closed = True
-            log.info("closing WebSocket %s: %s (%d)", scope.get("path"), reason, code)
+            log.warning("closing WebSocket %s: protocol violation: %s (%d)", scope.get("path"), reason, code)
             try:
                 await send({"type": "websocket.close", "code": code, "reason": reason})
             except Exception:  # the socket may be gone already

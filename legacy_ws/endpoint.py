@@ -221,7 +221,7 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
     websocket = WebSocket(scope, receive, send)
     rt: Runtime = websocket.app.state.runtime
     conn_id = new_connection_id("legacy")
-    bind_connection(conn_id)
+    bind_connection(conn_id, scope)
     token = token_from(
         authorization=websocket.headers.get("authorization"), query_token=websocket.query_params.get("token")
     )

@@ -80,7 +80,7 @@ class GraphQLApp(GraphQL[Context, None]):
         if scope["type"] != "websocket":
             return await super().__call__(scope, receive, send)
         # The socket's id, for every record logged while serving it (logging_setup) and for its streams' names.
-        bind_connection(new_connection_id("graphql"))
+        bind_connection(new_connection_id("graphql"), scope)
         client = peer(scope)
         log.info("graphql socket opened", extra=fields(client=client, subprotocols=scope.get("subprotocols")))
         try:
