@@ -77,6 +77,18 @@ def fields(**values: Any) -> dict[str, Any]:
     return {"fields": values}
 
 
+def _redacted(value: Any) -> Any:
+    """`value` with every string in it masked (JSON records are masked before they are encoded: a mask must not
+    eat an escape)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    return value if isinstance(value, (int, float, bool)) or value is None else redact(str(value))
+
+
 class RedactTokens(logging.Filter):
     """Mask tokens in a record's message and arguments (for handlers that are not ours: uvicorn's own, under
     plain `uvicorn app:app`). Our handler masks the whole formatted line as well (`Redacted`)."""
@@ -132,7 +144,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(_values(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str, ensure_ascii=False))
+        return json.dumps(_redacted(entry), default=str, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
