@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -21,7 +22,9 @@ from config import ConfigError, Settings
 from demo import demo_users
 from http_guard import RequestBodyLimit
 from legacy_ws import legacy_endpoint
+from logging_setup import fields
 from resolvers import graphql_app
+from services.auth import token_from
 from services.runtime import Runtime
 from websocket_guard import WebSocketGuard
 from websocket_manager import websocket_manager
@@ -44,6 +47,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await rt.start()
         websocket_manager.bind(rt)
+        metrics_access = "token" if settings.metrics_token else ("open" if settings.dev_mode else "off")
+        log.info(
+            "exposure",
+            extra=fields(
+                introspection=settings.introspection,
+                suggestions=settings.suggestions,
+                graphiql=settings.graphiql_enabled,
+                metrics=metrics_access,
+            ),
+        )
         try:
             yield
         finally:
@@ -66,6 +79,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"ready": ready, "database": database, "broker": broker}, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> PlainTextResponse:
+        """Open in development mode; in production only with `Authorization: Bearer <METRICS_TOKEN>`, and off
+        (404) while no METRICS_TOKEN is set: the counters describe the service's traffic to anyone."""
+        if settings.metrics_token is not None:
+            given = token_from(authorization=request.headers.get("authorization")) or ""
+            if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+                return PlainTextResponse(
+                    "metrics need Authorization: Bearer <METRICS_TOKEN>\n",
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        elif not settings.dev_mode:
+            return PlainTextResponse("metrics are off: set METRICS_TOKEN to serve them\n", status_code=404)
         return PlainTextResponse(rt.metrics(), media_type="text/plain; version=0.0.4")
 
     async def index(request: Request) -> FileResponse:

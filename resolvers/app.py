@@ -4,6 +4,7 @@ import logging
 from datetime import timedelta
 
 import strawberry
+from graphql import NoSchemaIntrospectionCustomRule, ValidationRule
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -38,19 +39,25 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """The schema, with the document limits of `settings` (SPEC §8; defaults and reasons in config.py)."""
+    """The schema, with the document limits and the exposure of `settings` (defaults and reasons in config.py):
+    introspection refused and "Did you mean …?" suggestions left out where they are off."""
     limits = settings or Settings()
-    # One class, not one per operation (classes are reference cycles; the validation cache keys on it).
-    limits_rule = document_limits(max_depth=limits.graphql_max_depth, max_aliases=limits.graphql_max_aliases)
+    # One tuple of classes, not one per operation (classes are reference cycles; the validation cache keys on it).
+    rules: tuple[type[ValidationRule], ...] = (
+        document_limits(max_depth=limits.graphql_max_depth, max_aliases=limits.graphql_max_aliases),
+    )
+    if not limits.introspection:
+        rules += (NoSchemaIntrospectionCustomRule,)
+    hide_suggestions = not limits.suggestions
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            CodedErrors,
-            lambda: AddValidationRules([limits_rule]),
+            lambda: CodedErrors(hide_suggestions=hide_suggestions),
+            lambda: AddValidationRules(list(rules)),
             lambda: MaxTokensLimiter(max_token_count=limits.graphql_max_tokens),
-            SharedDocuments,
+            lambda: SharedDocuments(hide_suggestions=hide_suggestions),
         ],
     )
 
@@ -66,7 +73,7 @@ class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, rt: Runtime, schema: strawberry.Schema) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            graphql_ide="graphiql" if rt.settings.graphiql_enabled else None,
             # The legacy graphql-ws protocol keeps idle connections alive through proxies with "ka" frames.
             keep_alive=True,
             keep_alive_interval=15,

@@ -26,10 +26,11 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from graphql import DocumentNode, GraphQLError, Node, Token
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, Node, Token, validate
 from graphql.language.parser import Parser, nested_too_deeply_error
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from realtime import gcpolicy
 
@@ -42,6 +43,10 @@ INLINE_MAX_CHARS = 256
 # unique texts sent by an attacker from growing memory and the garbage collector's work (each cached document
 # of GRAPHQL_MAX_TOKENS tokens is ~1,700 objects for every collection to walk until the next freeze).
 CACHE_SIZE = 64
+
+# The rules Strawberry adds to graphql-core's in its own validation step (strawberry.schema.schema.validate_document),
+# which this extension takes the place of.
+STRAWBERRY_RULES = (MaybeNullValidationRule, OneOfInputValidationRule)
 
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphql-documents")
 
@@ -87,7 +92,11 @@ def _settled(function: Callable[..., T], *args: Any) -> T:
 class SharedDocuments(SchemaExtension):
     """Parse and validate each distinct query text once, long ones off the event loop (see the module).
 
-    A text that does not parse is left to Strawberry, which reports the error as usual."""
+    A text that does not parse is left to Strawberry, which reports the error as usual. `hide_suggestions`:
+    validation errors say no "Did you mean …?" (they reveal the schema one name at a time)."""
+
+    def __init__(self, *, hide_suggestions: bool = False) -> None:
+        self.hide_suggestions = hide_suggestions
 
     async def on_parse(self) -> AsyncIterator[None]:
         context = self.execution_context
@@ -110,17 +119,23 @@ class SharedDocuments(SchemaExtension):
         context = self.execution_context
         document, query = context.graphql_document, context.query
         if document is not None and context.validation_rules and context.pre_execution_errors is None:
-            key = (id(context.schema), query if isinstance(query, str) else id(document), context.validation_rules)
+            rules = (*context.validation_rules, *STRAWBERRY_RULES)
+            text = query if isinstance(query, str) else id(document)
+            key = (id(context.schema), text, rules, self.hide_suggestions)
             errors = _validations.get(key)
             if errors is None:
                 heavy = not isinstance(query, str) or len(query) > INLINE_MAX_CHARS
-                errors = await _run(
-                    heavy, validate_document, context.schema._schema, document, context.validation_rules
-                )
+                errors = await _run(heavy, _validate, context.schema._schema, document, rules, self.hide_suggestions)
                 if isinstance(query, str):
                     _validations.put(key, errors)
             context.pre_execution_errors = list(errors)
         yield
+
+
+def _validate(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...], hide_suggestions: bool
+) -> list[GraphQLError]:
+    return validate(schema, document, rules, hide_suggestions=hide_suggestions)
 
 
 def _parse(query: str, options: dict[str, Any]) -> DocumentNode:

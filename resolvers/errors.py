@@ -7,6 +7,7 @@ BAD_REQUEST. Anything else is a bug: it is logged with its traceback and the cli
 from __future__ import annotations
 
 import logging
+import re
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
@@ -16,12 +17,27 @@ from services.errors import DomainError
 log = logging.getLogger(__name__)
 
 
+# graphql-core ends some messages with suggestions: "Cannot query field 'x' on type 'Query'. Did you mean 'me'?"
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?\s*$")
+
+
 class CodedErrors(MaskErrors):
-    def __init__(self) -> None:
+    """`hide_suggestions`: strip "Did you mean …?" from every message (validation leaves them out already;
+    coercing variables at execution adds them too)."""
+
+    def __init__(self, *, hide_suggestions: bool = False) -> None:
         super().__init__(error_message="internal error")
+        self.hide_suggestions = hide_suggestions
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [self._code(error) for error in errors]
+        coded = [self._code(error) for error in errors]
+        if self.hide_suggestions:
+            coded = [self._without_suggestion(error) for error in coded]
+        return coded
+
+    def _without_suggestion(self, error: GraphQLError) -> GraphQLError:
+        message = _SUGGESTION.sub("", error.message)
+        return error if message == error.message else self._with(error, message, dict(error.extensions or {}))
 
     def _code(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error

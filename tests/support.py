@@ -24,6 +24,9 @@ from services.auth import issue_service_token, issue_user_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-key-for-the-tailtrail-suite-0123456789"
+# Every suite server serves /metrics to this token (in production mode /metrics is off without one).
+METRICS_TOKEN = "test-metrics-token"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 STARTUP_TIMEOUT = 30.0  # a cold PostgreSQL schema creation on a busy 2-core machine takes a few seconds
 EVENT_TIMEOUT = 10.0
 
@@ -44,7 +47,7 @@ class Server:
         self.cli = cli  # start with `python cli.py serve` (socket limits) instead of `uvicorn app:app`
         self.args = args  # more options of that command
         self.port = free_port()
-        self.env = {**os.environ, "SECRET_KEY": SECRET, **env}
+        self.env = {**os.environ, "SECRET_KEY": SECRET, "METRICS_TOKEN": METRICS_TOKEN, **env}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -221,7 +224,7 @@ def without_cursor(event: dict[str, Any]) -> dict[str, Any]:
 async def metrics_text(server: Server) -> str:
     """The server's /metrics page (Prometheus text format)."""
     async with httpx.AsyncClient(timeout=10) as client:
-        return (await client.get(f"{server.url}/metrics")).text
+        return (await client.get(f"{server.url}/metrics", headers=METRICS_AUTH)).text
 
 
 class Subscriber:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -201,3 +202,22 @@ def test_notify_usage_mistakes_exit_2_before_calling_any_server(args: list[str],
     done = run_cli("notify", "--url", unreachable, *args)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr, done.stderr
+
+
+def test_serve_with_workers_and_the_memory_bus_is_refused_before_forking() -> None:
+    """A start that cannot work fails with a non-zero status and the reason, before any worker starts (uvicorn's
+    own supervisor would stop the workers and exit 0)."""
+    env = {**os.environ, "SECRET_KEY": SECRET, "BROADCAST_URL": "memory://"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "cli.py", "serve", "--workers", "2", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert "--workers 2 needs a shared event bus" in done.stderr and "BROADCAST_URL=redis://" in done.stderr
+    assert "Started parent process" not in done.stderr + done.stdout  # nothing was forked
+    assert time.monotonic() - started < 30

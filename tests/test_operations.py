@@ -10,7 +10,7 @@ import httpx
 
 from tests.conftest import PG_ADMIN_DSN, pg_admin, unavailable
 from tests.scale_support import fresh_pg_name
-from tests.support import EVENT_TIMEOUT, Api, Server, subscribed
+from tests.support import EVENT_TIMEOUT, METRICS_AUTH, Api, Server, subscribed
 
 
 async def readiness(url: str) -> tuple[int, dict[str, object]]:
@@ -63,14 +63,14 @@ def samples(text: str) -> dict[str, float]:
 
 async def test_metrics_show_every_series_and_move_with_traffic(api: Api) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
-        before = samples((await client.get(f"{api.server.url}/metrics")).text)
+        before = samples((await client.get(f"{api.server.url}/metrics", headers=METRICS_AUTH)).text)
         alice, bob = await api.new_user("alice"), await api.new_user("bob")
         chat_id = await api.new_chat(alice, bob)
         async with subscribed(api, bob) as sub:
             await api.send(alice, chat_id, "counted")
             await sub.next("NewMessage")
-            during = samples((await client.get(f"{api.server.url}/metrics")).text)
-        response = await client.get(f"{api.server.url}/metrics")
+            during = samples((await client.get(f"{api.server.url}/metrics", headers=METRICS_AUTH)).text)
+        response = await client.get(f"{api.server.url}/metrics", headers=METRICS_AUTH)
     assert response.headers["content-type"].startswith("text/plain")
     after = samples(response.text)
 
