@@ -27,7 +27,7 @@ from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from services import activity, chats, messages
 from services.auth import Actor, TokenRules, authenticate, token_from
-from services.errors import BadRequest, DomainError, Forbidden, RateLimited, Unauthenticated
+from services.errors import BadRequest, DomainError, Forbidden, Unauthenticated
 from services.runtime import Runtime
 from services.streams import Stream, StreamWriter, open_stream
 
@@ -239,13 +239,18 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         await websocket.close(CLOSE_POLICY, exc.message)
         return
 
+    user_id = actor.user_id
+    if not rt.admission.admit_user(user_id):
+        reason = f"at most {rt.admission.per_user} connections per user"
+        log.info("legacy connection refused: %s", reason, extra=fields(client=peer(websocket.scope)))
+        await websocket.close(CLOSE_POLICY, reason)
+        return
     cursor = websocket.query_params.get("cursor")
     try:
         async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor, conn_id=conn_id) as stream:
             await _serve(rt, websocket, send, actor, stream)
-    except RateLimited as exc:  # too many connections of this user
-        log.info("legacy connection refused: %s", exc.message, extra=fields(client=peer(websocket.scope)))
-        await websocket.close(CLOSE_POLICY, exc.message)
+    finally:
+        rt.admission.release_user(user_id)
 
 
 async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, stream: Stream) -> None:

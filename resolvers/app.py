@@ -22,15 +22,16 @@ from resolvers.errors import CodedErrors
 from resolvers.limits import document_limits
 from resolvers.mutation import Mutation
 from resolvers.query import Query
+from resolvers.sockets import CONNECTION_INIT_TIMEOUT, SCOPE_SOCKET, GraphQLSocket, socket_of
 from resolvers.subscription import Subscription
 from services.auth import TokenRules, authenticate, token_from, token_from_connection_params
-from services.errors import Unauthenticated
+from services.errors import RateLimited, Unauthenticated
 from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# A client has this long after connecting to send connection_init (graphql-transport-ws only).
-CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
+# Strawberry's own init timeout (graphql-transport-ws only), a backstop behind resolvers.sockets' (both).
+STRAWBERRY_INIT_TIMEOUT = CONNECTION_INIT_TIMEOUT + timedelta(seconds=5)
 
 
 class Schema(strawberry.Schema):
@@ -77,7 +78,7 @@ class GraphQLApp(GraphQL[Context, None]):
             # The legacy graphql-ws protocol keeps idle connections alive through proxies with "ka" frames.
             keep_alive=True,
             keep_alive_interval=15,
-            connection_init_wait_timeout=CONNECTION_INIT_TIMEOUT,
+            connection_init_wait_timeout=STRAWBERRY_INIT_TIMEOUT,
             max_subscriptions_per_connection=rt.settings.max_subscriptions_per_connection,
             allowed_origins=rt.settings.allowed_origins,
         )
@@ -89,10 +90,20 @@ class GraphQLApp(GraphQL[Context, None]):
         # The socket's id, for every record logged while serving it (logging_setup) and for its streams' names.
         bind_connection(new_connection_id("graphql"), scope)
         client = peer(scope)
+        address = scope["client"][0] if scope.get("client") else None
+        if not self.rt.admission.admit_pending(address):
+            # Refused at the handshake (the client sees HTTP 403): this address holds as many sockets waiting for
+            # their connection_init as it may.
+            log.info("graphql socket refused: too many sockets awaiting connection_init", extra=fields(client=client))
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        socket = scope[SCOPE_SOCKET] = GraphQLSocket(self.rt.admission, address, send)
         log.info("graphql socket opened", extra=fields(client=client, subprotocols=scope.get("subprotocols")))
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, socket.send)
         finally:
+            socket.end()
             log.info("graphql socket closed", extra=fields(client=client))
 
     async def parse_http_body(self, request_adapter):  # type: ignore[no-untyped-def]
@@ -111,11 +122,17 @@ class GraphQLApp(GraphQL[Context, None]):
             authorization=context.request.headers.get("authorization"),
             query_token=context.request.query_params.get("token"),
         )
+        socket = socket_of(context.request.scope)
+        if socket is not None:
+            socket.initialised()
         try:
-            context.set_actor(authenticate(token, TokenRules.of(self.rt.settings)))
-        except Unauthenticated as exc:
+            actor = authenticate(token, TokenRules.of(self.rt.settings))
+            if actor.user_id is not None and socket is not None and not socket.admit(actor.user_id):
+                raise RateLimited(f"at most {self.rt.admission.per_user} connections per user")
+        except (Unauthenticated, RateLimited) as exc:
             log.info("graphql connection refused: %s", exc.message)
             raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
+        context.set_actor(actor)
         return await super().on_ws_connect(context)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from config import ConfigError, Settings
 from models import Database
 from realtime import gcpolicy, metrics
+from realtime.admission import Admission
 from realtime.bus import EventBus
 from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
 from realtime.hub import Hub
@@ -72,6 +73,9 @@ class Runtime:
         self.process_id = uuid.uuid4().hex[:12]
         self.db = Database(settings.database_url)
         self.hub = Hub(outbox_max_events=settings.outbox_max_events, outbox_max_bytes=settings.outbox_max_bytes)
+        self.admission = Admission(
+            per_user=settings.max_connections_per_user, pending_per_address=settings.max_pending_sockets_per_address
+        )
         self.presence = Presence(self.process_id, timeout=settings.presence_timeout, send=self._send_control)
         self.bus = EventBus(
             settings.broadcast_url,
@@ -294,6 +298,18 @@ class Runtime:
                     "counter",
                     "Slow consumers closed with 1013.",
                     [("", hub.overflows)],
+                ),
+                (
+                    "tailtrail_sockets_awaiting_init",
+                    "gauge",
+                    "GraphQL WebSockets open but not yet past connection_init.",
+                    [("", self.admission.pending)],
+                ),
+                (
+                    "tailtrail_sockets_refused_total",
+                    "counter",
+                    "WebSockets refused: over MAX_CONNECTIONS_PER_USER, or over MAX_PENDING_SOCKETS_PER_ADDRESS.",
+                    [(f'{{reason="{reason}"}}', count) for reason, count in sorted(self.admission.refused.items())],
                 ),
                 ("tailtrail_broker_reconnects_total", "counter", "Event bus reconnections.", [("", bus.reconnects)]),
                 (

@@ -17,7 +17,6 @@ from realtime.hub import Connection, Delivery
 from services import journal
 from services.auth import Actor, require_user
 from services.chats import user_chat_ids
-from services.errors import RateLimited
 from services.runtime import Runtime
 from services.users import touch_last_seen
 
@@ -138,8 +137,6 @@ async def open_stream(
     after it from the live stream, and the seam between them is de-duplicated by log position.
     """
     user_id = require_user(actor)
-    if len(rt.hub.connections_of(user_id)) >= rt.settings.max_connections_per_user:
-        raise RateLimited(f"at most {rt.settings.max_connections_per_user} connections per user")
     conn = rt.hub.open(user_id, kind, conn_id)
     online = False
     try:

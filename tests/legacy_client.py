@@ -25,6 +25,7 @@ class LegacyClient:
         self._reader: asyncio.Task[None] | None = None
         self._probe = 0
         self.close_code: int | None = None
+        self.close_reason: str | None = None
         self.closed = asyncio.Event()
 
     async def connect(self) -> LegacyClient:
@@ -41,6 +42,7 @@ class LegacyClient:
             pass
         finally:
             self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason
             self.closed.set()
 
     async def send(self, type_: str, data: Any = None, *, raw: str | None = None) -> None:

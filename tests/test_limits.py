@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from tests.legacy_client import LegacyClient, legacy
-from tests.support import EVENT_TIMEOUT, Api, Server, Subscriber
+from tests.support import EVENT_TIMEOUT, Api, Server, metrics_text
 
 FRAME_LIMIT = 64 * 1024
 
@@ -119,6 +119,13 @@ async def test_flood_of_commands_is_rate_limited_then_closed_and_others_are_unaf
         assert (await a.request("get_chat_status", reply="chat_status"))["type"] == "chat_status"
 
 
+async def _graphql_socket(api: Api, user: Any, subprotocol: str = "graphql-transport-ws") -> Any:
+    """A GraphQL socket past connection_init (acknowledged), subscribed to nothing."""
+    ws = await websockets.connect(f"{api.server.ws_url}/graphql", subprotocols=[subprotocol])
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"token": user.token}}))
+    return ws
+
+
 async def test_connections_per_user_are_limited(lapi: Api) -> None:
     alice = await lapi.new_user("alice")
     first, second = await LegacyClient(lapi, alice).connect(), await LegacyClient(lapi, alice).connect()
@@ -126,11 +133,17 @@ async def test_connections_per_user_are_limited(lapi: Api) -> None:
     await second.ready()
     third = await LegacyClient(lapi, alice).connect()
     assert await third.wait_closed() == 1008
-    sub = Subscriber(lapi, alice)
-    sub_task = asyncio.create_task(sub._run())
-    await asyncio.wait_for(sub.closed.wait(), EVENT_TIMEOUT)
-    assert "RATE_LIMITED" in repr(sub.error) or "connections per user" in repr(sub.error)
-    await sub_task
+    assert third.close_reason == "at most 2 connections per user"
+    # a GraphQL socket is refused at its connection_init, on both subprotocols
+    ws = await _graphql_socket(lapi, alice)
+    assert await _close_code(ws) == 4403
+    ws = await _graphql_socket(lapi, alice, "graphql-ws")
+    refused = json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))
+    assert refused == {
+        "type": "connection_error",
+        "payload": {"message": "at most 2 connections per user", "code": "RATE_LIMITED"},
+    }
+    await ws.close()
     await first.close()
     # One slot is free again once the server has seen the close: a new connection is then served.
     deadline = time.monotonic() + EVENT_TIMEOUT
@@ -144,6 +157,32 @@ async def test_connections_per_user_are_limited(lapi: Api) -> None:
             await asyncio.sleep(0.05)
     await again.close()
     await second.close()
+
+
+async def test_authenticated_graphql_sockets_count_toward_the_user_limit_without_subscribing(lapi: Api) -> None:
+    bob = await lapi.new_user("bob")
+    idle = [await _graphql_socket(lapi, bob), await _graphql_socket(lapi, bob, "graphql-ws")]
+    assert json.loads(await asyncio.wait_for(idle[0].recv(), EVENT_TIMEOUT))["type"] == "connection_ack"
+    assert json.loads(await asyncio.wait_for(idle[1].recv(), EVENT_TIMEOUT))["type"] == "connection_ack"
+    legacy_socket = await LegacyClient(lapi, bob).connect()
+    assert await legacy_socket.wait_closed() == 1008
+    assert await _close_code(await _graphql_socket(lapi, bob)) == 4403
+    metrics = await metrics_text(lapi.server)
+    assert 'tailtrail_sockets_refused_total{reason="per_user"}' in metrics
+    await idle[0].close()
+    # the slot comes back when the socket closes
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while True:
+        ws = await _graphql_socket(lapi, bob)
+        try:
+            if json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))["type"] == "connection_ack":
+                break
+        except websockets.ConnectionClosed:
+            pass
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await ws.close()
+    await idle[1].close()
 
 
 async def test_subscriptions_per_socket_are_limited(lapi: Api) -> None:
@@ -256,5 +295,39 @@ async def test_allowed_origins_setting_admits_a_listed_origin(tmp_path: Path) ->
         ) as ws:
             await ws.send(json.dumps({"type": "connection_init", "payload": {"token": alice.token}}))
             assert json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))["type"] == "connection_ack"
+    finally:
+        server.stop()
+
+
+async def test_sockets_without_connection_init_are_capped_per_address_shown_and_timed_out(tmp_path: Path) -> None:
+    server = Server(
+        {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", "MAX_PENDING_SOCKETS_PER_ADDRESS": "3"},
+        tmp_path / "p.log",
+    ).start()
+    try:
+        url = f"{server.ws_url}/graphql"
+        opened = time.monotonic()
+        silent = [
+            await websockets.connect(url, subprotocols=["graphql-ws"]),
+            await websockets.connect(url, subprotocols=["graphql-ws"]),
+            await websockets.connect(url, subprotocols=["graphql-transport-ws"]),
+        ]
+        assert "\ntailtrail_sockets_awaiting_init 3\n" in await metrics_text(server)
+        with pytest.raises(websockets.InvalidStatus):  # a fourth from the same address: refused at the handshake
+            await websockets.connect(url, subprotocols=["graphql-ws"])
+        assert 'tailtrail_sockets_refused_total{reason="pending_per_address"} 1' in await metrics_text(server)
+        await asyncio.wait_for(asyncio.gather(*(ws.wait_closed() for ws in silent)), 2 * EVENT_TIMEOUT)
+        codes = [ws.close_code for ws in silent]
+        waited = time.monotonic() - opened
+        assert codes == [4408, 4408, 4408], codes  # graphql-ws too, which Strawberry never timed out
+        assert 9 < waited < 10 + EVENT_TIMEOUT, waited
+        assert "\ntailtrail_sockets_awaiting_init 0\n" in await metrics_text(server)
+        # an initialised socket is not pending, and is not timed out
+        api = Api(server)
+        alice = await api.new_user("alice")
+        ws = await _graphql_socket(api, alice, "graphql-ws")
+        assert json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))["type"] == "connection_ack"
+        assert "\ntailtrail_sockets_awaiting_init 0\n" in await metrics_text(server)
+        await ws.close()
     finally:
         server.stop()
