@@ -137,12 +137,12 @@ class Settings:
     # generous; connections from FORWARDED_ALLOW_IPS (a trusted proxy, 127.0.0.1 by default) are not counted
     # (behind a proxy every client shares its address). 0: no bound.
     max_connections_per_address: int = 1000
-    # Typing: state changes a user may make per second across all their sockets and HTTP (a token bucket; the
-    # bucket holds `typing_burst`), and the shortest interval between two broadcasts of one user's typing state in
-    # one chat: a user toggling 100 times a second reaches the chat's members at most once per interval, with
-    # the latest state.
-    typing_per_second: float = 2.0
-    typing_burst: int = 5
+    # Typing: commands a user may send per second across all their sockets and HTTP (a token bucket holding
+    # `typing_burst`; over it, RATE_LIMITED). Older clients send one per keystroke: 10 a second is a fast typist
+    # (120 words a minute). And the shortest interval between two broadcasts of one user's typing state in one
+    # chat: a user toggling 100 times a second reaches the chat's members once per second, with the latest state.
+    typing_per_second: float = 10.0
+    typing_burst: int = 20
     typing_broadcast_interval: float = 1.0
 
     @property

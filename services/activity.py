@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from realtime.events import UserJoined, UserLeft, UserStoppedTyping, UserTyping
+from realtime.events import UserJoined, UserLeft
 from realtime.hub import Connection
 from services import journal
 from services.auth import Actor, require_user
 from services.chats import require_member
-from services.errors import Forbidden
+from services.errors import Forbidden, RateLimited
 from services.runtime import Runtime
 
 
@@ -21,17 +21,19 @@ async def _check_member(rt: Runtime, *, chat_id: uuid.UUID, user_id: uuid.UUID) 
 async def set_typing(
     rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, is_typing: bool, origin: str | None = None
 ) -> bool:
-    """Start (or refresh) or stop typing. The others hear only of changes; typing expires after the TTL.
+    """Start (or refresh) or stop typing. The others hear only of changes, at most once per
+    TYPING_BROADCAST_INTERVAL; typing expires after the TTL. Over TYPING_PER_SECOND (per user): RATE_LIMITED.
 
     `origin` is the connection the command came on: its disconnect stops this typing at once.
     """
     user_id = require_user(actor)
+    if not rt.typing.allow(user_id):
+        raise RateLimited("typing: too many changes; slow down")
     await _check_member(rt, chat_id=chat_id, user_id=user_id)
     if is_typing:
-        if rt.typing.start(chat_id, user_id, origin=origin):
-            await rt.publish(UserTyping(chat_id=chat_id, user_id=user_id))
-    elif rt.typing.stop(chat_id, user_id):
-        await rt.publish(UserStoppedTyping(chat_id=chat_id, user_id=user_id))
+        rt.typing.start(chat_id, user_id, origin=origin)
+    else:
+        rt.typing.stop(chat_id, user_id)
     return True
 
 

@@ -85,7 +85,13 @@ class Runtime:
             on_connected=self._on_bus_connected,
         )
         self.sequencer = Sequencer(self.hub.dispatch, self._fetch_log)
-        self.typing = TypingTracker(settings.typing_ttl, self._typing_expired)
+        self.typing = TypingTracker(
+            settings.typing_ttl,
+            self._announce_typing,
+            interval=settings.typing_broadcast_interval,
+            per_second=settings.typing_per_second,
+            burst=settings.typing_burst,
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._chat_locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.gc_policy: gcpolicy.GcPolicy | None = None
@@ -146,11 +152,18 @@ class Runtime:
 
     async def publish(self, event: Event) -> None:
         """Publish an ephemeral event (never raises). This process's own connections get it at once."""
+        await self.bus.publish_raw(self._publish_here(event))
+
+    def publish_soon(self, event: Event) -> None:
+        """`publish` without waiting: this process's connections get it now, the other processes a moment later."""
+        self.spawn(self.bus.publish_raw(self._publish_here(event)))
+
+    def _publish_here(self, event: Event) -> str:
         event = dataclasses.replace(event, origin=self.process_id)
         raw = event.encode()
         self.events_published += 1
         self._offer(event, raw)
-        await self.bus.publish_raw(raw)
+        return raw
 
     def publish_recorded(self, recorded: journal.Recorded) -> None:
         """Publish a durable event whose data is committed (never raises, never waits). Local connections get
@@ -214,8 +227,9 @@ class Runtime:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    def _typing_expired(self, chat_id: uuid.UUID, user_id: uuid.UUID) -> None:
-        self.spawn(self.publish(UserStoppedTyping(chat_id=chat_id, user_id=user_id)))
+    def _announce_typing(self, chat_id: uuid.UUID, user_id: uuid.UUID, typing: bool) -> None:
+        event = UserTyping if typing else UserStoppedTyping
+        self.publish_soon(event(chat_id=chat_id, user_id=user_id))
 
     async def _maintenance_loop(self) -> None:
         since_check = since_freeze = 0.0

@@ -12,7 +12,7 @@ from typing import Any
 
 from logging_setup import fields
 from realtime import eager
-from realtime.events import ResyncRequired, UserStoppedTyping, decode_cursor, encode_cursor
+from realtime.events import ResyncRequired, decode_cursor, encode_cursor
 from realtime.hub import Connection, Delivery
 from services import journal
 from services.auth import Actor, require_user
@@ -157,8 +157,9 @@ async def open_stream(
         # Synchronous on purpose: this runs on cancellation too (PITFALLS), so async follow-ups are spawned.
         rt.hub.close(conn)
         last = rt.mark_offline(user_id) if online else not rt.is_online(user_id)
-        stopped = rt.typing.stop_for_disconnect(user_id, origin=conn.id, last_connection=last)
-        rt.spawn(_after_close(rt, user_id, stopped, last))
+        rt.typing.stop_for_disconnect(user_id, origin=conn.id, last_connection=last)
+        if last:
+            rt.spawn(touch_last_seen(rt, user_id=user_id))
 
 
 async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: int) -> tuple[list[Delivery], int]:
@@ -188,10 +189,3 @@ async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: int) ->
 def _resync(reason: str) -> Delivery:
     event = ResyncRequired(reason=reason)
     return Delivery(event, event.encode())
-
-
-async def _after_close(rt: Runtime, user_id: uuid.UUID, stopped_typing: list[uuid.UUID], last: bool) -> None:
-    for chat_id in stopped_typing:
-        await rt.publish(UserStoppedTyping(chat_id=chat_id, user_id=user_id))
-    if last:
-        await touch_last_seen(rt, user_id=user_id)

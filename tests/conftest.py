@@ -74,10 +74,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return str(request.getfixturevalue("postgres_url"))
 
 
-# The suite's server expires typing after 1 s so the expiry test is quick. Its command rate limit is lifted:
+# The suite's server expires typing after 1 s so the expiry test is quick. Its command and typing limits are lifted:
 # tests fire commands faster than people do; the limits have tests of their own, on servers with defaults.
 SUITE_TYPING_TTL = "1"
-SUITE_LIMITS = {"RATE_LIMIT_PER_SECOND": "10000", "RATE_LIMIT_BURST": "10000"}
+SUITE_LIMITS = {
+    "RATE_LIMIT_PER_SECOND": "10000",
+    "RATE_LIMIT_BURST": "10000",
+    "TYPING_PER_SECOND": "10000",
+    "TYPING_BURST": "10000",
+    "TYPING_BROADCAST_INTERVAL": "0",
+}
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ def slow_typing_server(database_url: str, tmp_path_factory: pytest.TempPathFacto
     """A second server on the same database whose typing lasts 60 s unless stopped: whatever stops typing
     on it within seconds is not the TTL."""
     log = tmp_path_factory.mktemp("slow-typing") / "server.log"
-    srv = Server({"DATABASE_URL": database_url, "TYPING_TTL": "60"}, log).start()
+    # Typing is broadcast unthrottled, as on the suite's server: these tests read chatStatus right after a change.
+    srv = Server({"DATABASE_URL": database_url, "TYPING_TTL": "60", "TYPING_BROADCAST_INTERVAL": "0"}, log).start()
     yield srv
     srv.stop()
 

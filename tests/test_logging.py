@@ -154,14 +154,15 @@ async def test_a_typing_expiry_started_by_a_connection_runs_as_no_connection() -
     """It fires after the request that started it (maybe after its socket closed): its records must not carry
     that connection's id."""
     seen: asyncio.Queue[str | None] = asyncio.Queue()
-    tracker = TypingTracker(0.01, lambda chat, user: seen.put_nowait(connection_id.get()))
+    tracker = TypingTracker(0.01, lambda chat, user, typing: seen.put_nowait(None if typing else connection_id.get()))
 
     async def a_connection() -> None:
         bind_connection("legacy-99")
         tracker.start(uuid.uuid4(), uuid.uuid4())
 
     await asyncio.create_task(a_connection())
-    assert await asyncio.wait_for(seen.get(), EVENT_TIMEOUT) is None
+    assert await asyncio.wait_for(seen.get(), EVENT_TIMEOUT) is None  # the start
+    assert await asyncio.wait_for(seen.get(), EVENT_TIMEOUT) is None  # the expiry, in no connection's context
 
 
 def test_log_settings_are_checked() -> None:

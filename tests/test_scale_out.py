@@ -58,6 +58,7 @@ def cluster(scale_database_url: str, redis_server: RedisServer, tmp_path: Path) 
         "BROADCAST_URL": redis_server.url,
         "PRESENCE_TIMEOUT": str(PRESENCE_TIMEOUT),
         "TYPING_TTL": "60",  # typing ends here by an explicit stop or a death, never by the clock
+        "TYPING_BROADCAST_INTERVAL": "0",  # each change at once: the tests follow typing across processes
     }
     servers = [Server(env, tmp_path / f"node{i}.log").start() for i in range(2)]
     for server in servers:
