@@ -22,11 +22,12 @@ from legacy_ws import frames
 from legacy_ws.origins import origin_allowed
 from logging_setup import bind_connection, fields, peer
 from realtime.events import Event
+from realtime.expiry import CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_REASON, TokenExpiry
 from realtime.hub import Delivery, new_connection_id
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from services import activity, chats, messages
-from services.auth import Actor, TokenRules, authenticate, token_from
+from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError, Forbidden, Unauthenticated
 from services.runtime import Runtime
 from services.streams import Stream, StreamWriter, open_stream
@@ -73,6 +74,20 @@ class LegacySession:
         self.limiter = RateLimiter.for_connection(rt.settings)
         # Events go out through the raw ASGI `send`, as one message dict per event shared by every recipient.
         self.writer = StreamWriter(stream, send, render_now=_event_message, render=_item_message)
+        # Why the session ended early, when it did (token expired): the code and reason the socket closes with.
+        self.ended: tuple[int, str] | None = None
+        self.tasks: tuple[asyncio.Task[None], ...] = ()
+        self.expiry = TokenExpiry(actor.expires_at, leeway=rt.settings.token_leeway, on_expired=self._expired)
+
+    def _expired(self) -> None:
+        log.info("legacy connection closing: token expired")
+        self.end(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_REASON)
+
+    def end(self, code: int, reason: str) -> None:
+        """End the session now: the socket closes with `code` and `reason`."""
+        self.ended = (code, reason)
+        for task in self.tasks:
+            task.cancel()
 
     # -- commands: one handler per type ------------------------------------------------------------
 
@@ -134,6 +149,14 @@ class LegacySession:
             )
         )
 
+    async def handle_refresh_token(self, data: dict[str, Any]) -> None:
+        """A fresh token for this socket (additive command): `{token}` -> reply `token_refreshed {expires_at}`. It
+        must be valid and for the same user; the socket then stays open until the fresh token expires."""
+        self.actor = refresh(self.actor, _field(data, "token", str), TokenRules.of(self.rt.settings))
+        self.expiry.renew(self.actor.expires_at)
+        assert self.actor.expires_at is not None  # every token has one
+        self.conn.reply(frames.token_refreshed_frame(self.actor.expires_at))
+
     HANDLERS: ClassVar[dict[str, Handler]] = {
         "get_my_chats": handle_get_my_chats,
         "get_chat_status": handle_get_chat_status,
@@ -143,6 +166,7 @@ class LegacySession:
         "join_chat": handle_join_chat,
         "leave_chat": handle_leave_chat,
         "get_messages": handle_get_messages,
+        "refresh_token": handle_refresh_token,
     }
 
     # -- the two directions ------------------------------------------------------------------------
@@ -258,18 +282,22 @@ async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, st
     session = LegacySession(rt, websocket, send, actor, stream)
     reader = asyncio.create_task(session.read(), name=f"{conn.id}-read")
     writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
+    session.tasks = (reader, writer)
     # A client that stopped reading leaves the writer stuck in a send: on overflow, stop waiting for it.
     conn.on_overflow = writer.cancel
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        session.expiry.cancel()
         for task in (reader, writer):
             task.cancel()
         results = await asyncio.gather(reader, writer, return_exceptions=True)
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, (WebSocketDisconnect, asyncio.CancelledError)):
             log.warning("legacy connection %s ended with %r", conn.id, result)
-    if conn.outbox.closed_reason == "overflow":
+    if session.ended is not None:
+        code, reason = session.ended
+    elif conn.outbox.closed_reason == "overflow":
         code, reason = CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor"
     else:
         code, reason = 1000, ""

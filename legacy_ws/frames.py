@@ -7,6 +7,7 @@ Every frame is `{"type": <string>, "data": <object>}`, snake_case, timestamps IS
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 from realtime import events
@@ -23,6 +24,7 @@ CommandType = Literal[
     "join_chat",
     "leave_chat",
     "get_messages",  # new, additive: history by seq
+    "refresh_token",  # new, additive: a fresh token for the open socket, before the current one expires
 ]
 
 
@@ -49,6 +51,12 @@ class ErrorData(TypedDict, total=False):
     message: str
     code: str
     details: dict[str, Any]
+
+
+def token_refreshed_frame(expires_at: float) -> str:
+    """Reply to `refresh_token` (new, additive): the socket now lasts until the fresh token's expiry."""
+    moment = datetime.fromtimestamp(expires_at, UTC)
+    return encode({"type": "token_refreshed", "data": {"expires_at": moment.isoformat()}})
 
 
 def encode(frame: ServerFrame) -> str:

@@ -22,7 +22,7 @@ from resolvers.errors import CodedErrors
 from resolvers.limits import document_limits
 from resolvers.mutation import Mutation
 from resolvers.query import Query
-from resolvers.sockets import CONNECTION_INIT_TIMEOUT, SCOPE_SOCKET, GraphQLSocket, socket_of
+from resolvers.sockets import CONNECTION_INIT_TIMEOUT, SCOPE_SOCKET, GraphQLSocket, LegacyWSHandler, socket_of
 from resolvers.subscription import Subscription
 from services.auth import TokenRules, authenticate, token_from, token_from_connection_params
 from services.errors import RateLimited, Unauthenticated
@@ -70,6 +70,7 @@ def schema_sdl() -> str:
 
 class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = fanout.TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, rt: Runtime, schema: strawberry.Schema) -> None:
         super().__init__(
@@ -133,6 +134,8 @@ class GraphQLApp(GraphQL[Context, None]):
             log.info("graphql connection refused: %s", exc.message)
             raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
         context.set_actor(actor)
+        if socket is not None:
+            socket.watch_expiry(actor.expires_at, leeway=self.rt.settings.token_leeway)
         return await super().on_ws_connect(context)
 
 

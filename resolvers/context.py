@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 
 from logging_setup import connection_id
-from services.auth import Actor, TokenRules, authenticate, token_from
+from resolvers.sockets import socket_of
+from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError
 from services.runtime import Runtime
 
@@ -42,6 +43,16 @@ class Context:
 
     def set_actor(self, actor: Actor) -> None:
         self._actor = actor
+
+    def refresh_token(self, token: str) -> Actor:
+        """Take a fresh token for this WebSocket (same user): the socket now closes when that one expires."""
+        socket = socket_of(self.request.scope) if isinstance(self.request, WebSocket) else None
+        if socket is None:
+            raise BadRequest("refreshToken is for a WebSocket: over HTTP every request carries its own token")
+        actor = refresh(self.actor, token, TokenRules.of(self.rt.settings))
+        self._actor = actor
+        socket.watch_expiry(actor.expires_at, leeway=self.rt.settings.token_leeway)
+        return actor
 
     def stream_id(self) -> str | None:
         """An id for the next `chatEvents` stream of this socket: the socket's, numbered (`graphql-8.1`)."""

@@ -1,5 +1,7 @@
 """Mutation: read context, call a service, convert. No logic here."""
 
+from datetime import UTC, datetime
+
 import strawberry
 from strawberry.scalars import JSON
 
@@ -35,6 +37,15 @@ class Mutation:
             info.context.rt, actor=info.context.actor, chat_id=parse_id(chat_id, "chatId")
         )
         return types.read_marker(marker)
+
+    @strawberry.mutation(
+        description="On a WebSocket: hand over a fresh token (for the same user) before the socket's token expires. "
+        "A socket whose token expires is closed with 4401 'token expired'. Returns the fresh token's expiry."
+    )
+    def refresh_token(self, info: Info, token: str) -> datetime:
+        actor = info.context.refresh_token(token)
+        assert actor.expires_at is not None  # every token has one
+        return datetime.fromtimestamp(actor.expires_at, UTC)
 
     @strawberry.mutation(description="Start (refresh) or stop typing; typing expires by itself after the TTL.")
     async def set_typing(self, info: Info, chat_id: strawberry.ID, is_typing: bool) -> bool:

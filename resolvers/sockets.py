@@ -4,7 +4,8 @@ From its handshake until its `connection_init` a socket is *pending*: it counts 
 pending sockets (`Admission`), and it is closed with 4408 ("Connection initialisation timeout") if the init does
 not come within `CONNECTION_INIT_TIMEOUT`, on both subprotocols (Strawberry times out only graphql-transport-ws;
 a graphql-ws socket that never sent `connection_init` stayed open forever). Once authenticated as a user, it
-counts toward that user's sockets until it closes.
+counts toward that user's sockets until it closes, and it is closed with 4401 ("token expired") when its token
+expires, unless the client runs the `refreshToken` mutation on it first.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from graphql import GraphQLError
 from starlette.types import Message, Send
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from logging_setup import fields
 from realtime.admission import Admission
+from realtime.expiry import CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_REASON, TokenExpiry
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ class GraphQLSocket:
             CONNECTION_INIT_TIMEOUT.total_seconds(), self._init_timed_out
         )
         self._closing: asyncio.Task[None] | None = None
+        self.expiry: TokenExpiry | None = None
 
     async def send(self, message: Message) -> None:
         """The socket's ASGI send: nothing goes out after this object closed it."""
@@ -65,8 +71,17 @@ class GraphQLSocket:
         self.user_id = user_id
         return True
 
+    def watch_expiry(self, expires_at: float | None, *, leeway: float) -> None:
+        """Close the socket when its token expires (4401, "token expired"), unless renewed before."""
+        if self.expiry is None:
+            self.expiry = TokenExpiry(expires_at, leeway=leeway, on_expired=self._token_expired)
+        else:
+            self.expiry.renew(expires_at)
+
     def end(self) -> None:
         """The socket is gone: release what it held."""
+        if self.expiry is not None:
+            self.expiry.cancel()
         self.initialised()
         if self.user_id is not None:
             self._admission.release_user(self.user_id)
@@ -75,19 +90,66 @@ class GraphQLSocket:
             self._closing.cancel()
 
     def _init_timed_out(self) -> None:
-        if self._pending and not self._closed:
-            self._closing = asyncio.get_running_loop().create_task(self._close_for_timeout())
+        if self._pending:
+            log.info("graphql socket closing: no connection_init in time", extra=fields(client=self.address))
+            self._close(CLOSE_INIT_TIMEOUT, INIT_TIMEOUT_REASON)
 
-    async def _close_for_timeout(self) -> None:
-        log.info("graphql socket closed: no connection_init in time", extra=fields(client=self.address))
-        self._closed = True
+    def _token_expired(self) -> None:
+        log.info("graphql socket closing: token expired", extra=fields(client=self.address))
+        self._close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_REASON)
+
+    def _close(self, code: int, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_task(self._send_close(code, reason))
+
+    async def _send_close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):  # the socket may be gone already
-            await self._send({"type": "websocket.close", "code": CLOSE_INIT_TIMEOUT, "reason": _INIT_TIMEOUT_REASON})
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-_INIT_TIMEOUT_REASON = "Connection initialisation timeout"
+INIT_TIMEOUT_REASON = "Connection initialisation timeout"
 
 
 def socket_of(scope: dict[str, Any]) -> GraphQLSocket | None:
     socket = scope.get(SCOPE_SOCKET)
     return socket if isinstance(socket, GraphQLSocket) else None
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Any, Any]):
+    """Strawberry's handler of the older `graphql-ws` subprotocol (subscriptions-transport-ws), running queries and
+    mutations too, as that protocol allows: Strawberry's refuses every operation but a subscription ("queries are
+    not allowed"), which left clients of that protocol without `refreshToken` on their socket."""
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        try:
+            result_source = await self.schema.stream(
+                query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=self.context,
+                root_value=self.root_value,
+            )
+            self.subscriptions[operation_id] = result_source
+            first = True
+            async for result in result_source:
+                if first and isinstance(result, PreExecutionError):
+                    assert result.errors
+                    await self.send_message(
+                        {"type": "error", "id": operation_id, "payload": result.errors[0].formatted}
+                    )
+                    return
+                if not isinstance(result, ExecutionResult):  # @defer/@stream: no wire form in this protocol
+                    error = GraphQLError("Incremental delivery is not supported over graphql-ws")
+                    await self.send_message({"type": "error", "id": operation_id, "payload": error.formatted})
+                    return
+                await self.send_data_message(result, operation_id)
+                first = False
+            await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            await self.send_message({"type": "complete", "id": operation_id})
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)

@@ -81,6 +81,15 @@ def authenticate(token: str | None, rules: TokenRules) -> Actor:
     return Actor(user_id=ids.pop(), expires_at=expires_at)
 
 
+def refresh(current: Actor, token: str | None, rules: TokenRules) -> Actor:
+    """The actor of a fresh token handed over on an open socket: valid, and for the same user (or, on a service's
+    socket, a service token). `Unauthenticated` for a token that is not valid, `Forbidden` for another user's."""
+    fresh = authenticate(token, rules)
+    if fresh.user_id != current.user_id or fresh.is_service != current.is_service:
+        raise Forbidden("the new token is for another user")
+    return fresh
+
+
 def token_from(*, authorization: str | None = None, query_token: str | None = None) -> str | None:
     """The token of an `Authorization: Bearer <t>` header or a `?token=` query parameter."""
     if authorization:
