@@ -46,10 +46,11 @@ class Context:
 
     def refresh_token(self, token: str) -> Actor:
         """Take a fresh token for this WebSocket (same user): the socket now closes when that one expires."""
+        current = self.actor
         socket = socket_of(self.request.scope) if isinstance(self.request, WebSocket) else None
         if socket is None:
             raise BadRequest("refreshToken is for a WebSocket: over HTTP every request carries its own token")
-        actor = refresh(self.actor, token, TokenRules.of(self.rt.settings))
+        actor = refresh(current, token, TokenRules.of(self.rt.settings))
         self._actor = actor
         socket.watch_expiry(actor.expires_at, leeway=self.rt.settings.token_leeway)
         return actor

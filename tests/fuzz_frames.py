@@ -245,6 +245,13 @@ def _drop_and_add(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrateg
 
 # -- legacy frames ----------------------------------------------------------------------------------
 
+# Token-shaped strings for `refresh_token`: empty, garbage, three dot-separated parts, an unsigned JWT.
+tokens = st.one_of(
+    st.text(max_size=40),
+    st.lists(st.text(alphabet="abcXYZ012-_", max_size=12), min_size=3, max_size=3).map(".".join),
+    st.just("eyJhbGciOiJub25lIn0.eyJ1c2VyX2lkIjoieCJ9."),
+)
+
 
 def legacy_data(ids: Ids, command: str) -> st.SearchStrategy[dict[str, Any]]:
     chat = chat_values(ids)
@@ -257,6 +264,7 @@ def legacy_data(ids: Ids, command: str) -> st.SearchStrategy[dict[str, Any]]:
         "join_chat": {"chat_id": chat},
         "leave_chat": {"chat_id": chat},
         "get_messages": {"chat_id": chat, "before": seq_values, "after": seq_values, "limit": seq_values},
+        "refresh_token": {"token": st.one_of(tokens, json_values)},
     }
     return _drop_and_add(fields[command])
 
@@ -281,6 +289,7 @@ def valid_legacy_data(ids: Ids, command: str) -> st.SearchStrategy[dict[str, Any
         "join_chat": {"chat_id": chat},
         "leave_chat": {"chat_id": chat},
         "get_messages": {"chat_id": chat, "before": page, "limit": page},
+        "refresh_token": {"token": tokens},  # never a valid one: the socket keeps its expiry
     }
     return st.fixed_dictionaries(fields[command]).map(lambda d: {k: v for k, v in d.items() if v is not MISSING})
 

@@ -48,6 +48,7 @@ ROLES = ("participant", "non_participant", "someone_elses_token", "expired_token
 OK = "ok"
 FORBIDDEN = "FORBIDDEN"
 UNAUTHENTICATED = "UNAUTHENTICATED"
+BAD_REQUEST = "BAD_REQUEST"
 REFUSED_1008 = "refused:1008"
 REFUSED_4403 = "refused:4403"
 SUBSCRIBE_FORBIDDEN = "accepted, subscribe FORBIDDEN"
@@ -73,6 +74,9 @@ GRAPHQL_MATRIX: dict[str, dict[str, str]] = {
     "Mutation.sendMessage": USER_ONLY,
     "Mutation.markRead": USER_ONLY,
     "Mutation.setTyping": USER_ONLY,
+    # A fresh token for the caller's own WebSocket: over HTTP (these cells) there is no socket to refresh. On a
+    # socket, another user's token is FORBIDDEN (tests/test_token_expiry.py).
+    "Mutation.refreshToken": row(BAD_REQUEST, BAD_REQUEST, BAD_REQUEST, UNAUTHENTICATED, UNAUTHENTICATED, BAD_REQUEST),
     # Anyone may start a chat with anyone (a service names all members): the new chat is not V.
     "Mutation.createChat": row(OK, OK, OK, UNAUTHENTICATED, UNAUTHENTICATED, OK),
     # Members may add people; a service may too. Outsiders may not add themselves.
@@ -100,6 +104,8 @@ LEGACY_MATRIX: dict[str, dict[str, str]] = {
     "join_chat": LEGACY_MEMBER_COMMAND,
     "leave_chat": LEGACY_MEMBER_COMMAND,
     "get_messages": LEGACY_MEMBER_COMMAND,
+    # alice's fresh token: taken on alice's socket, FORBIDDEN on mallory's (another user's token).
+    "refresh_token": LEGACY_MEMBER_COMMAND,
 }
 
 
@@ -433,6 +439,9 @@ GRAPHQL_OPERATIONS: dict[str, GqlOperation] = {
     "Mutation.setTyping": GqlOperation(
         "mutation($c: ID!) { setTyping(chatId: $c, isTyping: true) }", on_v, check_set_typing
     ),
+    "Mutation.refreshToken": GqlOperation(
+        "mutation($t: String!) { refreshToken(token: $t) }", lambda w, r: {"t": w.alice.token}, check_me
+    ),
     "Mutation.createChat": GqlOperation(
         'mutation($m: [ID!]!) { createChat(memberIds: $m, name: "fresh", isGroup: true) { id name participants { id } } }',
         lambda w, r: {"m": [w.carol.id]},
@@ -629,6 +638,10 @@ async def legacy_get_messages(world: World, client: LegacyClient) -> None:
     assert [(m["content"], m["sender"]["email"]) for m in data["messages"]] == [(world.content, world.alice.email)]
 
 
+async def legacy_refresh_token(world: World, client: LegacyClient) -> None:
+    assert (await client.next("token_refreshed"))["data"]["expires_at"]
+
+
 # command -> (its data, aimed at V; what the participant must then see)
 LEGACY_COMMANDS: dict[str, tuple[Callable[[World], dict[str, Any]], LegacyCheck]] = {
     "get_my_chats": (lambda w: {}, legacy_get_my_chats),
@@ -639,6 +652,7 @@ LEGACY_COMMANDS: dict[str, tuple[Callable[[World], dict[str, Any]], LegacyCheck]
     "join_chat": (lambda w: {"chat_id": w.v}, legacy_join_chat),
     "leave_chat": (lambda w: {"chat_id": w.v}, legacy_leave_chat),
     "get_messages": (lambda w: {"chat_id": w.v}, legacy_get_messages),
+    "refresh_token": (lambda w: {"token": w.alice.token}, legacy_refresh_token),
 }
 
 LEGACY_CELLS = [pytest.param(cmd, role, id=f"{cmd}-{role}") for cmd, cells in LEGACY_MATRIX.items() for role in cells]

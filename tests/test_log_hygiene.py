@@ -33,9 +33,10 @@ def logged(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 async def _open_and_close(url: str, **options: object) -> None:
     try:
         async with websockets.connect(url, open_timeout=EVENT_TIMEOUT, **options) as ws:  # type: ignore[arg-type]
-            await ws.send(json.dumps({"type": "get_chat_status", "data": {}}))
+            # an answer, a refusal, or nothing: all of it is logged
             with contextlib.suppress(TimeoutError, websockets.ConnectionClosed):
-                await asyncio.wait_for(ws.recv(), 0.3)  # an answer, a refusal, or nothing: all of it is logged
+                await ws.send(json.dumps({"type": "get_chat_status", "data": {}}))
+                await asyncio.wait_for(ws.recv(), 0.3)
     except websockets.InvalidStatus:
         pass  # refused at the handshake: logged all the same
 
