@@ -86,7 +86,8 @@ class Settings:
     # otherwise let a client that stops reading park up to tcp_wmem's maximum (4 MiB here) in the kernel before
     # the server notices. 64 KiB (the kernel doubles it) still fills a 100 ms path at over 1 MB/s.
     socket_send_buffer: int = 64 * 1024
-    # Open streams (legacy sockets + chatEvents subscriptions) of one user: phones, tabs and laptops, not a botnet.
+    # WebSockets of one user (legacy sockets and authenticated GraphQL sockets): phones, tabs and laptops, not a
+    # botnet.
     max_connections_per_user: int = 20
     # GraphQL documents: the deepest legitimate query (myChats -> lastMessage -> sender -> id) has depth 3 (the
     # root field is 0); 10 leaves room for schema growth. 2,000 tokens is several times GraphiQL's introspection

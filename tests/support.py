@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,17 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def sqlite_server(root: Path, env: dict[str, str] | None = None, *, cli: bool = False) -> Iterator[Server]:
+    """A server on a SQLite file of its own in `root` (its log beside it), stopped on exit."""
+    settings = {"DATABASE_URL": f"sqlite+aiosqlite:///{root / 'server.db'}", **(env or {})}
+    server = Server(settings, root / "server.log", cli=cli).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class GraphQLError(AssertionError):

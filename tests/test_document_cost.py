@@ -23,7 +23,7 @@ from graphql import OperationDefinitionNode, parse
 from config import Settings
 from resolvers.app import build_schema
 from resolvers.limits import DocumentCost
-from tests.support import EVENT_TIMEOUT, Server
+from tests.support import EVENT_TIMEOUT, Server, sqlite_server
 
 FANOUT = 3
 
@@ -131,10 +131,8 @@ HEALTHZ_BUDGET = 0.1
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("cost")
-    server = Server({"DATABASE_URL": f"sqlite+aiosqlite:///{root / 'cost.db'}"}, root / "server.log").start()
-    yield server
-    server.stop()
+    with sqlite_server(tmp_path_factory.mktemp("cost")) as server:
+        yield server
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

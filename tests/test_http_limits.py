@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import EVENT_TIMEOUT, Server
+from tests.support import EVENT_TIMEOUT, Server, sqlite_server
 
 MIB = 1024 * 1024
 UPLOAD = 100 * MIB
@@ -32,10 +32,8 @@ def rss(server: Server) -> int:
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("http")
-    server = Server({"DATABASE_URL": f"sqlite+aiosqlite:///{root / 'http.db'}"}, root / "server.log").start()
-    yield server
-    server.stop()
+    with sqlite_server(tmp_path_factory.mktemp("http")) as server:
+        yield server
 
 
 def _upload(server: Server, *, chunked: bool) -> tuple[bytes, int]:
@@ -126,16 +124,9 @@ def test_the_limit_is_a_setting(tmp_path: Path) -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`cli.py serve` with a 1 s header timeout and 20 connections per address. The tests' connections come from
     127.0.0.1, which uvicorn trusts as a proxy by default (FORWARDED_ALLOW_IPS); here it trusts no one."""
-    root = tmp_path_factory.mktemp("served")
-    env = {
-        "DATABASE_URL": f"sqlite+aiosqlite:///{root / 'served.db'}",
-        "HTTP_HEADER_TIMEOUT": "1",
-        "MAX_CONNECTIONS_PER_ADDRESS": "20",
-        "FORWARDED_ALLOW_IPS": "192.0.2.1",
-    }
-    server = Server(env, root / "server.log", cli=True).start()
-    yield server
-    server.stop()
+    env = {"HTTP_HEADER_TIMEOUT": "1", "MAX_CONNECTIONS_PER_ADDRESS": "20", "FORWARDED_ALLOW_IPS": "192.0.2.1"}
+    with sqlite_server(tmp_path_factory.mktemp("served"), env, cli=True) as server:
+        yield server
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> float | None:

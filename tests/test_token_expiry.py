@@ -16,7 +16,7 @@ import websockets
 
 from services.auth import issue_user_token
 from tests.legacy_client import LegacyClient
-from tests.support import EVENT_TIMEOUT, SECRET, Api, Server, User
+from tests.support import EVENT_TIMEOUT, SECRET, Api, Server, User, sqlite_server
 
 LEEWAY = 0.5
 LIFETIME = 2.0  # seconds a short-lived token lasts
@@ -25,11 +25,8 @@ REFRESH = "mutation($t: String!) { refreshToken(token: $t) }"
 
 @pytest.fixture(scope="module")
 def short(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("expiry")
-    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{root / 'expiry.db'}", "TOKEN_LEEWAY": str(LEEWAY)}
-    server = Server(env, root / "server.log").start()
-    yield server
-    server.stop()
+    with sqlite_server(tmp_path_factory.mktemp("expiry"), {"TOKEN_LEEWAY": str(LEEWAY)}) as server:
+        yield server
 
 
 def short_token(user: User, seconds: float = LIFETIME) -> str:

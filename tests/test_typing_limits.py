@@ -15,7 +15,7 @@ from sqlalchemy import insert
 
 from models import Database, tables
 from tests.legacy_client import LegacyClient
-from tests.support import Api, Server, User
+from tests.support import Api, Server, User, sqlite_server
 
 MEMBERS = 1000
 LISTENERS = 40  # members connected while the typer toggles (each counts the typing events it receives)
@@ -28,10 +28,8 @@ SET_TYPING = "mutation($c: ID!, $t: Boolean!) { setTyping(chatId: $c, isTyping: 
 
 @pytest.fixture(scope="module")
 def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("typing")
-    server = Server({"DATABASE_URL": f"sqlite+aiosqlite:///{root / 'typing.db'}"}, root / "server.log").start()
-    yield server
-    server.stop()
+    with sqlite_server(tmp_path_factory.mktemp("typing")) as server:
+        yield server
 
 
 async def _members(server: Server, count: int) -> list[User]:
