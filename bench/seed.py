@@ -54,7 +54,7 @@ async def seed_database(database_url: str, plan: Plan) -> None:
                     "user_id": uuid.UUID(plan.user(i)),
                     "joined_at": now,
                     "last_read_seq": 0,
-                    "joined_pos": 0,
+                    "joined_seq": 0,
                 }
                 for i in member_indexes
             ]

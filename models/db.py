@@ -7,7 +7,6 @@ write lock late and fails or loses read-modify-write updates under concurrency (
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import migrate
 from models.group_commit import PRAGMAS as SQLITE_PRAGMAS
-from models.group_commit import GroupCommit
 from models.tables import LogState
 
 
@@ -54,11 +52,9 @@ class Database:
         else:
             # pool_pre_ping: a server restart costs one failed checkout, not one failed request.
             self._read_engine = self._write_engine = create_async_engine(url, pool_pre_ping=True, pool_size=10)
-        # The hot writes (sends) on a SQLite file go through one group-committing writer thread.
-        self.group_commit: GroupCommit | None = None
+        # The file of a SQLite database (None for PostgreSQL, and for an in-memory or URI database).
         path = make_url(url).database if self.is_sqlite else None
-        if path and path != ":memory:" and not path.startswith("file:"):
-            self.group_commit = GroupCommit(path)
+        self.sqlite_path = path if path and path != ":memory:" and not path.startswith("file:") else None
         self._read = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._write = async_sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -99,8 +95,6 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        if self.group_commit is not None:
-            await asyncio.to_thread(self.group_commit.close)
         await self._write_engine.dispose()
         if self._read_engine is not self._write_engine:
             await self._read_engine.dispose()

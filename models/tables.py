@@ -83,8 +83,9 @@ class Member(Base):
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The member's read marker: the seq of the last message this member has read.
     last_read_seq: Mapped[int] = mapped_column(BigInteger, default=0)
-    # The log position at which the user became a member: a resume never replays the chat's earlier events.
-    joined_pos: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The chat's seq at which the user became a member (0: with the chat's creation): a resume never replays the
+    # chat's earlier events.
+    joined_seq: Mapped[int] = mapped_column(BigInteger, default=0)
 
     # "The chats of user U" is the first query of every connection.
     __table_args__ = (Index("ix_members_user_id", "user_id"),)

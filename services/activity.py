@@ -6,7 +6,6 @@ import uuid
 
 from realtime.events import UserJoined, UserLeft
 from realtime.hub import Connection
-from services import journal
 from services.auth import Actor, require_user
 from services.chats import require_member
 from services.errors import Forbidden, RateLimited
@@ -44,13 +43,11 @@ async def set_chat_stream(rt: Runtime, *, actor: Actor, conn: Connection, chat_i
     """
     user_id = require_user(actor)
     event = UserJoined(chat_id=chat_id, user_id=user_id) if open else UserLeft(chat_id=chat_id, user_id=user_id)
-    async with rt.chat_order(chat_id):
-        async with rt.db.write() as session:
-            recorded = await journal.record_chat_event(session, chat_id, event, member=user_id)
-            if recorded is None:
-                raise Forbidden()
-        if open:
-            rt.hub.resume(conn, chat_id)
-        else:
-            rt.hub.pause(conn, chat_id)
-        rt.publish_recorded(recorded)
+    if not await rt.store.record_chat_event(event, chat_id=chat_id, member=user_id):
+        raise Forbidden()
+    # (The event goes "to the others": whether this connection had resumed or paused the chat when it was
+    # published does not matter to it.)
+    if open:
+        rt.hub.resume(conn, chat_id)
+    else:
+        rt.hub.pause(conn, chat_id)

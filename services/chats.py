@@ -6,20 +6,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import Select, and_, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Chat, Member, Message, User, utcnow
-from models.group_commit import sqlite_uuid
-from realtime.events import ChatCreated, MemberAdded, MemberRemoved, MessageData, UserRef
-from services import journal
+from models import Chat, Member, Message, User
+from realtime.events import MessageData, UserRef
 from services.auth import Actor, require_user
-from services.errors import BadRequest, Forbidden, NotFound
+from services.errors import BadRequest, DomainError, Forbidden, NotFound
 from services.runtime import Runtime
 from services.users import user_view
 from services.validation import valid_text
 from services.views import ChatPresence, ChatStatus, ChatView, ReadMarker, UserView
+from storage import NewChat, Refusal, direct_key
 
 MAX_CHAT_NAME_LENGTH = 200
 # A group larger than this is a broadcast channel, not a chat; it also bounds one createChat's work.
@@ -48,23 +46,23 @@ async def require_member(session: AsyncSession, *, chat_id: uuid.UUID, user_id: 
 
 
 async def user_chat_ids(rt: Runtime, *, user_id: uuid.UUID) -> list[uuid.UUID]:
-    """The chats of a user: the first query of every connection. On a SQLite file it is a unit of work of the
-    group commit's thread (no pool to wait for: a reconnect storm of thousands of sockets queues there, in
-    order, instead of timing out on the engine's pool)."""
-    if rt.db.group_commit is not None:
-        key = sqlite_uuid(user_id)
-        rows = await rt.db.group_commit.run(lambda c: c.execute(_SQLITE_USER_CHATS, (key,)).fetchall())
-        return [uuid.UUID(hex=chat_id) for (chat_id,) in rows]
-    async with rt.db.read() as session:
-        rows = await session.execute(select(Member.chat_id).where(Member.user_id == user_id))
-        return list(rows.scalars())
+    """The chats of a user: the first query of every connection."""
+    return await rt.store.user_chat_ids(user_id=user_id)
 
 
-_SQLITE_USER_CHATS = "SELECT chat_id FROM members WHERE user_id = ?"
+# What a refused membership change answers.
+_REFUSALS: dict[Refusal, DomainError] = {
+    Refusal.NOT_MEMBER: Forbidden(),
+    Refusal.NO_CHAT: NotFound("chat not found"),
+    Refusal.NOT_GROUP: BadRequest("members of a 1:1 chat cannot change"),
+    Refusal.NOT_CREATOR: Forbidden("only the chat's creator may remove other members"),
+    Refusal.UNKNOWN_USER: NotFound("userId: unknown user"),
+}
 
 
-def _direct_key(a: uuid.UUID, b: uuid.UUID) -> str:
-    return ":".join(sorted((a.hex, b.hex)))
+def _refused(refusal: Refusal) -> DomainError:
+    error = _REFUSALS[refusal]
+    return type(error)(error.message)  # a fresh exception each time (a raised one keeps its traceback)
 
 
 async def create_chat(
@@ -92,130 +90,37 @@ async def create_chat(
         raise BadRequest("a 1:1 chat has exactly two members")
     if not members:
         raise BadRequest("memberIds: a chat needs at least one member")
-    direct_key = None if group else _direct_key(*members)
-
-    viewer = creator or min(members)
-    if direct_key is not None:
-        existing = await _direct_chat(rt, direct_key)
-        if existing is not None:
-            return await get_chat(rt, actor=Actor(user_id=viewer), chat_id=existing)
-
-    now = utcnow()
-    chat_id = uuid.uuid4()
-    try:
-        async with rt.db.write() as session:
-            known = await session.execute(select(func.count()).select_from(User).where(User.id.in_(members)))
-            if known.scalar_one() != len(members):
-                raise NotFound("memberIds: unknown user")
-            session.add(
-                Chat(
-                    id=chat_id,
-                    name=name,
-                    is_group=group,
-                    created_by=creator,
-                    direct_key=direct_key,
-                    created_at=now,
-                    updated_at=now,
-                    last_seq=0,
-                )
-            )
-            await session.flush()
-            # The creation is the chat's seq 0: its first message is seq 1.
-            recorded = await journal.append(
-                session,
-                ChatCreated(
-                    chat_id=chat_id, name=name, is_group=group, created_by=creator, member_ids=tuple(sorted(members))
-                ),
-            )
-            await session.execute(
-                insert(Member),
-                [
-                    {
-                        "chat_id": chat_id,
-                        "user_id": uid,
-                        "joined_at": now,
-                        "last_read_seq": 0,
-                        "joined_pos": recorded.event.pos,
-                    }
-                    for uid in members
-                ],
-            )
-    except IntegrityError:
-        # Another request created the same 1:1 chat between our check and our commit.
-        existing = await _direct_chat(rt, direct_key) if direct_key else None
-        if existing is None:
-            raise
-        return await get_chat(rt, actor=Actor(user_id=viewer), chat_id=existing)
-
-    rt.publish_recorded(recorded)
-    return await get_chat(rt, actor=Actor(user_id=viewer), chat_id=chat_id)
-
-
-async def _direct_chat(rt: Runtime, direct_key: str) -> uuid.UUID | None:
-    async with rt.db.read() as session:
-        result = await session.execute(select(Chat.id).where(Chat.direct_key == direct_key))
-        return result.scalar_one_or_none()
+    chat = NewChat(
+        id=uuid.uuid4(),
+        name=name,
+        is_group=group,
+        created_by=creator,
+        direct_key=None if group else direct_key(sorted(members)),
+        members=tuple(sorted(members)),
+    )
+    created = await rt.store.create_chat(chat)
+    if created.refused is not None:
+        raise NotFound("memberIds: unknown user")
+    assert created.chat_id is not None
+    return await get_chat(rt, actor=Actor(user_id=creator or min(members)), chat_id=created.chat_id)
 
 
 async def add_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_id: uuid.UUID) -> ChatView:
     """Add a member to a group chat: any member may, and services may."""
-    async with rt.db.write() as session:
-        if not actor.is_service:
-            await require_member(session, chat_id=chat_id, user_id=require_user(actor))
-        chat = await session.get(Chat, chat_id)
-        if chat is None:
-            raise NotFound("chat not found")
-        if not chat.is_group:
-            raise BadRequest("members of a 1:1 chat cannot change")
-        if await session.get(User, user_id) is None:
-            raise NotFound("userId: unknown user")
-        recorded = None
-        if await session.get(Member, (chat_id, user_id)) is None:
-            recorded = await journal.record_chat_event(
-                session,
-                chat_id,
-                MemberAdded(chat_id=chat_id, user_id=user_id, added_by=actor.user_id),
-                subject_user_id=user_id,
-            )
-            assert recorded is not None  # the chat was read above, in this transaction
-            session.add(
-                Member(
-                    chat_id=chat_id, user_id=user_id, joined_at=utcnow(), last_read_seq=0, joined_pos=recorded.event.pos
-                )
-            )
-    if recorded is not None:
-        rt.publish_recorded(recorded)
+    by = None if actor.is_service else require_user(actor)
+    added = await rt.store.add_member(chat_id=chat_id, user_id=user_id, by=by)
+    if added.refused is not None:
+        raise _refused(added.refused)
     return await get_chat(rt, actor=Actor(user_id=actor.user_id or user_id), chat_id=chat_id)
 
 
 async def remove_member(rt: Runtime, *, actor: Actor, chat_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """Remove a member from a group chat: members may remove themselves; the creator and services anyone."""
-    async with rt.db.write() as session:
-        if not actor.is_service:
-            me = require_user(actor)
-            await require_member(session, chat_id=chat_id, user_id=me)
-            chat = await session.get(Chat, chat_id)
-            assert chat is not None  # a membership row implies its chat (foreign key)
-            if user_id != me and chat.created_by != me:
-                raise Forbidden("only the chat's creator may remove other members")
-        else:
-            chat = await session.get(Chat, chat_id)
-            if chat is None:
-                raise NotFound("chat not found")
-        if not chat.is_group:
-            raise BadRequest("members of a 1:1 chat cannot change")
-        result = await session.execute(delete(Member).where(Member.chat_id == chat_id, Member.user_id == user_id))
-        recorded = None
-        if result.rowcount:  # type: ignore[attr-defined]
-            recorded = await journal.record_chat_event(
-                session,
-                chat_id,
-                MemberRemoved(chat_id=chat_id, user_id=user_id, removed_by=actor.user_id),
-                subject_user_id=user_id,
-            )
-    if recorded is not None:
-        rt.publish_recorded(recorded)
-    return recorded is not None
+    by = None if actor.is_service else require_user(actor)
+    removed = await rt.store.remove_member(chat_id=chat_id, user_id=user_id, by=by)
+    if removed.refused is not None:
+        raise _refused(removed.refused)
+    return removed.changed
 
 
 async def my_chats(rt: Runtime, *, actor: Actor) -> list[ChatView]:

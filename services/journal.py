@@ -1,4 +1,5 @@
-"""The event log: every durable event is recorded in the transaction that makes it true, then published.
+"""Reading the event log. Every durable event is recorded by the store (`storage`) in the transaction that makes
+it true, then published.
 
 Positions are global, gap-free and in commit order (see `models.EventLog`). Resuming clients replay their
 part of the log after their cursor; processes replay it to fill gaps in what the bus delivered.
@@ -6,130 +7,14 @@ part of the log after their cursor; processes replay it to fill gaps in what the
 
 from __future__ import annotations
 
-import dataclasses
-import sqlite3
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Chat, Database, EventLog, LogState, Member, utcnow
-from models.group_commit import sqlite_time, sqlite_uuid
-from realtime.events import Event, decode
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """A recorded event and its wire form, encoded once: the same text is stored and published."""
-
-    event: Event
-    raw: str
-
-
-async def next_seq(session: AsyncSession, chat_id: uuid.UUID, *, member: uuid.UUID | None = None) -> int | None:
-    """Take the chat's next seq (and bump `updated_at`); None if the chat does not exist or, when `member` is
-    given, that user is not a member. The row lock this takes is held until commit, so a chat's seqs commit
-    in order on every database."""
-    stmt = update(Chat).where(Chat.id == chat_id).values(last_seq=Chat.last_seq + 1, updated_at=utcnow())
-    if member is not None:
-        stmt = stmt.where(exists().where(Member.chat_id == chat_id, Member.user_id == member))
-    result = await session.execute(stmt.returning(Chat.last_seq))
-    return result.scalar_one_or_none()
-
-
-async def append(
-    session: AsyncSession,
-    event: Event,
-    *,
-    seq: int | None = None,
-    target_user_id: uuid.UUID | None = None,
-    subject_user_id: uuid.UUID | None = None,
-) -> Recorded:
-    """Give `event` the next log position and store it. Call it last in the transaction: the position's row
-    lock serializes durable writes until commit."""
-    pos = (
-        await session.execute(
-            update(LogState).where(LogState.id == 1).values(last_pos=LogState.last_pos + 1).returning(LogState.last_pos)
-        )
-    ).scalar_one()
-    recorded, row = _log_entry(event, pos, seq=seq, target_user_id=target_user_id, subject_user_id=subject_user_id)
-    session.add(EventLog(**row))
-    return recorded
-
-
-async def record_chat_event(
-    session: AsyncSession,
-    chat_id: uuid.UUID,
-    event: Event,
-    *,
-    member: uuid.UUID | None = None,
-    subject_user_id: uuid.UUID | None = None,
-) -> Recorded | None:
-    """Record one of a chat's events with the chat's next seq (`next_seq`, then `append`). None, and nothing
-    written, if the chat does not exist or, when `member` is given, that user is not a member."""
-    seq = await next_seq(session, chat_id, member=member)
-    if seq is None:
-        return None
-    return await append(session, event, seq=seq, subject_user_id=subject_user_id)
-
-
-_SQLITE_NEXT_POS = "UPDATE log_state SET last_pos = last_pos + 1 WHERE id = 1 RETURNING last_pos"
-_SQLITE_INSERT = (
-    "INSERT INTO event_log (pos, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def append_sqlite(connection: sqlite3.Connection, event: Event, *, seq: int | None = None) -> Recorded:
-    """`append` for a unit of work of the SQLite group commit (models.group_commit): the same row, by hand."""
-    (pos,) = connection.execute(_SQLITE_NEXT_POS).fetchone()
-    recorded, row = _log_entry(event, pos, seq=seq)
-
-    def key(value: uuid.UUID | None) -> str | None:
-        return None if value is None else sqlite_uuid(value)
-
-    connection.execute(
-        _SQLITE_INSERT,
-        (
-            row["pos"],
-            key(row["chat_id"]),
-            row["seq"],
-            key(row["target_user_id"]),
-            key(row["subject_user_id"]),
-            row["type"],
-            row["payload"],
-            sqlite_time(row["created_at"]),
-        ),
-    )
-    return recorded
-
-
-def _log_entry(
-    event: Event,
-    pos: int,
-    *,
-    seq: int | None,
-    target_user_id: uuid.UUID | None = None,
-    subject_user_id: uuid.UUID | None = None,
-) -> tuple[Recorded, dict[str, Any]]:
-    """The event at its position, encoded once, and its `event_log` row."""
-    positioned = dataclasses.replace(event, pos=pos)
-    raw = positioned.encode()
-    route = positioned.route()
-    row = {
-        "pos": pos,
-        "chat_id": route.chat_id,
-        "seq": seq,
-        "target_user_id": target_user_id if target_user_id is not None else route.user_id,
-        "subject_user_id": subject_user_id,
-        "type": positioned.type,
-        "payload": raw,
-        "created_at": utcnow(),
-    }
-    return Recorded(positioned, raw), row
+from models import Database, EventLog, LogState, Member
+from realtime.events import decode
+from storage import Recorded
 
 
 async def current_pos(db: Database) -> int:
@@ -165,7 +50,7 @@ async def replay_for(db: Database, *, user_id: uuid.UUID, after: int, upto: int,
         if after < state.floor_pos or after > state.last_pos:
             raise ResyncRequired("cursor outside the retained log")
         member_since = exists().where(
-            Member.chat_id == EventLog.chat_id, Member.user_id == user_id, Member.joined_pos <= EventLog.pos
+            Member.chat_id == EventLog.chat_id, Member.user_id == user_id, Member.joined_seq <= EventLog.seq
         )
         query = (
             select(EventLog.payload)

@@ -11,7 +11,7 @@ import logging
 import multiprocessing
 import os
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from realtime.presence import HEARTBEAT_SECONDS, Presence
 from realtime.sequencer import FILL_BATCH, Sequencer
 from realtime.typing_state import TypingTracker
 from services import journal
+from storage import Recorded, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Runtime:
         self._manage_gc = manage_gc
         self.process_id = uuid.uuid4().hex[:12]
         self.db = Database(settings.database_url)
+        # Every durable change goes through the store, which publishes what it recorded once committed.
+        self.store: Store = open_store(self.db, self.publish_recorded)
         self.hub = Hub(outbox_max_events=settings.outbox_max_events, outbox_max_bytes=settings.outbox_max_bytes)
         self.admission = Admission(
             per_user=settings.max_connections_per_user, pending_per_address=settings.max_pending_sockets_per_address
@@ -93,7 +96,6 @@ class Runtime:
             burst=settings.typing_burst,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._chat_locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.gc_policy: gcpolicy.GcPolicy | None = None
         self.events_published = 0  # by this process (each reaches every process once)
         self._outgoing: collections.deque[str] = collections.deque()
@@ -112,6 +114,7 @@ class Runtime:
                 "Set SECRET_KEY before exposing this server."
             )
         await self.db.create_schema()
+        await self.store.start()
         # Everything after this position reaches this process by the bus, or by catch-up from the log when
         # the bus connects (again).
         self.sequencer.last_pos = await journal.current_pos(self.db)
@@ -132,6 +135,7 @@ class Runtime:
         for task in list(self._tasks):
             task.cancel()
         await self.bus.stop()
+        await self.store.close()
         await self.db.dispose()
 
     @property
@@ -165,7 +169,7 @@ class Runtime:
         self._offer(event, raw)
         return raw
 
-    def publish_recorded(self, recorded: journal.Recorded) -> None:
+    def publish_recorded(self, recorded: Recorded) -> None:
         """Publish a durable event whose data is committed (never raises, never waits). Local connections get
         it at once; the bus's copy, sent in commit order by one task, is then a duplicate the sequencer drops."""
         self._offer(recorded.event, recorded.raw)
@@ -262,20 +266,6 @@ class Runtime:
             except Exception:
                 log.warning("event log retention failed; will retry", exc_info=True)
             await asyncio.sleep(min(RETENTION_INTERVAL_SECONDS, self.settings.retention_days * 86400 / 4))
-
-    @contextlib.asynccontextmanager
-    async def chat_order(self, chat_id: uuid.UUID) -> AsyncIterator[None]:
-        """Hold while committing and publishing a chat's durable event, so this process publishes a chat's
-        events in commit (seq) order."""
-        lock = self._chat_locks.get(chat_id)
-        if lock is None:
-            lock = self._chat_locks[chat_id] = asyncio.Lock()
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and not lock._waiters:  # drop idle locks, keep the map small
-                self._chat_locks.pop(chat_id, None)
 
     def metrics(self) -> str:
         """This process's metrics in the Prometheus text format."""

@@ -5,10 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
-
 from models import User, utcnow
-from models.group_commit import sqlite_time, sqlite_uuid
 from services.auth import Actor, require_service, require_user
 from services.errors import BadRequest, NotFound
 from services.runtime import Runtime
@@ -54,16 +51,13 @@ async def upsert_user(
     valid_text(email, "email")
     if isinstance(image_url, str):
         valid_text(image_url, "image_url")
-    image = None if isinstance(image_url, _Keep) else image_url
-    values = {"id": user_id or uuid.uuid4(), "email": email, "image_url": image, "created_at": utcnow()}
-    changes: dict[str, object] = {"email": email}
-    if not isinstance(image_url, _Keep):
-        changes["image_url"] = image_url
-    stmt = rt.db.insert(User).values(**values)
-    stmt = stmt.on_conflict_do_update(index_elements=[User.id], set_=changes)
-    async with rt.db.write() as session:
-        await session.execute(stmt)
-        user = (await session.execute(select(User).where(User.id == values["id"]))).scalar_one()
+    keep = isinstance(image_url, _Keep)
+    user = await rt.store.upsert_user(
+        user_id=user_id or uuid.uuid4(),
+        email=email,
+        image_url=None if keep else image_url,
+        keep_image=keep,  # type: ignore[arg-type]
+    )
     return user_view(rt, user)
 
 
@@ -77,11 +71,5 @@ async def get_me(rt: Runtime, *, actor: Actor) -> UserView:
 
 
 async def touch_last_seen(rt: Runtime, *, user_id: uuid.UUID, when: datetime | None = None) -> None:
-    """Record when the user was last connected (every disconnect: on a SQLite file, through the group commit)."""
-    stamp = when or utcnow()
-    if rt.db.group_commit is not None:
-        key, text = sqlite_uuid(user_id), sqlite_time(stamp)
-        await rt.db.group_commit.run(lambda c: c.execute("UPDATE users SET last_seen = ? WHERE id = ?", (text, key)))
-        return
-    async with rt.db.write() as session:
-        await session.execute(update(User).where(User.id == user_id).values(last_seen=stamp))
+    """Record when the user was last connected (every disconnect)."""
+    await rt.store.touch_last_seen(user_id=user_id, when=when or utcnow())

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, create_engine, inspect
+from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from models.migrate import FIRST_REVISION, alembic_config
 from models.tables import Base
 from tests.conftest import PG_ADMIN_DSN, pg_admin, unavailable
 from tests.scale_support import fresh_pg_name
@@ -66,9 +68,12 @@ async def test_db_upgrade_on_empty_postgresql_gives_the_models_schema() -> None:
 
 
 async def test_a_database_made_before_migrations_is_adopted(tmp_path: Path) -> None:
+    """Earlier builds made the first revision's schema with create_all, without an alembic_version table."""
     path = tmp_path / "old.db"
     engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine)  # what earlier builds did at start-up
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), FIRST_REVISION)
+        connection.execute(text("DROP TABLE alembic_version"))
     engine.dispose()
     db_upgrade(f"sqlite+aiosqlite:///{path}")
     assert await schema_differences(f"sqlite+aiosqlite:///{path}") == []

@@ -1,0 +1,480 @@
+"""The PostgreSQL backend: one writer connection (asyncpg) per process, many units of work per transaction.
+
+Units that arrive while a transaction commits wait for the next one, which takes them all (a group commit):
+the sends among them as **one** statement over arrays (authorization, retried client ids, the chats' next seqs
+— several sends to one chat included — the rows and the senders, in one round trip), then the other units one
+after another, then the batch's events into the log in two statements, then one COMMIT. Nothing waits to fill a
+batch. A unit that fails unexpectedly rolls its batch back; the batch's units then run again one per
+transaction, so only the failing one fails.
+
+Log positions are taken by the batch's last statements, just before its COMMIT (the `log_state` row's lock is
+held for that last moment only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from sqlalchemy import make_url, select
+
+from models import Database, Member, User, utcnow
+from realtime.events import (
+    Event,
+    MemberAdded,
+    MemberRemoved,
+    MessageData,
+    MessagesRead,
+    NewMessage,
+    UserRef,
+)
+from storage.base import Changed, Created, Logged, NewChat, Publish, ReadMoved, Refusal, Sent, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Unit = Callable[[asyncpg.Connection, list[Logged]], Awaitable[T]]
+
+# A transaction holds at most this many units: a burst still commits in bounded time and memory.
+MAX_BATCH = 500
+# After the writer's connection fails, wait this long before connecting again (a restarting server).
+RECONNECT_SECONDS = 0.5
+
+# All the sends of a batch: $1 the units' indexes, $2 chats, $3 senders, $4 contents, $5 client ids, $6 new
+# message ids, $7 the time. Each input row comes back once: 'new' with its seq and sender, 'retry' with the
+# message stored earlier under the same client id, or nothing (refused: not a member, or not provisioned).
+# Chats are locked in id order, so that two batches never wait for each other in a cycle.
+SEND_BATCH = """
+WITH input AS (
+    SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[])
+        AS t(idx, chat_id, sender_id, content, client_id, message_id)
+),
+allowed AS MATERIALIZED (
+    SELECT i.*, u.email, u.image_url FROM input i
+    JOIN users u ON u.id = i.sender_id
+    WHERE EXISTS (SELECT 1 FROM members m WHERE m.chat_id = i.chat_id AND m.user_id = i.sender_id)
+),
+retried AS MATERIALIZED (
+    SELECT a.idx, a.email, a.image_url, m.id, m.seq, m.content, m.created_at, m.updated_at
+    FROM allowed a JOIN messages m
+        ON m.chat_id = a.chat_id AND m.sender_id = a.sender_id AND m.client_id = a.client_id
+),
+fresh AS MATERIALIZED (
+    SELECT a.* FROM allowed a WHERE NOT EXISTS (SELECT 1 FROM retried r WHERE r.idx = a.idx)
+),
+counts AS MATERIALIZED (SELECT chat_id, count(*) AS n FROM fresh GROUP BY chat_id),
+locked AS MATERIALIZED (
+    SELECT c.id FROM chats c WHERE c.id IN (SELECT chat_id FROM counts) ORDER BY c.id FOR UPDATE
+),
+bumped AS MATERIALIZED (
+    UPDATE chats c SET last_seq = c.last_seq + k.n, updated_at = $7
+    FROM counts k WHERE c.id = k.chat_id AND c.id IN (SELECT id FROM locked)
+    RETURNING c.id, c.last_seq - k.n AS base
+),
+numbered AS MATERIALIZED (
+    SELECT f.*, b.base + row_number() OVER (PARTITION BY f.chat_id ORDER BY f.idx) AS seq
+    FROM fresh f JOIN bumped b ON b.id = f.chat_id
+),
+inserted AS (
+    INSERT INTO messages (id, chat_id, seq, sender_id, content, client_id, created_at, updated_at)
+    SELECT message_id, chat_id, seq, sender_id, content, client_id, $7, $7 FROM numbered
+)
+SELECT idx, seq, email, image_url, message_id AS id, false AS retry, NULL::text AS content,
+       NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at FROM numbered
+UNION ALL
+SELECT idx, seq, email, image_url, id, true, content, created_at, updated_at FROM retried
+"""
+NEXT_POSITIONS = "UPDATE log_state SET last_pos = last_pos + $1 WHERE id = 1 RETURNING last_pos"
+INSERT_LOG = """
+INSERT INTO event_log (pos, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at)
+SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
+                     $8::timestamptz[])
+"""
+NEXT_SEQ = "UPDATE chats SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 RETURNING last_seq"
+NEXT_SEQ_OF_MEMBER = (
+    "UPDATE chats SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 "
+    "AND EXISTS (SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $3) RETURNING last_seq"
+)
+IS_MEMBER = "SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $2"
+
+
+async def _next_seq(connection: asyncpg.Connection, chat_id: uuid.UUID, member: uuid.UUID | None) -> int | None:
+    if member is None:
+        value = await connection.fetchval(NEXT_SEQ, chat_id, utcnow())
+    else:
+        value = await connection.fetchval(NEXT_SEQ_OF_MEMBER, chat_id, utcnow(), member)
+    return None if value is None else int(value)
+
+
+@dataclass(slots=True)
+class _SendInput:
+    chat_id: uuid.UUID
+    sender_id: uuid.UUID
+    content: str
+    client_id: str | None
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    future: asyncio.Future[T]
+    unit: Unit[T] | None = None  # a unit of its own, or
+    send: _SendInput | None = None  # a send, run with the batch's other sends
+    logged: list[Logged] = field(default_factory=list)
+
+
+class PostgresStore(Store):
+    def __init__(self, db: Database, publish: Publish, *, max_batch: int = MAX_BATCH) -> None:
+        self._db = db
+        self._publish = publish
+        self._dsn = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.max_batch = max_batch
+        self._jobs: deque[_Job[Any]] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._connection: asyncpg.Connection | None = None
+        self.transactions = 0
+        self.units = 0
+
+    async def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="postgres-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+        for job in self._jobs:
+            if not job.future.done():
+                job.future.set_exception(ConnectionError("the database writer is stopped"))
+        self._jobs.clear()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+
+    # -- the writer ------------------------------------------------------------------------------------------
+
+    def _queue(self, job: _Job[T]) -> asyncio.Future[T]:
+        if self._writer is None or self._writer.done():
+            raise ConnectionError("the database writer is not running")
+        self._jobs.append(job)
+        self._wake.set()
+        return job.future
+
+    async def _run(self, unit: Unit[T]) -> T:
+        return await self._queue(_Job(asyncio.get_running_loop().create_future(), unit=unit))
+
+    async def _write_loop(self) -> None:
+        while True:
+            while not self._jobs:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = [self._jobs.popleft() for _ in range(min(len(self._jobs), self.max_batch))]
+            try:
+                connection = await self._connect()
+            except (OSError, asyncpg.PostgresError) as exc:
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                await asyncio.sleep(RECONNECT_SECONDS)
+                continue
+            await self._commit(connection, batch)
+
+    async def _connect(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await asyncpg.connect(self._dsn)
+        return self._connection
+
+    async def _commit(self, connection: asyncpg.Connection, batch: list[_Job[Any]]) -> None:
+        try:
+            outcomes = await self._transaction(connection, batch)
+        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.InterfaceError) as exc:
+            # The connection is gone (nothing of the batch is known to have committed): fail the batch, reconnect.
+            self._connection = None
+            with contextlib.suppress(Exception):
+                connection.terminate()
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                job = batch[0]
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                return
+            log.info("a batch of %d units failed (%r): running them one by one", len(batch), exc)
+            for job in batch:
+                job.logged.clear()
+                await self._commit(connection, [job])
+            return
+        self.transactions += 1
+        self.units += len(batch)
+        for job, outcome in zip(batch, outcomes, strict=True):
+            for entry in job.logged:  # commit, then publish, in commit order
+                assert entry.recorded is not None
+                try:
+                    self._publish(entry.recorded)
+                except Exception:
+                    log.exception("publishing a committed event failed")
+            if not job.future.done():  # the caller may have been cancelled; the unit's work stands
+                job.future.set_result(outcome)
+
+    async def _transaction(self, connection: asyncpg.Connection, batch: list[_Job[Any]]) -> list[Any]:
+        outcomes: list[Any] = [None] * len(batch)
+        async with connection.transaction():
+            sends = [(i, job) for i, job in enumerate(batch) if job.send is not None]
+            if sends:
+                now = utcnow()
+                for i, outcome in _sent(sends, await _send_all(connection, sends, now), now):
+                    outcomes[i] = outcome
+            for i, job in enumerate(batch):
+                if job.unit is not None:
+                    outcomes[i] = await job.unit(connection, job.logged)
+            logged = [entry for job in batch for entry in job.logged]
+            if logged:
+                last = int(await connection.fetchval(NEXT_POSITIONS, len(logged)))
+                rows = [entry.at(pos) for pos, entry in enumerate(logged, start=last - len(logged) + 1)]
+                await connection.execute(INSERT_LOG, *zip(*(_log_row(row) for row in rows), strict=True))
+        return outcomes
+
+    # -- messages -----------------------------------------------------------------------------------------
+
+    async def send_message(
+        self, *, chat_id: uuid.UUID, sender_id: uuid.UUID, content: str, client_id: str | None
+    ) -> Sent:
+        job: _Job[Sent] = _Job(
+            asyncio.get_running_loop().create_future(),
+            send=_SendInput(chat_id=chat_id, sender_id=sender_id, content=content, client_id=client_id),
+        )
+        return await self._queue(job)
+
+    async def mark_read(self, *, chat_id: uuid.UUID, user_id: uuid.UUID) -> ReadMoved:
+        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> ReadMoved:
+            row = await connection.fetchrow(
+                "SELECT m.last_read_seq, (SELECT coalesce(max(seq), 0) FROM messages WHERE chat_id = $1) AS latest "
+                "FROM members m WHERE m.chat_id = $1 AND m.user_id = $2 FOR UPDATE",
+                chat_id,
+                user_id,
+            )
+            if row is None:
+                return ReadMoved(refused=Refusal.NOT_MEMBER)
+            if row["latest"] <= row["last_read_seq"]:
+                return ReadMoved(last_read_seq=row["last_read_seq"])
+            latest = int(row["latest"])
+            await connection.execute(
+                "UPDATE members SET last_read_seq = $3 WHERE chat_id = $1 AND user_id = $2", chat_id, user_id, latest
+            )
+            seq = await _next_seq(connection, chat_id, None)
+            logged.append(Logged(MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=latest), seq=seq))
+            return ReadMoved(last_read_seq=latest)
+
+        return await self._run(unit)
+
+    # -- chats and membership -------------------------------------------------------------------------------
+
+    async def create_chat(self, chat: NewChat) -> Created:
+        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> Created:
+            if chat.direct_key is not None:
+                existing = await connection.fetchval("SELECT id FROM chats WHERE direct_key = $1", chat.direct_key)
+                if existing is not None:
+                    return Created(chat_id=existing, existed=True)
+            members = list(chat.members)
+            known = await connection.fetchval("SELECT count(*) FROM users WHERE id = ANY($1::uuid[])", members)
+            if known != len(members):
+                return Created(refused=Refusal.UNKNOWN_USER)
+            inserted = await connection.fetchval(
+                "INSERT INTO chats (id, name, is_group, created_by, direct_key, created_at, updated_at, last_seq) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $6, 0) ON CONFLICT (direct_key) DO NOTHING RETURNING id",
+                chat.id,
+                chat.name,
+                chat.is_group,
+                chat.created_by,
+                chat.direct_key,
+                chat.created_at,
+            )
+            if inserted is None:  # the same 1:1 chat, created by a unit that committed in the meantime
+                existing = await connection.fetchval("SELECT id FROM chats WHERE direct_key = $1", chat.direct_key)
+                return Created(chat_id=existing, existed=True)
+            await connection.execute(
+                "INSERT INTO members (chat_id, user_id, joined_at, last_read_seq, joined_seq) "
+                "SELECT $1, unnest($2::uuid[]), $3, 0, 0",
+                chat.id,
+                members,
+                chat.created_at,
+            )
+            logged.append(chat.creation())
+            return Created(chat_id=chat.id)
+
+        return await self._run(unit)
+
+    async def _group(self, connection: asyncpg.Connection, chat_id: uuid.UUID) -> Refusal | None:
+        is_group = await connection.fetchval("SELECT is_group FROM chats WHERE id = $1 FOR UPDATE", chat_id)
+        if is_group is None:
+            return Refusal.NO_CHAT
+        return None if is_group else Refusal.NOT_GROUP
+
+    async def add_member(self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
+        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> Changed:
+            if by is not None and await connection.fetchval(IS_MEMBER, chat_id, by) is None:
+                return Changed(refused=Refusal.NOT_MEMBER)
+            refused = await self._group(connection, chat_id)
+            if refused is not None:
+                return Changed(refused=refused)
+            if await connection.fetchval("SELECT 1 FROM users WHERE id = $1", user_id) is None:
+                return Changed(refused=Refusal.UNKNOWN_USER)
+            if await connection.fetchval(IS_MEMBER, chat_id, user_id) is not None:
+                return Changed(changed=False)
+            seq = await _next_seq(connection, chat_id, None)
+            await connection.execute(
+                "INSERT INTO members (chat_id, user_id, joined_at, last_read_seq, joined_seq) VALUES ($1, $2, $3, 0, $4)",
+                chat_id,
+                user_id,
+                utcnow(),
+                seq,
+            )
+            logged.append(
+                Logged(MemberAdded(chat_id=chat_id, user_id=user_id, added_by=by), seq=seq, subject_user_id=user_id)
+            )
+            return Changed(changed=True)
+
+        return await self._run(unit)
+
+    async def remove_member(self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
+        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> Changed:
+            if by is not None and await connection.fetchval(IS_MEMBER, chat_id, by) is None:
+                return Changed(refused=Refusal.NOT_MEMBER)
+            row = await connection.fetchrow("SELECT is_group, created_by FROM chats WHERE id = $1 FOR UPDATE", chat_id)
+            if row is None:
+                return Changed(refused=Refusal.NO_CHAT)
+            if by is not None and by != user_id and row["created_by"] != by:
+                return Changed(refused=Refusal.NOT_CREATOR)
+            if not row["is_group"]:
+                return Changed(refused=Refusal.NOT_GROUP)
+            removed = await connection.fetchval(
+                "DELETE FROM members WHERE chat_id = $1 AND user_id = $2 RETURNING 1", chat_id, user_id
+            )
+            if removed is None:
+                return Changed(changed=False)
+            seq = await _next_seq(connection, chat_id, None)
+            logged.append(
+                Logged(MemberRemoved(chat_id=chat_id, user_id=user_id, removed_by=by), seq=seq, subject_user_id=user_id)
+            )
+            return Changed(changed=True)
+
+        return await self._run(unit)
+
+    async def record_chat_event(self, event: Event, *, chat_id: uuid.UUID, member: uuid.UUID | None) -> bool:
+        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> bool:
+            seq = await _next_seq(connection, chat_id, member)
+            if seq is None:
+                return False
+            logged.append(Logged(event, seq=seq))
+            return True
+
+        return await self._run(unit)
+
+    async def record_user_event(self, event: Event, *, user_id: uuid.UUID) -> None:
+        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> None:
+            logged.append(Logged(event, target_user_id=user_id))
+
+        await self._run(unit)
+
+    # -- users --------------------------------------------------------------------------------------------
+
+    async def upsert_user(self, *, user_id: uuid.UUID, email: str, image_url: str | None, keep_image: bool) -> User:
+        update = "email = excluded.email" + ("" if keep_image else ", image_url = excluded.image_url")
+
+        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> User:
+            row = await connection.fetchrow(
+                "INSERT INTO users (id, email, image_url, created_at) VALUES ($1, $2, $3, $4) "
+                f"ON CONFLICT (id) DO UPDATE SET {update} RETURNING email, image_url, created_at, last_seen",
+                user_id,
+                email,
+                None if keep_image else image_url,
+                utcnow(),
+            )
+            return User(
+                id=user_id,
+                email=row["email"],
+                image_url=row["image_url"],
+                created_at=row["created_at"],
+                last_seen=row["last_seen"],
+            )
+
+        return await self._run(unit)
+
+    async def touch_last_seen(self, *, user_id: uuid.UUID, when: datetime) -> None:
+        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> None:
+            await connection.execute("UPDATE users SET last_seen = $2 WHERE id = $1", user_id, when)
+
+        await self._run(unit)
+
+    async def user_chat_ids(self, *, user_id: uuid.UUID) -> list[uuid.UUID]:
+        async with self._db.read() as session:
+            rows = await session.execute(select(Member.chat_id).where(Member.user_id == user_id))
+            return list(rows.scalars())
+
+
+async def _send_all(connection: asyncpg.Connection, sends: list[tuple[int, _Job[Any]]], now: datetime) -> list[Any]:
+    inputs = [job.send for _, job in sends if job.send is not None]
+    return list(
+        await connection.fetch(
+            SEND_BATCH,
+            [i for i, _ in sends],
+            [s.chat_id for s in inputs],
+            [s.sender_id for s in inputs],
+            [s.content for s in inputs],
+            [s.client_id for s in inputs],
+            [uuid.uuid4() for _ in inputs],
+            now,
+        )
+    )
+
+
+def _sent(sends: list[tuple[int, _Job[Any]]], rows: list[Any], now: datetime) -> list[tuple[int, Sent]]:
+    """Each send's outcome from the batch statement's rows; a new message's `NewMessage` is logged on its job."""
+    by_index = {row["idx"]: row for row in rows}
+    outcomes = []
+    for i, job in sends:
+        send = job.send
+        assert send is not None
+        row = by_index.get(i)
+        if row is None:
+            outcomes.append((i, Sent(refused=Refusal.NOT_MEMBER)))
+            continue
+        retry = row["retry"]
+        data = MessageData(
+            id=row["id"],
+            chat_id=send.chat_id,
+            seq=row["seq"],
+            content=row["content"] if retry else send.content,
+            created_at=row["created_at"] if retry else now,
+            updated_at=row["updated_at"] if retry else now,
+            sender=UserRef(id=send.sender_id, email=row["email"], image_url=row["image_url"]),
+            client_id=send.client_id,
+        )
+        if not retry:
+            job.logged.append(Logged(NewMessage(chat_id=send.chat_id, message=data), seq=data.seq))
+        outcomes.append((i, Sent(message=data, retry=retry)))
+    return outcomes
+
+
+def _log_row(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        row["pos"],
+        row["chat_id"],
+        row["seq"],
+        row["target_user_id"],
+        row["subject_user_id"],
+        row["type"],
+        row["payload"],
+        row["created_at"],
+    )
