@@ -98,6 +98,7 @@ class Runtime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.gc_policy: gcpolicy.GcPolicy | None = None
         self.events_published = 0  # by this process (each reaches every process once)
+        self.events_received = 0  # from the bus, this process's own included
         self._outgoing: collections.deque[str] = collections.deque()
         self._outgoing_ready = asyncio.Event()
         self._started = False
@@ -201,6 +202,7 @@ class Runtime:
         if isinstance(kind, str) and kind.startswith("_"):
             self.presence.handle(message)
             return
+        self.events_received += 1
         event = decode_envelope(message)
         if event.pos is None and event.origin == self.process_id:
             return  # our own ephemeral event, delivered locally when it was published
@@ -284,6 +286,13 @@ class Runtime:
                     "counter",
                     "Events this process published.",
                     [("", self.events_published)],
+                ),
+                (
+                    "tailtrail_events_received_total",
+                    "counter",
+                    "Events this process received from the event bus (its own included): the share of the cluster's "
+                    "published events this process had to decode.",
+                    [("", self.events_received)],
                 ),
                 (
                     "tailtrail_events_delivered_total",

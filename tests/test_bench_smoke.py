@@ -63,3 +63,26 @@ def test_smoke_run_reports_every_server_and_workload(tmp_path: Path) -> None:
         assert label in markdown
     for workload in ("(a)", "(b)", "(c)", "(d)"):
         assert workload in markdown
+
+
+def test_cluster_smoke_run_reports_every_configuration(tmp_path: Path) -> None:
+    """`python -m bench.cluster --smoke`: SQLite and PostgreSQL + Redis with two processes, every workload, every
+    message acknowledged or delivered."""
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.cluster", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr[-6000:]
+    report = json.loads((tmp_path / "cluster.json").read_text())
+    assert [(r["database"], r["processes"]) for r in report["results"]] == [("sqlite", 1), ("postgresql", 2)]
+    for result in report["results"]:
+        closed = result["write_closed"]
+        assert closed["acked_per_second"] > 0 and closed["timeouts"] == 0, result
+        assert result["write_open"]["acked"] == result["write_open"]["sent"], result
+        fanout = result["fanout"]
+        assert fanout["deliveries"] == fanout["expected"] > 0, result
+        assert all(v >= 0 for v in closed["cpu_ms_per_send"].values()), result
+    assert (tmp_path / "cluster.md").read_text().startswith("# Cluster benchmark")

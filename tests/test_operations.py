@@ -83,7 +83,11 @@ async def test_metrics_show_every_series_and_move_with_traffic(api: Api) -> None
     ):
         assert name in after, name
     assert during['tailtrail_connections{protocol="graphql"}'] >= 1
-    for counter in ("tailtrail_events_published_total", "tailtrail_events_delivered_total"):
+    for counter in (
+        "tailtrail_events_published_total",
+        "tailtrail_events_received_total",
+        "tailtrail_events_delivered_total",
+    ):
         assert after[counter] > before[counter], counter
     assert after["tailtrail_send_to_deliver_seconds_count"] > before["tailtrail_send_to_deliver_seconds_count"]
     assert after["tailtrail_send_to_deliver_seconds_sum"] >= before["tailtrail_send_to_deliver_seconds_sum"]

@@ -1,0 +1,521 @@
+"""`python -m bench.cluster`: the scale-out topology (PostgreSQL + Redis, 1, 2 and 4 server processes) next to the
+embedded one (SQLite, `memory://`, one process), on the write path and on fan-out.
+
+Every configuration starts from a fresh database, seeded directly (bench.seed's way), and `python cli.py serve`
+processes. Legacy connections go to the processes round robin; a small chat's members all connect to the same
+process (each process holds a disjoint share of the users, as a deployment that routes users to processes would).
+
+Workloads, each a warm-up and a measured window:
+- **write, closed loop**: `senders` connections, each in a 1:1 chat of its own with its partner connected too;
+  each sends, waits for its own `new_message` (the acknowledgement), sends again. Throughput and ack latency.
+- **write, open loop**: the same senders at a fixed total rate: ack latency under that load.
+- **fan-out**: one chat of `members` connected members spread over the processes; one sender at `rate` msg/s.
+
+CPU is read from /proc for every server process, every PostgreSQL process and redis-server, before and after each
+window: CPU per send (write) and per delivery (fan-out) is the servers' sum divided by what they did. Results:
+`cluster.json` and `cluster.md` in --out (default bench/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from bench.procstat import cpu_model, cpu_seconds
+from bench.servers import ROOT, SECRET
+from bench.wsclient import WebSocket, connect
+from models import Chat, Database, Member, User, utcnow
+from services.auth import issue_user_token
+
+PG_ADMIN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+STARTUP_TIMEOUT = 60.0
+ACK_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0
+# How long a window's last deliveries may take to arrive after its last send.
+DRAIN_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    name: str
+    senders: int
+    open_rate: float
+    members: int
+    fanout_rate: float
+    warmup: float
+    window: float
+    configs: tuple[tuple[str, int], ...]
+
+
+FULL = ClusterPlan(
+    name="full",
+    senders=100,
+    open_rate=500,
+    members=1000,
+    fanout_rate=20,
+    warmup=2.0,
+    window=8.0,
+    configs=(("sqlite", 1), ("postgresql", 1), ("postgresql", 2), ("postgresql", 4)),
+)
+SMOKE = ClusterPlan(
+    name="smoke",
+    senders=6,
+    open_rate=30,
+    members=12,
+    fanout_rate=10,
+    warmup=0.5,
+    window=1.0,
+    configs=(("sqlite", 1), ("postgresql", 2)),
+)
+
+
+def log(message: str) -> None:
+    print(f"bench.cluster: {message}", file=sys.stderr, flush=True)
+
+
+# -- databases and servers ----------------------------------------------------------------------------------
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(PG_ADMIN, timeout=10)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Users:
+    ids: list[uuid.UUID]
+    tokens: list[str]
+
+
+async def seed(url: str, plan: ClusterPlan) -> tuple[Users, list[uuid.UUID], uuid.UUID]:
+    """2 x senders users in 1:1 chats (user 2k sends, 2k+1 receives), `members` more in one big chat."""
+    db = Database(url)
+    try:
+        await db.create_schema()
+        now = utcnow()
+        count = 2 * plan.senders + plan.members
+        ids = [uuid.uuid4() for _ in range(count)]
+        chats = [uuid.uuid4() for _ in range(plan.senders)]
+        big = uuid.uuid4()
+        chat_rows = [
+            {
+                "id": c,
+                "name": None,
+                "is_group": True,
+                "created_by": None,
+                "direct_key": None,
+                "created_at": now,
+                "updated_at": now,
+                "last_seq": 0,
+            }
+            for c in [*chats, big]
+        ]
+        members = [
+            {"chat_id": c, "user_id": ids[2 * k + j], "joined_at": now, "last_read_seq": 0, "joined_seq": 0}
+            for k, c in enumerate(chats)
+            for j in (0, 1)
+        ]
+        members += [
+            {"chat_id": big, "user_id": u, "joined_at": now, "last_read_seq": 0, "joined_seq": 0}
+            for u in ids[2 * plan.senders :]
+        ]
+        users = [
+            {"id": u, "email": f"c{i}@bench.test", "image_url": None, "created_at": now} for i, u in enumerate(ids)
+        ]
+        async with db.write() as session:
+            for table, rows in ((User, users), (Chat, chat_rows), (Member, members)):
+                for start in range(0, len(rows), 2000):
+                    await session.execute(insert(table), rows[start : start + 2000])
+    finally:
+        await db.dispose()
+    tokens = [issue_user_token(u, key=SECRET, ttl=timedelta(hours=6)) for u in ids]
+    return Users(ids, tokens), chats, big
+
+
+class Cluster:
+    """`python cli.py serve` processes on one database and bus."""
+
+    def __init__(self, database_url: str, broadcast_url: str, processes: int, work: Path) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.ports: list[int] = []
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "BROADCAST_URL": broadcast_url,
+            "SECRET_KEY": SECRET,
+            "LOG_LEVEL": "WARNING",
+            # The bench's clients send faster than people and from one address.
+            "RATE_LIMIT_PER_SECOND": "100000",
+            "RATE_LIMIT_BURST": "100000",
+            "MAX_CONNECTIONS_PER_ADDRESS": "0",
+            "MAX_CONNECTIONS_PER_USER": "100",
+        }
+        from bench.servers import free_port
+
+        for i in range(processes):
+            port = free_port()
+            with (work / f"server{i}.log").open("wb") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                        cwd=ROOT,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            self.ports.append(port)
+
+    async def ready(self) -> None:
+        import httpx
+
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        async with httpx.AsyncClient(timeout=2) as client:
+            for proc, port in zip(self.procs, self.ports, strict=True):
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"a server exited with {proc.returncode}")
+                    try:
+                        if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the cluster did not become ready")
+                    await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _pids(name: str) -> list[int]:
+    done = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+    return [int(p) for p in done.stdout.split()]
+
+
+class Cpu:
+    """CPU seconds of the servers, of PostgreSQL (all its processes) and of redis-server."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def read(self) -> dict[str, float]:
+        def total(pids: Sequence[int]) -> float:
+            seconds = 0.0
+            for pid in pids:
+                try:
+                    seconds += cpu_seconds(pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
+            return seconds
+
+        return {
+            "servers": total([p.pid for p in self.cluster.procs]),
+            "postgresql": total(_pids("postgres")),
+            "redis": total(_pids("redis-server")),
+        }
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {k: after[k] - before[k] for k in before}
+
+
+# -- the load -----------------------------------------------------------------------------------------------
+
+
+class Tally:
+    """Deliveries counted across peers; `reached` is set once `expected` are in."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.expected = -1
+        self.reached = asyncio.Event()
+
+    def add(self) -> None:
+        self.count += 1
+        if self.count == self.expected:
+            self.reached.set()
+
+    def expect(self, total: int) -> None:
+        self.expected = total
+        if self.count >= total:
+            self.reached.set()
+
+
+class Peer:
+    """One legacy connection, counting `new_message` frames and waking a waiter on its own acknowledgement."""
+
+    def __init__(self, ws: WebSocket, tally: Tally) -> None:
+        self.ws = ws
+        self.tally = tally
+        self.waiter: asyncio.Future[float] | None = None
+        ws.on_message = self.on_message  # type: ignore[method-assign]
+
+    def on_message(self, data: bytes, start: int, end: int, now: int) -> None:
+        if data.find(b'"new_message"', start, end) < 0:
+            return
+        self.tally.add()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(time.perf_counter())
+
+
+async def open_peers(
+    cluster: Cluster, users: Users, indexes: Sequence[int], where: Callable[[int], int], tally: Tally
+) -> list[Peer]:
+    peers = []
+    for i in indexes:
+        port = cluster.ports[where(i) % len(cluster.ports)]
+        path = f"/websocket/ws/{users.ids[i]}?token={users.tokens[i]}"
+        peers.append(Peer(await connect("127.0.0.1", port, path, within=CONNECT_TIMEOUT), tally))
+    await asyncio.sleep(0.2)  # their streams are opened by the server right after the handshake
+    return peers
+
+
+def send_frame(chat: uuid.UUID, n: int) -> bytes:
+    return json.dumps({"type": "send_message", "data": {"chat_id": str(chat), "content": f"bench {n}"}}).encode()
+
+
+def percentile(samples: list[float], q: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def closed_loop(senders: list[tuple[Peer, uuid.UUID]], seconds: float) -> tuple[int, list[float], int]:
+    acked, latencies, timeouts = 0, [], 0
+    stop = time.monotonic() + seconds
+
+    async def one(peer: Peer, chat: uuid.UUID) -> None:
+        nonlocal acked, timeouts
+        n = 0
+        while time.monotonic() < stop:
+            peer.waiter = asyncio.get_running_loop().create_future()
+            started = time.perf_counter()
+            peer.ws.send(send_frame(chat, n))
+            try:
+                done = await asyncio.wait_for(peer.waiter, ACK_TIMEOUT)
+            except TimeoutError:
+                timeouts += 1
+                return
+            latencies.append(done - started)
+            acked += 1
+            n += 1
+
+    await asyncio.gather(*(one(peer, chat) for peer, chat in senders))
+    return acked, latencies, timeouts
+
+
+async def open_loop(senders: list[tuple[Peer, uuid.UUID]], rate: float, seconds: float) -> tuple[int, list[float]]:
+    """`rate` sends a second in all, round robin; each acknowledgement's latency."""
+    latencies: list[float] = []
+    pending: list[asyncio.Task[None]] = []
+    loop = asyncio.get_running_loop()
+
+    async def one(peer: Peer, chat: uuid.UUID, n: int) -> None:
+        previous = peer.waiter
+        if previous is not None and not previous.done():  # one in flight per sender
+            await asyncio.wait({previous})
+        peer.waiter = loop.create_future()
+        started = time.perf_counter()
+        peer.ws.send(send_frame(chat, n))
+        try:
+            latencies.append(await asyncio.wait_for(peer.waiter, ACK_TIMEOUT) - started)
+        except TimeoutError:
+            pass
+
+    start, n = loop.time(), 0
+    while n / rate < seconds:
+        delay = start + n / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        peer, chat = senders[n % len(senders)]
+        pending.append(asyncio.create_task(one(peer, chat, n)))
+        n += 1
+    await asyncio.gather(*pending)
+    return n, latencies
+
+
+async def measure(cpu: Cpu, run: Callable[[], Awaitable[Any]]) -> tuple[Any, dict[str, float], float]:
+    before, started = cpu.read(), time.monotonic()
+    result = await run()
+    elapsed = time.monotonic() - started
+    return result, Cpu.spent(before, cpu.read()), elapsed
+
+
+async def run_config(database: str, processes: int, plan: ClusterPlan, work: Path) -> dict[str, Any]:
+    name = None
+    if database == "sqlite":
+        url, bus = f"sqlite+aiosqlite:///{work / 'cluster.db'}", "memory://"
+    else:
+        name = f"bench_cluster_{uuid.uuid4().hex[:8]}"
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+        url, bus = f"{PG_ADMIN.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://')}/{name}", REDIS_URL
+    users, chats, big = await seed(url, plan)
+    cluster = Cluster(url, bus, processes, work)
+    result: dict[str, Any] = {"database": database, "processes": processes}
+    try:
+        await cluster.ready()
+        cpu = Cpu(cluster)
+        # write: a chat's two members on the same process
+        pairs = await open_peers(cluster, users, range(2 * plan.senders), lambda i: i // 2, Tally())
+        senders = [(pairs[2 * k], chats[k]) for k in range(plan.senders)]
+        await closed_loop(senders, plan.warmup)
+        (acked, latencies, timeouts), spent, elapsed = await measure(cpu, lambda: closed_loop(senders, plan.window))
+        result["write_closed"] = {
+            "senders": plan.senders,
+            "acked_per_second": acked / elapsed,
+            "p50_ms": percentile(latencies, 0.5),
+            "p99_ms": percentile(latencies, 0.99),
+            "timeouts": timeouts,
+            "cpu_ms_per_send": {k: v * 1000 / max(acked, 1) for k, v in spent.items()},
+        }
+        await open_loop(senders, plan.open_rate, plan.warmup)
+        (sent, latencies), spent, elapsed = await measure(cpu, lambda: open_loop(senders, plan.open_rate, plan.window))
+        result["write_open"] = {
+            "rate": plan.open_rate,
+            "sent": sent,
+            "acked": len(latencies),
+            "p50_ms": percentile(latencies, 0.5),
+            "p99_ms": percentile(latencies, 0.99),
+            "cpu_ms_per_send": {k: v * 1000 / max(len(latencies), 1) for k, v in spent.items()},
+        }
+        for peer in pairs:
+            peer.ws.transport.close()
+        # fan-out: the big chat's members round robin over the processes
+        first = 2 * plan.senders
+        tally = Tally()
+        members = await open_peers(cluster, users, range(first, first + plan.members), lambda i: i, tally)
+        sender = members[0]
+
+        async def fanout(seconds: float) -> tuple[int, int]:
+            tally.count, tally.expected = 0, -1
+            tally.reached.clear()
+            loop = asyncio.get_running_loop()
+            start, n = loop.time(), 0
+            while n / plan.fanout_rate < seconds:
+                delay = start + n / plan.fanout_rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sender.ws.send(send_frame(big, n))
+                n += 1
+            tally.expect(n * len(members))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tally.reached.wait(), DRAIN_TIMEOUT)
+            return n, tally.count
+
+        await fanout(plan.warmup)
+        (messages, deliveries), spent, elapsed = await measure(cpu, lambda: fanout(plan.window))
+        result["fanout"] = {
+            "members": plan.members,
+            "rate": plan.fanout_rate,
+            "messages": messages,
+            "deliveries": deliveries,
+            "expected": messages * plan.members,
+            "cpu_us_per_delivery": {k: v * 1e6 / max(deliveries, 1) for k, v in spent.items()},
+        }
+        for peer in members:
+            peer.ws.transport.close()
+    finally:
+        cluster.stop()
+        if name is not None:
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return result
+
+
+# -- the report ------------------------------------------------------------------------------------------------
+
+
+def _f(value: float | None, shape: str = "{:,.0f}") -> str:
+    return "–" if value is None else shape.format(value)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [
+        f"# Cluster benchmark ({data['plan']['name']})",
+        "",
+        f"{data['machine']}, {data['when']}. Command: `{data['command']}`.",
+        "",
+        "| configuration | acked sends/s (closed loop, "
+        f"{data['plan']['senders']} senders) | ack p50 / p99 | server CPU per send | PostgreSQL / Redis CPU per send | "
+        f"ack p50 / p99 at {data['plan']['open_rate']:g}/s | fan-out: server CPU per delivery | deliveries |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        if "error" in r:
+            lines.append(f"| {r['database']}, {r['processes']} process(es) | error: {r['error']} | | | | | | |")
+            continue
+        w, o, f = r["write_closed"], r["write_open"], r["fanout"]
+        lines.append(
+            f"| {r['database']}, {r['processes']} process{'es' if r['processes'] > 1 else ''} "
+            f"| {_f(w['acked_per_second'])} "
+            f"| {_f(w['p50_ms'], '{:.1f}')} / {_f(w['p99_ms'], '{:.1f}')} ms "
+            f"| {_f(w['cpu_ms_per_send']['servers'], '{:.2f}')} ms "
+            f"| {_f(w['cpu_ms_per_send']['postgresql'], '{:.2f}')} / {_f(w['cpu_ms_per_send']['redis'], '{:.2f}')} ms "
+            f"| {_f(o['p50_ms'], '{:.1f}')} / {_f(o['p99_ms'], '{:.1f}')} ms "
+            f"| {_f(f['cpu_us_per_delivery']['servers'], '{:.0f}')} µs "
+            f"| {f['deliveries']:,} / {f['expected']:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the harness, measures nothing")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    plan = SMOKE if args.smoke else FULL
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch:
+        for database, processes in plan.configs:
+            log(f"{database}, {processes} process(es)")
+            work = Path(scratch) / f"{database}-{processes}"
+            work.mkdir()
+            try:
+                results.append(await run_config(database, processes, plan, work))
+            except Exception as exc:  # a configuration that fails is reported, the others still run
+                log(f"{database}, {processes}: {exc!r}")
+                results.append({"database": database, "processes": processes, "error": repr(exc)})
+    data = {
+        "plan": asdict(plan),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
+        "when": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "command": "python -m bench.cluster" + (" --smoke" if args.smoke else ""),
+        "results": results,
+    }
+    (args.out / "cluster.json").write_text(json.dumps(data, indent=2))
+    (args.out / "cluster.md").write_text(markdown(data))
+    print(markdown(data))
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
