@@ -158,6 +158,33 @@ class Hub:
             return True
         return False
 
+    def wants(self, envelope: dict[str, Any]) -> bool:
+        """Whether a durable event (its JSON envelope, not yet decoded) concerns a connection of this process: its
+        chat is streamed here, or a user it names (a notification's target, a membership change's subject, a new
+        chat's members) is connected here. False only when nothing here could receive it or start streaming."""
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            return True  # let the decoder reject it
+        if envelope.get("type") == "global_notification":
+            route = envelope.get("route")
+            if not isinstance(route, dict):
+                return True
+            chat, user = route.get("chat_id"), route.get("user_id")
+            return self._known(self._by_chat, chat) or self._known(self._by_user, user)
+        if self._known(self._by_chat, data.get("chat_id")) or self._known(self._by_user, data.get("user_id")):
+            return True
+        members = data.get("member_ids")
+        return isinstance(members, list) and any(self._known(self._by_user, m) for m in members)
+
+    @staticmethod
+    def _known(index: dict[uuid.UUID, set[Connection]], key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        try:
+            return uuid.UUID(key) in index
+        except ValueError:
+            return True  # not an id: let the decoder reject it
+
     # -- fan-out ------------------------------------------------------------------------------------
 
     def dispatch(self, event: Event, raw: str) -> None:

@@ -38,6 +38,7 @@ class Sequencer:
         self._filler: asyncio.Task[None] | None = None
         self.duplicates = 0
         self.filled = 0
+        self.skipped = 0
 
     def offer(self, event: Event, raw: str) -> None:
         pos = event.pos
@@ -52,10 +53,28 @@ class Sequencer:
             self._drain()
             return
         self._pending[pos] = (event, raw)
+        self._start_filler()
+
+    def _start_filler(self) -> None:
         if self._filler is None or self._filler.done():
             # Shared work: not in the context of whichever connection's send revealed the gap (its logs would
             # carry that connection's id).
             self._filler = asyncio.create_task(self._fill_gaps(), name="sequencer-fill", context=contextvars.Context())
+
+    def skip(self, pos: int) -> bool:
+        """Take the durable event at `pos`, which no local connection wants now, without decoding or dispatching
+        it (most events of a busy cluster, for a process with a share of its users) — if it is the next one or a
+        duplicate. False if it arrived early: then the caller offers it as usual (by the time the gap is filled,
+        a connection may want it)."""
+        if pos <= self.last_pos or pos in self._pending:
+            self.duplicates += 1
+            return True
+        if pos != self.last_pos + 1:
+            return False
+        self.last_pos = pos
+        self.skipped += 1
+        self._drain()
+        return True
 
     def _emit(self, event: Event, raw: str) -> None:
         self.last_pos = event.pos  # type: ignore[assignment]

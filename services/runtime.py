@@ -42,6 +42,8 @@ PRESENCE_SETTLE_MAX_SECONDS = 5.0
 # Committed events waiting for the broker; beyond this (a hanging broker) the oldest go unpublished and
 # other processes read them from the log.
 OUTGOING_MAX = 10_000
+# Events published in one round trip at most: a burst goes out in bounded pieces.
+PUBLISH_BATCH = 500
 # How long start-up waits for the broker before it reports not-ready and carries on connecting.
 BUS_START_WAIT_SECONDS = 3.0
 
@@ -184,11 +186,13 @@ class Runtime:
         self._outgoing_ready.set()
 
     async def _publish_loop(self) -> None:
+        """Publish what committed, in commit order: everything waiting at a moment in one batch."""
         while True:
             while not self._outgoing:
                 self._outgoing_ready.clear()
                 await self._outgoing_ready.wait()
-            await self.bus.publish_raw(self._outgoing.popleft())
+            batch = [self._outgoing.popleft() for _ in range(min(len(self._outgoing), PUBLISH_BATCH))]
+            await self.bus.publish_many(batch)
 
     def _offer(self, event: Event, raw: str) -> None:
         if isinstance(event, UserTyping):
@@ -203,6 +207,9 @@ class Runtime:
             self.presence.handle(message)
             return
         self.events_received += 1
+        pos = message.get("pos")
+        if isinstance(pos, int) and not self.hub.wants(message) and self.sequencer.skip(pos):
+            return  # durable, in its turn, and for nobody here: no need to decode it
         event = decode_envelope(message)
         if event.pos is None and event.origin == self.process_id:
             return  # our own ephemeral event, delivered locally when it was published
@@ -293,6 +300,12 @@ class Runtime:
                     "Events this process received from the event bus (its own included): the share of the cluster's "
                     "published events this process had to decode.",
                     [("", self.events_received)],
+                ),
+                (
+                    "tailtrail_events_skipped_total",
+                    "counter",
+                    "Durable events received for no connection of this process, taken in order without being decoded.",
+                    [("", self.sequencer.skipped)],
                 ),
                 (
                     "tailtrail_events_delivered_total",

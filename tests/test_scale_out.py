@@ -134,6 +134,35 @@ async def test_events_cross_between_processes_and_protocols(cluster: list[Server
         }
 
 
+def _counter(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+async def test_a_process_takes_the_events_of_chats_it_does_not_serve_without_decoding_them(
+    cluster: list[Server],
+) -> None:
+    """alice and bob chat on process A; carol and dave on B. B receives A's chat's events on the one bus channel
+    but, with no connection that wants them, takes them in order without decoding or dispatching them."""
+    a, b = Api(cluster[0]), Api(cluster[1])
+    alice, bob, carol, dave = [await a.new_user(n) for n in ("alice", "bob", "carol", "dave")]
+    on_a, on_b = await a.new_chat(alice, bob), await a.new_chat(carol, dave)
+    async with legacy(a, alice) as alice_on_a, legacy(b, carol) as carol_on_b:
+        before = _counter(await metrics_text(cluster[1]), "tailtrail_events_skipped_total")
+        for i in range(20):
+            await alice_on_a.send("send_message", {"chat_id": on_a, "content": f"a{i}"})
+        for i in range(20):
+            assert (await alice_on_a.next("new_message"))["data"]["content"] == f"a{i}"
+        # B's own chat still works, in order, after those
+        await b.send(dave, on_b, "for carol")
+        assert (await carol_on_b.next("new_message"))["data"]["content"] == "for carol"
+        skipped = _counter(await metrics_text(cluster[1]), "tailtrail_events_skipped_total") - before
+        assert skipped >= 20, skipped
+        assert [f for f in await carol_on_b.marker("done") if f["type"] == "new_message"] == []
+
+
 async def test_presence_agrees_and_a_killed_process_users_go_offline_typing_cleared(cluster: list[Server]) -> None:
     a, b = Api(cluster[0]), Api(cluster[1])
     alice, bob = await a.new_user("alice"), await a.new_user("bob")
