@@ -309,8 +309,8 @@ def _event_message(delivery: Delivery) -> Message:
     return delivery.encoded("legacy-asgi", _asgi_message)
 
 
-def _asgi_message(event: Event) -> Message:
-    return {"type": "websocket.send", "text": frames.event_frame(event)}
+def _asgi_message(event: Event, cursor: str | None) -> Message:
+    return {"type": "websocket.send", "text": frames.event_frame(event, cursor)}
 
 
 async def _item_message(item: Delivery | str) -> Message:

@@ -82,10 +82,10 @@ def message_data(m: events.MessageData) -> dict[str, Any]:
     }
 
 
-def event_frame(event: events.Event) -> str:
+def event_frame(event: events.Event, cursor: str | None = None) -> str:
     """The wire text of one event (encoded once per event, shared by every legacy connection).
 
-    Durable events carry their resume position as a top-level `"cursor"` (additive).
+    Durable events carry the resume cursor of the stream once it has them as a top-level `"cursor"` (additive).
     """
     data: Any
     match event:
@@ -97,8 +97,8 @@ def event_frame(event: events.Event) -> str:
             # Every other event's payload is already the frame data (snake_case, `chat_id` included).
             data = event.payload()
     frame: dict[str, Any] = {"type": event.type, "data": data}
-    if event.cursor is not None:
-        frame["cursor"] = event.cursor
+    if cursor is not None:
+        frame["cursor"] = cursor
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import migrate
 from models.group_commit import PRAGMAS as SQLITE_PRAGMAS
-from models.tables import LogState
 
 
 def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
@@ -80,11 +79,9 @@ class Database:
             yield session
 
     async def create_schema(self) -> None:
-        """Apply the migrations (models.migrate), then make sure the log's state row exists."""
+        """Apply the migrations (models.migrate)."""
         async with self._write_engine.begin() as conn:
             await conn.run_sync(migrate.upgrade)
-            # The log's single state row; a second process starting at once inserts nothing.
-            await conn.execute(self.insert(LogState).values(id=1, last_pos=0, floor_pos=0).on_conflict_do_nothing())
 
     def insert(self, table: Any) -> Any:
         """This database's INSERT with ON CONFLICT support."""

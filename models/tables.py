@@ -115,14 +115,14 @@ class Message(Base):
 class EventLog(Base):
     """Every durable event, replayable by resuming clients and by processes catching up after a broker fault.
 
-    `pos` is global, gap-free and in commit order: it is taken from `LogState` by the last statement of the
-    writing transaction, whose row lock is held until commit (PITFALLS: a sequence value taken earlier can
-    commit later on PostgreSQL).
+    Its position is (`writer`, `n`): the writer slot that recorded it and that writer's gap-free counter, taken
+    in the recording transaction (realtime.positions). A chat's events also carry the chat's `seq`.
     """
 
     __tablename__ = "event_log"
 
-    pos: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    writer: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     # The chat the event belongs to (None for a notification to one user) and its per-chat seq.
     chat_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     seq: Mapped[int | None] = mapped_column(BigInteger)
@@ -136,21 +136,22 @@ class EventLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
-        Index("ix_event_log_chat_pos", "chat_id", "pos"),
-        Index("ix_event_log_target_pos", "target_user_id", "pos"),
-        Index("ix_event_log_subject_pos", "subject_user_id", "pos"),
+        Index("ix_event_log_chat_seq", "chat_id", "seq"),
+        Index("ix_event_log_target", "target_user_id", "writer", "n"),
+        Index("ix_event_log_subject", "subject_user_id", "writer", "n"),
         Index("ix_event_log_created_at", "created_at"),
     )
 
 
-class LogState(Base):
-    """One row: the last log position handed out, and the highest position purged by retention."""
+class Writer(Base):
+    """A writer slot: held by one process at a time (models.Database / storage claim it), with its counter of
+    positions handed out and the highest one purged by retention."""
 
-    __tablename__ = "log_state"
+    __tablename__ = "writers"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    last_pos: Mapped[int] = mapped_column(BigInteger, default=0)
-    floor_pos: Mapped[int] = mapped_column(BigInteger, default=0)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_n: Mapped[int] = mapped_column(BigInteger, default=0)
+    floor_n: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-__all__ = ["Base", "Chat", "EventLog", "LogState", "Member", "Message", "UTCDateTime", "User", "utcnow"]
+__all__ = ["Base", "Chat", "EventLog", "Member", "Message", "UTCDateTime", "User", "Writer", "utcnow"]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, get_type_hints
 
+from realtime.positions import Pos
+
 
 @dataclass(frozen=True, slots=True)
 class UserRef:
@@ -54,15 +56,13 @@ class Event:
     ephemeral: ClassVar[bool] = False
     # "To the others": the acting user's own connections do not receive it.
     to_others: ClassVar[bool] = False
-    # A durable event's position in the event log: global, gap-free, in commit order (None if ephemeral
-    # or not yet recorded). Clients see it only as the opaque `cursor`.
-    pos: int | None = field(default=None, kw_only=True, compare=False)
+    # A durable event's position in the event log: its writer and that writer's counter (realtime.positions;
+    # None if ephemeral or not yet recorded). Clients see positions only as the opaque cursor of what they got.
+    pos: Pos | None = field(default=None, kw_only=True, compare=False)
+    # A chat's durable event's seq in that chat: a chat's events are delivered in seq order.
+    seq: int | None = field(default=None, kw_only=True, compare=False)
     # The process that published an ephemeral event (typing): it alone expires it, unless it dies.
     origin: str | None = field(default=None, kw_only=True, compare=False)
-
-    @property
-    def cursor(self) -> str | None:
-        return None if self.pos is None else encode_cursor(self.pos)
 
     def route(self) -> Route:
         chat_id: uuid.UUID = getattr(self, "chat_id")  # noqa: B009 - every chat event has one
@@ -79,7 +79,9 @@ class Event:
     def _envelope(self) -> dict[str, Any]:
         envelope: dict[str, Any] = {"type": self.type, "data": self.payload()}
         if self.pos is not None:
-            envelope["pos"] = self.pos
+            envelope["pos"] = self.pos.encode()
+        if self.seq is not None:
+            envelope["seq"] = self.seq
         if self.origin is not None:
             envelope["origin"] = self.origin
         return envelope
@@ -242,9 +244,11 @@ def decode_envelope(envelope: Any) -> Event:
     try:
         cls = EVENT_TYPES[envelope["type"]]
         data = envelope["data"]
-        pos = envelope.get("pos")
-        if pos is not None and (not isinstance(pos, int) or isinstance(pos, bool)):
-            raise TypeError("pos")
+        raw_pos = envelope.get("pos")
+        pos = None if raw_pos is None else Pos.decode(raw_pos)
+        seq = envelope.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+            raise TypeError("seq")
         origin = envelope.get("origin")
         if origin is not None and not isinstance(origin, str):
             raise TypeError("origin")
@@ -256,11 +260,12 @@ def decode_envelope(envelope: Any) -> Event:
                 chat_id=_uuid_or_none(route.get("chat_id")),
                 exclude_user_id=_uuid_or_none(route.get("exclude_user_id")),
                 pos=pos,
+                seq=seq,
                 origin=origin,
             )
         event: Event = _build(cls, data)
-        if pos is not None or origin is not None:
-            event = dataclasses.replace(event, pos=pos, origin=origin)
+        if pos is not None or seq is not None or origin is not None:
+            event = dataclasses.replace(event, pos=pos, seq=seq, origin=origin)
         return event
     except (KeyError, TypeError, ValueError) as exc:
         raise EventDecodeError(f"expected an encoded event, got {str(envelope)[:200]!r}") from exc
@@ -282,8 +287,8 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-# Fields of the envelope, not of the payload.
-_META = frozenset({"pos", "origin"})
+# Fields of an event's envelope, not of its payload.
+_META = frozenset({"pos", "seq", "origin"})
 
 _HINTS: dict[type, dict[str, Any]] = {}
 
@@ -296,7 +301,8 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
     hints = _hints(cls)
-    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name not in _META}
+    meta = _META if issubclass(cls, Event) else frozenset()
+    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name not in meta}
     return cls(**kwargs)
 
 
@@ -322,7 +328,7 @@ def payload_schema(cls: type) -> dict[str, Any]:
     """
     schema: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if f.name in _META:
+        if f.name in _META and issubclass(cls, Event):
             continue
         hint = _hints(cls)[f.name]
         schema[f.name] = _json_type(hint)
@@ -349,24 +355,3 @@ def _json_type(hint: Any) -> Any:
     else:
         name = "object"
     return name + ("?" if nullable else "")
-
-
-# -- cursors ----------------------------------------------------------------------------------------
-
-_CURSOR_PREFIX = "tt1."
-
-
-def encode_cursor(pos: int) -> str:
-    """An opaque resume cursor for a log position."""
-    return f"{_CURSOR_PREFIX}{pos:x}"
-
-
-def decode_cursor(cursor: str) -> int | None:
-    """The log position of a cursor, or None if it is not one of ours."""
-    if not isinstance(cursor, str) or not cursor.startswith(_CURSOR_PREFIX) or len(cursor) > 40:
-        return None
-    try:
-        pos = int(cursor[len(_CURSOR_PREFIX) :], 16)
-    except ValueError:
-        return None
-    return pos if pos >= 0 else None

@@ -16,6 +16,7 @@ from typing import Any
 from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved, NewMessage
 from realtime.metrics import Histogram
 from realtime.outbox import Outbox
+from realtime.positions import Vector
 
 log = logging.getLogger(__name__)
 
@@ -23,21 +24,29 @@ _connection_ids = itertools.count(1)
 
 
 class Delivery:
-    """One event on its way to many connections: decoded once, each wire form encoded at most once."""
+    """One event on its way to many connections: decoded once, each wire form encoded at most once.
 
-    __slots__ = ("_encoded", "event", "raw")
+    `after` is how far the recipients' streams are once they have it (realtime.positions): its cursor is the
+    event's `cursor` on the wire. Ephemeral events have none."""
 
-    def __init__(self, event: Event, raw: str) -> None:
+    __slots__ = ("_encoded", "after", "event", "raw")
+
+    def __init__(self, event: Event, raw: str, after: Vector | None = None) -> None:
         self.event = event
         self.raw = raw
+        self.after = after
         self._encoded: dict[Hashable, Any] = {}
 
-    def encoded(self, form: Hashable, encode: Callable[[Event], Any]) -> Any:
-        """The event in wire form `form`, computed by `encode` for the first recipient only."""
+    @property
+    def cursor(self) -> str | None:
+        return None if self.after is None or self.event.pos is None else self.after.cursor()
+
+    def encoded(self, form: Hashable, encode: Callable[[Event, str | None], Any]) -> Any:
+        """The event in wire form `form` (with its cursor), computed by `encode` for the first recipient only."""
         try:
             return self._encoded[form]
         except KeyError:
-            value = self._encoded[form] = encode(self.event)
+            value = self._encoded[form] = encode(self.event, self.cursor)
             return value
 
     def cached(self, form: Hashable) -> Any:
@@ -144,6 +153,10 @@ class Hub:
         conn.paused.discard(chat_id)
         self.watch(conn, [chat_id])
 
+    def streams_chat(self, chat_id: uuid.UUID) -> bool:
+        """True while a connection of this process streams the chat."""
+        return chat_id in self._by_chat
+
     def connections_of(self, user_id: uuid.UUID) -> set[Connection]:
         return self._by_user.get(user_id, set())
 
@@ -187,8 +200,9 @@ class Hub:
 
     # -- fan-out ------------------------------------------------------------------------------------
 
-    def dispatch(self, event: Event, raw: str) -> None:
-        """Route one event from the bus to every local connection that should see it."""
+    def dispatch(self, event: Event, raw: str, after: Vector | None = None) -> None:
+        """Route one event from the bus to every local connection that should see it (`after`: the streams'
+        progress once they have it, for its cursor)."""
         if isinstance(event, ChatCreated):
             for member_id in event.member_ids:
                 for conn in self.connections_of(member_id):
@@ -207,7 +221,7 @@ class Hub:
 
         if isinstance(event, NewMessage) and targets and event.message.created_at.tzinfo is not None:
             self.send_latency.observe(max(0.0, (datetime.now(UTC) - event.message.created_at).total_seconds()))
-        delivery = Delivery(event, raw)
+        delivery = Delivery(event, raw, after)
         size = len(raw)
         ephemeral = event.ephemeral
         exclude = route.exclude_user_id

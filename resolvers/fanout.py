@@ -72,7 +72,7 @@ class SharedRenderer:
     """One subscription's document and variables, and the `next` payload of an event, computed once for all
     subscriptions with the same document and the same values of the variables its selection set uses."""
 
-    def __init__(self, lane: Lane, info: Any, convert: Callable[[Event], Any]) -> None:
+    def __init__(self, lane: Lane, info: Any, convert: Callable[[Event, str | None], Any]) -> None:
         self._convert = convert  # an event as the GraphQL object its selection set runs over
         raw = info._raw_info  # graphql-core's resolve info: the validated operation and its fragments
         self.prefix = '{"id":' + json.dumps(lane.operation_id) + ',"type":"next","payload":'

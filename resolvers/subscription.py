@@ -51,7 +51,7 @@ class Subscription:
             try:
                 if lane is not None and websocket is not None:
                     # graphql-transport-ws: send the events from here, each executed once for all (resolvers.fanout).
-                    renderer = fanout.SharedRenderer(lane, info, lambda e: _convert(e, rt))
+                    renderer = fanout.SharedRenderer(lane, info, lambda e, c: _convert(e, c, rt))
                     writer = StreamWriter(
                         stream, websocket.send_text, render_now=renderer.frame_now, render=renderer.frame
                     )
@@ -60,7 +60,7 @@ class Subscription:
                 while True:
                     for delivery in await stream.take():
                         if isinstance(delivery, Delivery):  # replies exist only on the legacy protocol
-                            yield delivery.encoded("graphql", lambda e: _convert(e, rt))
+                            yield delivery.encoded("graphql", lambda e, c: _convert(e, c, rt))
             except OutboxClosed as closed:
                 if closed.reason == "overflow" and websocket is not None:
                     await websocket.close(CLOSE_TRY_AGAIN_LATER)
@@ -71,5 +71,5 @@ async def _close_slow(websocket: WebSocket) -> None:
         await asyncio.wait_for(websocket.close(CLOSE_TRY_AGAIN_LATER), CLOSE_TIMEOUT_SECONDS)
 
 
-def _convert(event: Any, rt: Any) -> Any:
-    return types.event(event, is_online=rt.is_online)
+def _convert(event: Any, cursor: str | None, rt: Any) -> Any:
+    return types.event(event, cursor=cursor, is_online=rt.is_online)

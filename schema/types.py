@@ -250,9 +250,10 @@ def read_marker(view: views.ReadMarker) -> ReadMarker:
     )
 
 
-def event(e: events.Event, *, is_online: Any = None) -> Any:
-    """The GraphQL object of one event (built once per event, shared by every subscriber)."""
-    c = e.cursor or ""  # every durable event is recorded before it is published, so it has a cursor
+def event(e: events.Event, *, cursor: str | None = None, is_online: Any = None) -> Any:
+    """The GraphQL object of one event (built once per event, shared by every subscriber); `cursor`: the
+    resume cursor of the stream once it has the event (every durable event has one)."""
+    c = cursor or ""
     match e:
         case events.NewMessage():
             online = bool(is_online(e.message.sender.id)) if is_online else False

@@ -1,34 +1,70 @@
 """Reading the event log. Every durable event is recorded by the store (`storage`) in the transaction that makes
 it true, then published.
 
-Positions are global, gap-free and in commit order (see `models.EventLog`). Resuming clients replay their
-part of the log after their cursor; processes replay it to fill gaps in what the bus delivered.
+Positions are (writer, n) (realtime.positions): per writer gap-free and in that writer's commit order; a chat's
+events also carry the chat's gap-free `seq`. Resuming clients replay their part of the log after their cursor (a
+vector: per writer, how far they had got); processes read it to fill what the bus did not bring.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections import defaultdict, deque
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, false, func, or_, select, update
 
-from models import Database, EventLog, LogState, Member
-from realtime.events import decode
+from models import Database, EventLog, Member, Writer
+from realtime.events import Event, decode_envelope
+from realtime.positions import Pos, Vector
 from storage import Recorded
 
+ROW = (EventLog.writer, EventLog.n, EventLog.seq, EventLog.payload)
 
-async def current_pos(db: Database) -> int:
+
+def recorded(writer: int, n: int, seq: int | None, payload: str) -> Recorded:
+    """A stored event, its position and seq from the row (payloads stored before positions per writer carry an
+    old global `pos`)."""
+    envelope: dict[str, Any] = json.loads(payload)
+    envelope["pos"] = [writer, n]
+    if seq is not None:
+        envelope["seq"] = seq
+    return Recorded(decode_envelope(envelope), payload)
+
+
+async def current(db: Database) -> Vector:
+    """Per writer, the last position committed: everything up to it is in the log."""
     async with db.read() as session:
-        return int((await session.execute(select(LogState.last_pos).where(LogState.id == 1))).scalar_one())
+        rows = await session.execute(select(Writer.slot, Writer.last_n))
+        return Vector({slot: n for slot, n in rows.all()})
 
 
-async def fetch_range(db: Database, after: int, upto: int | None = None, *, limit: int = 10_000) -> list[str]:
-    """The recorded events after `after` (up to `upto`), in log order, as published."""
-    query = select(EventLog.payload).where(EventLog.pos > after).order_by(EventLog.pos).limit(limit)
-    if upto is not None:
-        query = query.where(EventLog.pos <= upto)
+def _after(vector: Vector, writers: set[int]) -> Any:
+    """Rows past `vector`, for every writer in `writers`."""
+    return or_(false(), *(and_(EventLog.writer == w, EventLog.n > vector[w]) for w in writers))
+
+
+async def fetch_after(db: Database, after: Vector, *, limit: int = 10_000) -> list[Recorded]:
+    """The events recorded past `after`, per writer in its order (a process catching up after a broker fault)."""
     async with db.read() as session:
-        return list((await session.execute(query)).scalars())
+        writers = set((await session.execute(select(Writer.slot))).scalars())
+        query = select(*ROW).where(_after(after, writers)).order_by(EventLog.writer, EventLog.n).limit(limit)
+        rows = (await session.execute(query)).all()
+    return [recorded(*row) for row in rows]
+
+
+async def fetch_chat(db: Database, chat_id: uuid.UUID, after_seq: int, upto_seq: int) -> list[Recorded]:
+    """A chat's events with seqs in (after_seq, upto_seq], in seq order (filling a gap in a chat's order)."""
+    query = (
+        select(*ROW)
+        .where(EventLog.chat_id == chat_id, EventLog.seq > after_seq, EventLog.seq <= upto_seq)
+        .order_by(EventLog.seq)
+    )
+    async with db.read() as session:
+        rows = (await session.execute(query)).all()
+    return [recorded(*row) for row in rows]
 
 
 class ResyncRequired(Exception):
@@ -39,53 +75,132 @@ class ResyncRequired(Exception):
         self.reason = reason
 
 
-async def replay_for(db: Database, *, user_id: uuid.UUID, after: int, upto: int, limit: int) -> list[Recorded]:
-    """The durable events a user missed after log position `after`, up to `upto`, in log order.
+async def check_cursor(db: Database, after: Vector) -> None:
+    """`ResyncRequired` for a cursor the log cannot answer: past retention for a writer, or ahead of the log."""
+    async with db.read() as session:
+        rows = (await session.execute(select(Writer.slot, Writer.last_n, Writer.floor_n))).all()
+    known = {slot: (last, floor) for slot, last, floor in rows}
+    for writer, n in after.items():
+        if writer not in known or n > known[writer][0]:
+            raise ResyncRequired("unknown cursor")
+    for writer, (_, floor) in known.items():
+        if after[writer] < floor:
+            raise ResyncRequired("cursor outside the retained log")
+
+
+async def replay_for(db: Database, *, user_id: uuid.UUID, after: Vector, upto: Vector, limit: int) -> list[Recorded]:
+    """The durable events a user missed past `after`, up to `upto`, in an order that keeps each writer's order
+    and each chat's seq order (see `merge`).
 
     A chat's events count from the moment the user joined it; a membership change about the user counts even
     when it removed them; events "to the others" skip the user who caused them.
     """
+    await check_cursor(db, after)
+    writers = upto.writers
+    if not writers:
+        return []
+    window = or_(
+        *(
+            and_(EventLog.writer == w, EventLog.n > after[w], EventLog.n <= upto[w])
+            for w in writers
+            if upto[w] > after[w]
+        )
+    )
+    member_since = exists().where(
+        Member.chat_id == EventLog.chat_id, Member.user_id == user_id, Member.joined_seq <= EventLog.seq
+    )
+    query = (
+        select(*ROW)
+        .where(
+            window,
+            or_(
+                EventLog.target_user_id == user_id,
+                EventLog.subject_user_id == user_id,
+                and_(EventLog.chat_id.is_not(None), member_since),
+            ),
+        )
+        .order_by(EventLog.writer, EventLog.n)
+        .limit(limit + 1)
+    )
     async with db.read() as session:
-        state = (await session.execute(select(LogState).where(LogState.id == 1))).scalar_one()
-        if after < state.floor_pos or after > state.last_pos:
-            raise ResyncRequired("cursor outside the retained log")
-        member_since = exists().where(
-            Member.chat_id == EventLog.chat_id, Member.user_id == user_id, Member.joined_seq <= EventLog.seq
-        )
-        query = (
-            select(EventLog.payload)
-            .where(
-                EventLog.pos > after,
-                EventLog.pos <= upto,
-                or_(
-                    EventLog.target_user_id == user_id,
-                    EventLog.subject_user_id == user_id,
-                    and_(EventLog.chat_id.is_not(None), member_since),
-                ),
-            )
-            .order_by(EventLog.pos)
-            .limit(limit + 1)
-        )
-        rows = list((await session.execute(query)).scalars())
+        rows = (await session.execute(query)).all()
     if len(rows) > limit:
         raise ResyncRequired("too many missed events")
-    replay = []
-    for raw in rows:
-        event = decode(raw)
-        if event.route().exclude_user_id == user_id:
-            continue
-        replay.append(Recorded(event, raw))
-    return replay
+    replay = [r for r in (recorded(*row) for row in rows) if r.event.route().exclude_user_id != user_id]
+    return merge(replay)
+
+
+def merge(items: list[Recorded]) -> list[Recorded]:
+    """Events of several writers in one order that keeps each writer's order (by n) and each chat's (by seq).
+
+    Both are commit orders, so such an order exists: take the head of any writer whose chat has no earlier seq
+    still waiting in the set."""
+    queues: dict[int, deque[Recorded]] = defaultdict(deque)
+    pending_seqs: dict[uuid.UUID, list[int]] = defaultdict(list)
+    for item in sorted(items, key=lambda r: (r.event.pos.writer, r.event.pos.n)):  # type: ignore[union-attr]
+        queues[item.event.pos.writer].append(item)  # type: ignore[union-attr]
+        chat = _chat_of(item.event)
+        if chat is not None:
+            pending_seqs[chat].append(item.event.seq)  # type: ignore[arg-type]
+    for seqs in pending_seqs.values():
+        seqs.sort(reverse=True)  # the lowest waiting seq last: pop() gives it
+    ordered: list[Recorded] = []
+    while queues:
+        progress = False
+        for writer in sorted(queues):
+            queue = queues[writer]
+            while queue:
+                head = queue[0]
+                chat = _chat_of(head.event)
+                if chat is not None and pending_seqs[chat][-1] != head.event.seq:
+                    break  # an earlier seq of its chat is at another writer's head or behind it
+                queue.popleft()
+                if chat is not None:
+                    pending_seqs[chat].pop()
+                ordered.append(head)
+                progress = True
+            if not queue:
+                del queues[writer]
+        if not progress:  # cannot happen with commit-ordered positions; never loop forever on bad data
+            rest = sorted((r for q in queues.values() for r in q), key=lambda r: (r.event.seq or 0))
+            return ordered + rest
+    return ordered
+
+
+def _chat_of(event: Event) -> uuid.UUID | None:
+    """The chat whose seq order an event follows (None for events outside any chat's sequence)."""
+    return event.route().chat_id if event.seq is not None else None
 
 
 async def purge_older_than(db: Database, cutoff: datetime) -> int:
-    """Drop log entries older than `cutoff` and raise the floor below which cursors need a resync."""
+    """Drop log entries older than `cutoff` and raise each writer's floor below which cursors need a resync."""
     async with db.write() as session:
-        upto = (await session.execute(select(func.max(EventLog.pos)).where(EventLog.created_at < cutoff))).scalar_one()
-        if upto is None:
-            return 0
-        result = await session.execute(delete(EventLog).where(EventLog.pos <= upto))
-        await session.execute(
-            update(LogState).where(LogState.id == 1, LogState.floor_pos < upto).values(floor_pos=upto)
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        floors = (
+            await session.execute(
+                select(EventLog.writer, func.max(EventLog.n))
+                .where(EventLog.created_at < cutoff)
+                .group_by(EventLog.writer)
+            )
+        ).all()
+        purged = 0
+        for writer, upto in floors:
+            result = await session.execute(delete(EventLog).where(EventLog.writer == writer, EventLog.n <= upto))
+            purged += int(result.rowcount or 0)  # type: ignore[attr-defined]
+            await session.execute(
+                update(Writer).where(Writer.slot == writer, Writer.floor_n < upto).values(floor_n=upto)
+            )
+        return purged
+
+
+__all__ = [
+    "Pos",
+    "ResyncRequired",
+    "check_cursor",
+    "current",
+    "fetch_after",
+    "fetch_chat",
+    "merge",
+    "purge_older_than",
+    "recorded",
+    "replay_for",
+]

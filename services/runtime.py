@@ -22,8 +22,9 @@ from realtime.admission import Admission
 from realtime.bus import EventBus
 from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
 from realtime.hub import Hub
+from realtime.positions import Vector
 from realtime.presence import HEARTBEAT_SECONDS, Presence
-from realtime.sequencer import FILL_BATCH, Sequencer
+from realtime.sequencer import Sequencer
 from realtime.typing_state import TypingTracker
 from services import journal
 from storage import Recorded, Store, open_store
@@ -37,6 +38,8 @@ RETENTION_INTERVAL_SECONDS = 600
 # behind the sequencer's gap filling, for the last event before a quiet spell).
 MAINTENANCE_SECONDS = 1.0
 CATCH_UP_CHECK_SECONDS = 5.0
+# Events read from the log per round trip while catching up.
+FETCH_BATCH = 1000
 # A script's runtime waits at most this long for the server processes' presence snapshots.
 PRESENCE_SETTLE_MAX_SECONDS = 5.0
 # Committed events waiting for the broker; beyond this (a hanging broker) the oldest go unpublished and
@@ -89,7 +92,7 @@ class Runtime:
             process_id=self.process_id,
             on_connected=self._on_bus_connected,
         )
-        self.sequencer = Sequencer(self.hub.dispatch, self._fetch_log)
+        self.sequencer = Sequencer(self.hub.dispatch, self._fetch_chat)
         self.typing = TypingTracker(
             settings.typing_ttl,
             self._announce_typing,
@@ -120,7 +123,7 @@ class Runtime:
         await self.store.start()
         # Everything after this position reaches this process by the bus, or by catch-up from the log when
         # the bus connects (again).
-        self.sequencer.last_pos = await journal.current_pos(self.db)
+        self.sequencer.start(await journal.current(self.db))
         self._started = True
         if self._manage_gc:
             self.gc_policy = gcpolicy.GcPolicy()
@@ -207,8 +210,7 @@ class Runtime:
             self.presence.handle(message)
             return
         self.events_received += 1
-        pos = message.get("pos")
-        if isinstance(pos, int) and not self.hub.wants(message) and self.sequencer.skip(pos):
+        if self._skipped(message):
             return  # durable, in its turn, and for nobody here: no need to decode it
         event = decode_envelope(message)
         if event.pos is None and event.origin == self.process_id:
@@ -218,15 +220,49 @@ class Runtime:
     def _send_control(self, message: dict[str, Any]) -> None:
         self.bus.send_control(message)
 
+    def _skipped(self, message: dict[str, Any]) -> bool:
+        """Take a durable event that nobody here wants without decoding it, if the sequencer allows."""
+        pos = message.get("pos")
+        if not (isinstance(pos, list) and len(pos) == 2 and all(isinstance(v, int) for v in pos)):
+            return False
+        if self.hub.wants(message):
+            return False
+        seq = message.get("seq")
+        data = message.get("data")
+        chat = data.get("chat_id") if isinstance(data, dict) else None
+        if message.get("type") == "global_notification":
+            route = message.get("route")
+            chat = route.get("chat_id") if isinstance(route, dict) else None
+        try:
+            chat_id = uuid.UUID(chat) if isinstance(chat, str) and isinstance(seq, int) else None
+        except ValueError:
+            return False
+        return self.sequencer.skip(pos[0], pos[1], chat_id, seq if isinstance(seq, int) else None)
+
     async def _on_bus_connected(self) -> None:
         self.presence.hello()
         if self._started:
-            caught_up = await self.sequencer.catch_up()
+            caught_up = await self.catch_up()
             if caught_up:
                 log.info("caught up %d events from the log", caught_up)
 
-    async def _fetch_log(self, after: int, upto: int | None) -> list[str]:
-        return await journal.fetch_range(self.db, after, upto, limit=FILL_BATCH)
+    async def catch_up(self) -> int:
+        """Take from the log what was recorded past what arrived (after a broker outage): live events wait
+        meanwhile, so each writer's stay in order."""
+        self.sequencer.pause()
+        count = 0
+        try:
+            while True:
+                rows = await journal.fetch_after(self.db, Vector(self.sequencer.frontier), limit=FETCH_BATCH)
+                self.sequencer.inject([(r.event, r.raw) for r in rows])
+                count += len(rows)
+                if len(rows) < FETCH_BATCH:
+                    return count
+        finally:
+            self.sequencer.resume()
+
+    async def _fetch_chat(self, chat_id: uuid.UUID, after_seq: int, upto_seq: int) -> list[tuple[Event, str]]:
+        return [(r.event, r.raw) for r in await journal.fetch_chat(self.db, chat_id, after_seq, upto_seq)]
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, context: contextvars.Context | None = None) -> None:
         """Run a follow-up in the background, keeping a reference until it ends (in `context`: by default the
@@ -260,9 +296,10 @@ class Runtime:
             since_check += MAINTENANCE_SECONDS
             if since_check >= CATCH_UP_CHECK_SECONDS:
                 since_check = 0.0
+                self.sequencer.forget_idle_chats(self.hub.streams_chat)
                 with contextlib.suppress(Exception):
-                    if await journal.current_pos(self.db) > self.sequencer.last_pos:
-                        await self.sequencer.catch_up()
+                    if (await journal.current(self.db)).beyond(Vector(self.sequencer.frontier)):
+                        await self.catch_up()
 
     async def _retention_loop(self) -> None:
         """Purge log entries past retention; every process runs it, and running it twice is harmless."""

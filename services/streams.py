@@ -3,6 +3,7 @@ when the client comes back with a cursor, first exactly the durable events it mi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -12,8 +13,9 @@ from typing import Any
 
 from logging_setup import fields
 from realtime import eager
-from realtime.events import ResyncRequired, decode_cursor, encode_cursor
+from realtime.events import ResyncRequired
 from realtime.hub import Connection, Delivery
+from realtime.positions import Vector
 from services import journal
 from services.auth import Actor, require_user
 from services.chats import user_chat_ids
@@ -22,6 +24,9 @@ from services.users import touch_last_seen
 
 log = logging.getLogger(__name__)
 
+# How long a stream resuming with a cursor from a process that is a little ahead waits for this one to get there.
+CATCH_UP_WAIT_SECONDS = 2.0
+
 
 @dataclass
 class Stream:
@@ -29,8 +34,8 @@ class Stream:
 
     conn: Connection
     replay: list[Delivery] = field(default_factory=list)
-    # Live durable events at or below this log position were in the replay (or seen before the cursor).
-    seam: int | None = None
+    # Live durable events at or below this vector were in the replay (or seen before the cursor).
+    seam: Vector | None = None
 
     async def take(self) -> list[Delivery | str]:
         """Every item ready to send, in order, waiting for at least one; raises `OutboxClosed` when the
@@ -51,7 +56,7 @@ class Stream:
             self.seam is not None
             and isinstance(item, Delivery)
             and item.event.pos is not None
-            and item.event.pos <= self.seam
+            and self.seam.covers(item.event.pos)
         )
 
 
@@ -122,7 +127,7 @@ async def current_cursor(rt: Runtime, *, actor: Actor) -> str:
     """The event stream's position now. Read it before a snapshot (chats, history), subscribe after it, and the
     events that happen between the snapshot and the subscription are replayed instead of missed."""
     require_user(actor)
-    return encode_cursor(await journal.current_pos(rt.db))
+    return (await journal.current(rt.db)).cursor()
 
 
 @contextlib.asynccontextmanager
@@ -137,11 +142,18 @@ async def open_stream(
     after it from the live stream, and the seam between them is de-duplicated by log position.
     """
     user_id = require_user(actor)
+    after = Vector.from_cursor(cursor) if cursor is not None else None
+    if after is not None:
+        # A cursor from a process that is ahead of this one by a few events: let this one get there first, so
+        # the cursors this stream hands out never go back.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CATCH_UP_WAIT_SECONDS):
+                await rt.sequencer.reached(after)
     conn = rt.hub.open(user_id, kind, conn_id)
     online = False
     try:
         rt.hub.watch(conn, await user_chat_ids(rt, user_id=user_id))
-        live_from = rt.sequencer.last_pos  # read right after watch, with no await in between
+        live_from = rt.sequencer.vector  # read right after watch, with no await in between
         stream = Stream(conn)
         if cursor is not None:
             stream.replay, stream.seam = await _replay(rt, user_id=user_id, cursor=cursor, upto=live_from)
@@ -162,28 +174,33 @@ async def open_stream(
             rt.spawn(touch_last_seen(rt, user_id=user_id))
 
 
-async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: int) -> tuple[list[Delivery], int]:
+async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: Vector) -> tuple[list[Delivery], Vector]:
     """The replay for a cursor, and the seam: live events at or below it are skipped (already seen or replayed).
 
     A cursor that cannot be replayed gets one `resync_required` and no seam beyond what this process had
     already dispatched before the connection watched its chats.
     """
-    after = decode_cursor(cursor)
+    after = Vector.from_cursor(cursor)
     if after is None:
         return [_resync("unknown cursor")], upto
-    if after >= upto:
-        # Nothing this process has dispatched is newer than the cursor; the log may still be ahead of it
-        # (another process delivered it first), but never behind a cursor we issued.
-        if after > await journal.current_pos(rt.db):
-            return [_resync("unknown cursor")], upto
-        return [], after
     try:
+        if not upto.beyond(after):
+            # Nothing this process has dispatched is newer than the cursor; the log may still be ahead of it
+            # (another process delivered it first), but never behind a cursor we issued.
+            await journal.check_cursor(rt.db, after)
+            return [], after.max(upto)
         recorded = await journal.replay_for(
             rt.db, user_id=user_id, after=after, upto=upto, limit=rt.settings.resume_max_events
         )
     except journal.ResyncRequired as exc:
         return [_resync(exc.reason)], upto
-    return [Delivery(r.event, r.raw) for r in recorded], upto
+    replay = []
+    reached = after
+    for item in recorded:
+        assert item.event.pos is not None
+        reached = reached.with_(item.event.pos)
+        replay.append(Delivery(item.event, item.raw, reached))
+    return replay, after.max(upto)
 
 
 def _resync(reason: str) -> Delivery:

@@ -23,6 +23,7 @@ from typing import Any
 
 from models import User, utcnow
 from realtime.events import ChatCreated, Event, MessageData
+from realtime.positions import Pos
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +45,15 @@ class Logged:
     subject_user_id: uuid.UUID | None = None  # the user a membership change is about
     recorded: Recorded | None = None
 
-    def at(self, pos: int) -> dict[str, Any]:
+    def at(self, pos: Pos) -> dict[str, Any]:
         """Give the event its log position: sets `recorded` and returns the `event_log` row."""
-        positioned = dataclasses.replace(self.event, pos=pos)
+        positioned = dataclasses.replace(self.event, pos=pos, seq=self.seq)
         raw = positioned.encode()
         self.recorded = Recorded(positioned, raw)
         route = positioned.route()
         return {
-            "pos": pos,
+            "writer": pos.writer,
+            "n": pos.n,
             "chat_id": route.chat_id,
             "seq": self.seq,
             "target_user_id": self.target_user_id if self.target_user_id is not None else route.user_id,
@@ -138,7 +140,11 @@ class NewChat:
 
 
 class Store(ABC):
-    """Every durable change of the product. Backends: `storage.sqlite` and `storage.postgres`."""
+    """Every durable change of the product. Backends: `storage.sqlite` and `storage.postgres`.
+
+    `writer` is the writer slot this store holds once started: the first number of the positions it gives."""
+
+    writer: int = 0
 
     @abstractmethod
     async def start(self) -> None: ...

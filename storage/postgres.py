@@ -7,8 +7,8 @@ after another, then the batch's events into the log in two statements, then one 
 batch. A unit that fails unexpectedly rolls its batch back; the batch's units then run again one per
 transaction, so only the failing one fails.
 
-Log positions are taken by the batch's last statements, just before its COMMIT (the `log_state` row's lock is
-held for that last moment only).
+Log positions are this writer's own (realtime.positions): the batch's last statements take as many from the
+writer's row, which no other process touches, just before its COMMIT.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from realtime.events import (
     NewMessage,
     UserRef,
 )
+from realtime.positions import Pos
 from storage.base import Changed, Created, Logged, NewChat, Publish, ReadMoved, Refusal, Sent, Store
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,20 @@ SELECT idx, seq, email, image_url, message_id AS id, false AS retry, NULL::text 
 UNION ALL
 SELECT idx, seq, email, image_url, id, true, content, created_at, updated_at FROM retried
 """
-NEXT_POSITIONS = "UPDATE log_state SET last_pos = last_pos + $1 WHERE id = 1 RETURNING last_pos"
+# The writer's own counter: its row is touched by its holder only (a PostgreSQL advisory lock of the writer
+# connection's session holds the slot), so no two processes ever wait on it.
+NEXT_POSITIONS = "UPDATE writers SET last_n = last_n + $2 WHERE slot = $1 RETURNING last_n"
 INSERT_LOG = """
-INSERT INTO event_log (pos, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at)
-SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
-                     $8::timestamptz[])
+INSERT INTO event_log (writer, n, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at)
+SELECT * FROM unnest($1::int[], $2::bigint[], $3::uuid[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[],
+                     $8::text[], $9::timestamptz[])
 """
+# Writer slots: advisory locks (class, slot) on the writer connection's session; a slot is free again when the
+# session that held it ends (its process stopped or died).
+SLOT_LOCK_CLASS = 7310002
+MAX_WRITERS = 1024
+CLAIM_SLOT = "SELECT pg_try_advisory_lock($1, $2)"
+ADD_SLOT = "INSERT INTO writers (slot, last_n, floor_n) VALUES ($1, 0, 0) ON CONFLICT (slot) DO NOTHING"
 NEXT_SEQ = "UPDATE chats SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 RETURNING last_seq"
 NEXT_SEQ_OF_MEMBER = (
     "UPDATE chats SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 "
@@ -144,6 +153,7 @@ class PostgresStore(Store):
         self.units = 0
 
     async def start(self) -> None:
+        await self._connect()  # claims the writer slot now: the runtime announces it
         self._writer = asyncio.create_task(self._write_loop(), name="postgres-writer")
 
     async def close(self) -> None:
@@ -189,8 +199,22 @@ class PostgresStore(Store):
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
-            self._connection = await asyncpg.connect(self._dsn)
+            connection = await asyncpg.connect(self._dsn)
+            try:
+                self.writer = await self._claim(connection)
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection = connection
         return self._connection
+
+    async def _claim(self, connection: asyncpg.Connection) -> int:
+        """A free writer slot for this connection's session, the one held before (after a reconnect) first."""
+        for slot in dict.fromkeys([self.writer, *range(MAX_WRITERS)]):
+            if await connection.fetchval(CLAIM_SLOT, SLOT_LOCK_CLASS, slot):
+                await connection.execute(ADD_SLOT, slot)
+                return slot
+        raise RuntimeError(f"all {MAX_WRITERS} writer slots are held: too many server processes")
 
     async def _commit(self, connection: asyncpg.Connection, batch: list[_Job[Any]]) -> None:
         try:
@@ -240,8 +264,9 @@ class PostgresStore(Store):
                     outcomes[i] = await job.unit(connection, job.logged)
             logged = [entry for job in batch for entry in job.logged]
             if logged:
-                last = int(await connection.fetchval(NEXT_POSITIONS, len(logged)))
-                rows = [entry.at(pos) for pos, entry in enumerate(logged, start=last - len(logged) + 1)]
+                last = int(await connection.fetchval(NEXT_POSITIONS, self.writer, len(logged)))
+                first = last - len(logged) + 1
+                rows = [entry.at(Pos(self.writer, n)) for n, entry in enumerate(logged, start=first)]
                 await connection.execute(INSERT_LOG, *zip(*(_log_row(row) for row in rows), strict=True))
         return outcomes
 
@@ -469,7 +494,8 @@ def _sent(sends: list[tuple[int, _Job[Any]]], rows: list[Any], now: datetime) ->
 
 def _log_row(row: dict[str, Any]) -> tuple[Any, ...]:
     return (
-        row["pos"],
+        row["writer"],
+        row["n"],
         row["chat_id"],
         row["seq"],
         row["target_user_id"],

@@ -28,6 +28,7 @@ from realtime.events import (
     NewMessage,
     UserRef,
 )
+from realtime.positions import Pos
 from storage.base import (
     Changed,
     Created,
@@ -42,10 +43,14 @@ from storage.base import (
 
 T = TypeVar("T")
 
-_NEXT_POS = "UPDATE log_state SET last_pos = last_pos + 1 WHERE id = 1 RETURNING last_pos"
+# SQLite has one writer at a time: every process on the file writes as slot 0, its counter serialized by the
+# database's own write lock (so n is gap-free and in commit order across them too).
+SLOT = 0
+_CLAIM = "INSERT INTO writers (slot, last_n, floor_n) VALUES (0, 0, 0) ON CONFLICT (slot) DO NOTHING"
+_NEXT_POS = "UPDATE writers SET last_n = last_n + 1 WHERE slot = 0 RETURNING last_n"
 _INSERT_LOG = (
-    "INSERT INTO event_log (pos, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO event_log (writer, n, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _IS_MEMBER = "SELECT 1 FROM members WHERE chat_id = ? AND user_id = ?"
 _NEXT_SEQ = "UPDATE chats SET last_seq = last_seq + 1, updated_at = ? WHERE id = ? RETURNING last_seq"
@@ -74,12 +79,13 @@ def _time(value: str) -> datetime:
 
 def _log(connection: sqlite3.Connection, logged: Logged) -> None:
     """Give the event the next log position and store it (its `recorded` is then set)."""
-    (pos,) = connection.execute(_NEXT_POS).fetchone()
-    row = logged.at(pos)
+    (n,) = connection.execute(_NEXT_POS).fetchone()
+    row = logged.at(Pos(SLOT, n))
     connection.execute(
         _INSERT_LOG,
         (
-            row["pos"],
+            row["writer"],
+            row["n"],
             _key(row["chat_id"]),
             row["seq"],
             _key(row["target_user_id"]),
@@ -106,17 +112,18 @@ class SqliteStore(Store):
             raise ValueError(f"expected a SQLite file, got {db.url!r} (an in-memory database is one per connection)")
         self._db = db
         self._publish = publish
-        self.writer = GroupCommit(db.sqlite_path)
+        self.writer_thread = GroupCommit(db.sqlite_path)
 
     @property
     def transactions(self) -> int:
-        return self.writer.transactions
+        return self.writer_thread.transactions
 
     async def start(self) -> None:
-        pass  # the writer thread starts with the first unit
+        self.writer = SLOT
+        await self.writer_thread.run(lambda connection: connection.execute(_CLAIM))
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.writer.close)
+        await asyncio.to_thread(self.writer_thread.close)
 
     async def _run(self, unit: Callable[[sqlite3.Connection, list[Logged]], T]) -> T:
         """Run `unit(connection, logged)` in the next group commit; publish what it logged once committed."""
@@ -133,7 +140,7 @@ class SqliteStore(Store):
                 assert entry.recorded is not None
                 self._publish(entry.recorded)
 
-        result, _ = await self.writer.run(run, committed=committed)
+        result, _ = await self.writer_thread.run(run, committed=committed)
         return result
 
     # -- messages -----------------------------------------------------------------------------------------

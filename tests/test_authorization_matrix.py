@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from legacy_ws.endpoint import LegacySession
-from realtime.events import decode_cursor
+from realtime.positions import Vector
 from resolvers import build_schema
 from tests.legacy_client import LegacyClient
 from tests.support import CHAT_EVENTS, EVENT_TIMEOUT, TRANSPORT_WS, Api, Subscriber, User
@@ -326,7 +326,7 @@ async def check_chat(world: World, role: str, data: dict[str, Any]) -> None:
 
 
 async def check_event_cursor(world: World, role: str, data: dict[str, Any]) -> None:
-    assert decode_cursor(data["eventCursor"]) is not None
+    assert Vector.from_cursor(data["eventCursor"]) is not None
 
 
 async def check_messages(world: World, role: str, data: dict[str, Any]) -> None:

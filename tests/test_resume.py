@@ -374,12 +374,17 @@ async def test_concurrent_writers_to_one_chat_get_gap_free_seqs_seen_in_order(ap
 
 
 def test_cursor_is_opaque_string() -> None:
-    from realtime.events import decode_cursor, encode_cursor
+    from realtime.positions import Pos, Vector
 
-    assert isinstance(encode_cursor(42), str)
-    assert decode_cursor(encode_cursor(42)) == 42
-    assert decode_cursor(json.dumps({"pos": 1})) is None
-    assert decode_cursor(str(uuid.uuid4())) is None
+    cursor = Vector({0: 42, 3: 7}).cursor()
+    assert isinstance(cursor, str)
+    decoded = Vector.from_cursor(cursor)
+    assert decoded == Vector({0: 42, 3: 7})
+    assert decoded.covers(Pos(3, 7)) and not decoded.covers(Pos(3, 8))
+    assert Vector.from_cursor("tt1.2a") == Vector({0: 42})  # an earlier build's cursor: writer 0's positions
+    assert Vector.from_cursor(json.dumps({"pos": 1})) is None
+    assert Vector.from_cursor(str(uuid.uuid4())) is None
+    assert Vector.from_cursor("tt2.0-1.0-2") is None  # a writer twice
 
 
 @pytest.mark.parametrize("protocol", ["legacy", "graphql"])
