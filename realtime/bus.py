@@ -1,16 +1,25 @@
-"""The event bus: one broadcaster channel shared by every process, supervised.
+"""The event bus: routed channels on Redis (one per chat and per user, and one control channel every process
+hears), or broadcaster's in-process `memory://` for a single process; supervised.
 
-Every process subscribes once to a single channel and routes what arrives. One channel means no per-chat
-subscribe races and no event lost because a chat's channel was not subscribed yet (both broadcaster
-PITFALLS); the price is that every process sees every event: one JSON decode per event per process, not per
-recipient. Messages are always JSON strings: `memory://` would pass Python objects through, Redis returns
-`str`, and tests must not pass on one and fail on the other.
+Routing: a durable event is published on its chat's channel, and on the channels of the users it names (a
+notification's target, a membership change's subject, a new chat's members). A process subscribes to the
+control channel and to the channels of the chats and users of its own connections only, so it receives what its
+connections need and not the cluster's whole traffic. Typing and presence go on the control channel (every
+process answers `chatStatus` for any user).
 
-broadcaster's listener dies silently when Redis drops (PITFALLS: subscribers then block forever while
-publishing still works). So the bus proves its own liveness end to end: every `HEARTBEAT_SECONDS` it publishes
-a heartbeat and expects to hear it back on the subscription. Silence for `SILENCE_SECONDS`, or any error,
-ends the session; the supervisor reconnects with backoff, resubscribes, and — once its own heartbeat comes
-back — reports connected and calls `on_connected` (the runtime catches up from the event log).
+Order: a process publishes on one connection, in order, and subscribes on one connection: Redis hands each
+subscriber a publisher's messages in the publisher's order, whatever their channels. After each batch of events
+a writer publishes `{"type": "_upto", "writer": slot, "n": last}` on the control channel: every process learns
+how far each writer has got, including through events it did not receive (realtime.sequencer).
+
+Messages are always JSON strings: `memory://` would pass Python objects through, Redis returns `bytes`/`str`,
+and tests must not pass on one and fail on the other.
+
+broadcaster's listener dies silently when Redis drops (PITFALLS), and a subscription can die while publishing
+still works: the bus proves its own liveness end to end by publishing a heartbeat every `HEARTBEAT_SECONDS` on the
+control channel and expecting to hear it back. Silence for `SILENCE_SECONDS`, or any error, ends the session; the
+supervisor reconnects with backoff, subscribes again to every channel its connections need, and — once its own
+heartbeat comes back — reports connected and calls `on_connected` (the runtime catches up from the event log).
 """
 
 from __future__ import annotations
@@ -21,17 +30,20 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import redis.asyncio
 from broadcaster import Broadcast
 
+from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved
 from realtime.presence import HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "tailtrail.events"
+CONTROL = "tailtrail.control"
+# The one channel of `memory://` (one process: nothing to route).
+LOCAL = "tailtrail.events"
 # Four missed heartbeats: long enough to ride out a GC pause or a busy loop, short enough that a dead broker
 # is noticed within two seconds.
 SILENCE_SECONDS = 4 * HEARTBEAT_SECONDS
@@ -39,10 +51,143 @@ SILENCE_SECONDS = 4 * HEARTBEAT_SECONDS
 BACKOFF_START, BACKOFF_MAX = 0.1, 1.0
 # A publish or connect that takes longer than this is treated as a broker fault, never a hang.
 BROKER_TIMEOUT = 2.0
+# A channel no local connection needs is kept this long: clients reconnecting at once (a deploy, a flaky
+# network) find it subscribed and need no catch-up from the log.
+DROP_DELAY_SECONDS = 30.0
+# Channels named in one SUBSCRIBE or UNSUBSCRIBE command at most.
+SUBSCRIBE_BATCH = 1000
+
+
+def chat_channel(chat_id: object) -> str:
+    return f"tailtrail.chat.{chat_id}"
+
+
+def user_channel(user_id: object) -> str:
+    return f"tailtrail.user.{user_id}"
 
 
 class BrokerSilent(Exception):
     """Our own heartbeat did not come back: the subscription is dead even if publishing works."""
+
+
+class _Session:
+    """One connection to the broker: subscribe, unsubscribe, publish, and the messages that arrive."""
+
+    routed = True
+
+    async def subscribe(self, channels: list[str], *, confirmed: bool = True) -> None: ...
+
+    async def unsubscribe(self, channels: list[str]) -> None: ...
+
+    async def publish(self, items: list[tuple[list[str], str]]) -> None: ...
+
+    def messages(self) -> AsyncIterator[str]: ...
+
+    async def close(self) -> None: ...
+
+
+class _LocalSession(_Session):
+    """`memory://`: broadcaster in one process; every message on one channel (there is nothing to route)."""
+
+    routed = False
+
+    def __init__(self, url: str) -> None:
+        self._broadcast = Broadcast(url)
+        self._subscription: Any = None
+        self._subscriber: Any = None
+
+    async def open(self) -> None:
+        await self._broadcast.connect()
+        self._subscription = self._broadcast.subscribe(LOCAL)
+        self._subscriber = await self._subscription.__aenter__()
+
+    async def subscribe(self, channels: list[str], *, confirmed: bool = True) -> None:
+        pass
+
+    async def unsubscribe(self, channels: list[str]) -> None:
+        pass
+
+    async def publish(self, items: list[tuple[list[str], str]]) -> None:
+        for _, raw in items:
+            await self._broadcast.publish(LOCAL, raw)
+
+    async def messages(self) -> AsyncIterator[str]:  # type: ignore[override]
+        async for item in self._subscriber:
+            if item is None:
+                return
+            yield item.message
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.__aexit__(None, None, None)
+        await self._broadcast.disconnect()
+
+
+class _RedisSession(_Session):
+    """Redis pub/sub on two connections of our own: one subscribing (its subscriptions change with the
+    connections of this process), one publishing (many messages per round trip, in order)."""
+
+    def __init__(self, url: str) -> None:
+        self._publisher = redis.asyncio.Redis.from_url(url)
+        self._client = redis.asyncio.Redis.from_url(url)
+        self._pubsub = self._client.pubsub()
+        # Channels whose SUBSCRIBE Redis has not confirmed yet, and who waits for them.
+        self._unconfirmed: dict[str, asyncio.Future[None]] = {}
+
+    async def open(self) -> None:
+        await self._publisher.ping()
+
+    async def subscribe(self, channels: list[str], *, confirmed: bool = True) -> None:
+        """Subscribe, and (`confirmed`) return once Redis confirmed every channel: from then on it delivers what
+        is published on them. (Confirmations arrive through `messages`, which must be running.)"""
+        if not confirmed:
+            await self._pubsub.subscribe(*channels)
+            return
+        loop = asyncio.get_running_loop()
+        waits = []
+        for channel in channels:
+            future = self._unconfirmed.get(channel)
+            if future is None:
+                future = self._unconfirmed[channel] = loop.create_future()
+            waits.append(future)
+        for start in range(0, len(channels), SUBSCRIBE_BATCH):
+            await self._pubsub.subscribe(*channels[start : start + SUBSCRIBE_BATCH])
+        await asyncio.wait_for(asyncio.gather(*waits), BROKER_TIMEOUT)
+
+    async def unsubscribe(self, channels: list[str]) -> None:
+        for start in range(0, len(channels), SUBSCRIBE_BATCH):
+            await self._pubsub.unsubscribe(*channels[start : start + SUBSCRIBE_BATCH])
+
+    async def publish(self, items: list[tuple[list[str], str]]) -> None:
+        async with self._publisher.pipeline(transaction=False) as pipe:
+            for channels, raw in items:
+                for channel in channels:
+                    pipe.publish(channel, raw)
+            await asyncio.wait_for(pipe.execute(), BROKER_TIMEOUT)
+
+    async def messages(self) -> AsyncIterator[str]:  # type: ignore[override]
+        while True:
+            message = await self._pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "subscribe":
+                channel = message["channel"]
+                future = self._unconfirmed.pop(channel.decode() if isinstance(channel, bytes) else channel, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+            elif kind == "message":
+                data = message["data"]
+                yield data.decode() if isinstance(data, bytes) else data
+
+    async def close(self) -> None:
+        for future in self._unconfirmed.values():
+            if not future.done():
+                future.cancel()
+        for closing in (self._pubsub.aclose(), self._client.aclose(), self._publisher.aclose()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closing, BROKER_TIMEOUT)
 
 
 class EventBus:
@@ -54,18 +199,26 @@ class EventBus:
         heartbeat: Callable[[], dict[str, Any]],
         process_id: str,
         on_connected: Callable[[], Awaitable[None]] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
+        self._on_lost = on_lost
         self._on_message = on_message
         self._heartbeat_message = heartbeat
         self._process_id = process_id
         self._on_connected = on_connected
-        self._broadcast: Broadcast | None = None
-        self._publisher: redis.asyncio.Redis | None = None
+        self._session: _Session | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._last_echo = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The channels this process's connections need (besides CONTROL), kept across reconnections.
+        self._wanted: set[str] = set()
+        self._dropping: dict[str, float] = {}  # channel -> when it is unsubscribed, unless wanted again
+        self._subscribed: set[str] = set()
+        self._changed = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
         self.published = 0
         self.publish_failures = 0
         self.reconnects = 0
@@ -73,6 +226,11 @@ class EventBus:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def routed(self) -> bool:
+        """True when the bus delivers only the subscribed channels (Redis); False for `memory://`."""
+        return not self.url.startswith("memory://")
 
     async def start(self, *, wait: float) -> bool:
         """Start the supervisor; wait up to `wait` seconds for the first connection. A broker that is down
@@ -90,12 +248,75 @@ class EventBus:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._supervisor
 
+    # -- subscriptions ---------------------------------------------------------------------------------------
+
+    def want(self, chats: Iterable[object] = (), users: Iterable[object] = ()) -> bool:
+        """Subscribe to these chats' and users' channels (from the next moment on). True if one of them was not
+        subscribed: what it carried until now did not come here."""
+        return self.want_channels([*map(chat_channel, chats), *map(user_channel, users)])
+
+    def drop(self, chats: Iterable[object] = (), users: Iterable[object] = ()) -> None:
+        """No connection here needs these chats' and users' channels any more."""
+        self.drop_channels([*map(chat_channel, chats), *map(user_channel, users)])
+
+    def want_channels(self, channels: Iterable[str]) -> bool:
+        new = False
+        for channel in channels:
+            if self._dropping.pop(channel, None) is not None:
+                continue  # still subscribed: it was only going to be dropped
+            if channel not in self._wanted:
+                self._wanted.add(channel)
+                new = True
+        if new and self.routed:
+            self._settled.clear()
+            self._changed.set()
+        return new and self.routed
+
+    def drop_channels(self, channels: Iterable[str]) -> None:
+        """Unsubscribe in a while (a client that reconnects at once finds them still subscribed)."""
+        deadline = time.monotonic() + DROP_DELAY_SECONDS
+        for channel in channels:
+            if channel in self._wanted:
+                self._dropping[channel] = deadline
+        self._changed.set()
+
+    async def subscribed(self) -> None:
+        """Return once every wanted channel is subscribed (confirmed by the broker)."""
+        await self._settled.wait()
+
+    async def _follow(self, session: _Session) -> None:
+        """Keep the session's subscriptions equal to the wanted channels."""
+        while True:
+            self._changed.clear()
+            now = time.monotonic()
+            expired = [c for c, deadline in self._dropping.items() if deadline <= now]
+            for channel in expired:
+                del self._dropping[channel]
+                self._wanted.discard(channel)
+            wanted = set(self._wanted)
+            add, remove = sorted(wanted - self._subscribed), sorted(self._subscribed - wanted)
+            if remove:
+                await session.unsubscribe(remove)
+                self._subscribed.difference_update(remove)
+            if add:
+                await session.subscribe(add)
+                self._subscribed.update(add)
+            if self._wanted <= self._subscribed:
+                self._settled.set()
+            if not self._changed.is_set():
+                next_drop = min(self._dropping.values(), default=None)
+                timeout = None if next_drop is None else max(0.0, next_drop - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+
+    # -- the session -----------------------------------------------------------------------------------------
+
     async def _supervise(self) -> None:
         backoff = BACKOFF_START
         first = True
         while True:
             try:
-                await self._session(first)
+                await self._run_session(first)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every broker fault ends the session the same way
@@ -105,58 +326,59 @@ class EventBus:
                     log.debug("event bus not reachable yet: %r", exc)
             if self.connected:
                 backoff = BACKOFF_START
+                if self._on_lost is not None:
+                    self._on_lost()
             self._connected.clear()
             first = False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
-    async def _session(self, first: bool) -> None:
-        broadcast = Broadcast(self.url)
-        await asyncio.wait_for(broadcast.connect(), BROKER_TIMEOUT)
-        self._broadcast = broadcast
-        if self.url.startswith(("redis://", "rediss://")):
-            # Our own connection for publishing: many events in one pipelined round trip (broadcaster publishes
-            # one command at a time, and redis-py's per-command overhead was a fifth of a server's CPU).
-            self._publisher = redis.asyncio.Redis.from_url(self.url)
+    async def _run_session(self, first: bool) -> None:
+        session: _LocalSession | _RedisSession = _LocalSession(self.url) if not self.routed else _RedisSession(self.url)
+        await asyncio.wait_for(session.open(), BROKER_TIMEOUT)
+        self._subscribed = set()
         try:
-            async with broadcast.subscribe(CHANNEL) as subscriber:
-                self._last_echo = time.monotonic()
-                reader = asyncio.create_task(self._read(subscriber, first))
-                beater = asyncio.create_task(self._beat(broadcast))
-                try:
-                    done, _ = await asyncio.wait({reader, beater}, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()
-                    raise BrokerSilent("subscription ended")
-                finally:
-                    for task in (reader, beater):
-                        task.cancel()
-                    await asyncio.gather(reader, beater, return_exceptions=True)
+            await session.subscribe([CONTROL], confirmed=False)  # the heartbeat's echo proves it
+            self._session = session
+            self._last_echo = time.monotonic()
+            tasks = [
+                asyncio.create_task(self._read(session, first)),
+                asyncio.create_task(self._beat(session)),
+                asyncio.create_task(self._follow(session)),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+                raise BrokerSilent("subscription ended")
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            self._broadcast = None
-            publisher, self._publisher = self._publisher, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(broadcast.disconnect(), BROKER_TIMEOUT)
-            if publisher is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(publisher.aclose(), BROKER_TIMEOUT)
+            self._session = None
+            self._subscribed = set()
+            if self._wanted:
+                self._settled.clear()
+            await session.close()
 
-    async def _beat(self, broadcast: Broadcast) -> None:
+    async def _beat(self, session: _Session) -> None:
         while True:
-            await asyncio.wait_for(broadcast.publish(CHANNEL, json.dumps(self._heartbeat_message())), BROKER_TIMEOUT)
+            await asyncio.wait_for(
+                session.publish([([CONTROL], json.dumps(self._heartbeat_message()))]), BROKER_TIMEOUT
+            )
             await asyncio.sleep(HEARTBEAT_SECONDS)
             if time.monotonic() - self._last_echo > SILENCE_SECONDS:
                 raise BrokerSilent(f"no heartbeat for {SILENCE_SECONDS}s")
 
-    async def _read(self, subscriber: Any, first: bool) -> None:
-        async for item in subscriber:
-            if item is None:
-                return
-            raw = item.message
+    async def _read(self, session: _Session, first: bool) -> None:
+        async for raw in session.messages():
             try:
                 message = json.loads(raw)
             except ValueError:
                 log.warning("dropped a message that is not JSON from the bus")
+                continue
+            if not isinstance(message, dict):
                 continue
             if message.get("type") == "_heartbeat" and message.get("process") == self._process_id:
                 self._last_echo = time.monotonic()
@@ -174,43 +396,28 @@ class EventBus:
             except Exception:  # one bad message must not stop the stream for everyone
                 log.exception("failed to handle a bus message")
 
-    async def publish_raw(self, raw: str) -> bool:
-        """Publish a JSON string. Never raises: a failed publish must not fail a committed write (the event is
-        in the log and reaches clients by catch-up)."""
-        broadcast = self._broadcast
-        if broadcast is None or not self.connected:
-            self.publish_failures += 1
-            return False
-        try:
-            await asyncio.wait_for(broadcast.publish(CHANNEL, raw), BROKER_TIMEOUT)
-        except Exception as exc:
-            self.publish_failures += 1
-            log.warning("publish failed (%s); clients catch up from the log", exc.__class__.__name__)
-            return False
-        self.published += 1
-        return True
+    # -- publishing ------------------------------------------------------------------------------------------
 
-    async def publish_many(self, raws: list[str]) -> bool:
-        """Publish JSON strings in order, in one round trip where the broker allows. Never raises (as
-        `publish_raw`): what fails is counted, and clients catch up from the log."""
-        publisher = self._publisher
-        if publisher is None or not self.connected:
-            for raw in raws:
-                await self.publish_raw(raw)
-            return True
+    async def publish_many(self, items: list[tuple[list[str], str]]) -> bool:
+        """Publish JSON strings on their channels, in order, in one round trip. Never raises: a failed publish
+        must not fail a committed write (the events are in the log and reach clients by catch-up)."""
+        session = self._session
+        if session is None or not self.connected:
+            self.publish_failures += len(items)
+            return False
         try:
-            async with publisher.pipeline(transaction=False) as pipe:
-                for raw in raws:
-                    pipe.publish(CHANNEL, raw)
-                await asyncio.wait_for(pipe.execute(), BROKER_TIMEOUT)
+            await session.publish(items)
         except Exception as exc:
-            self.publish_failures += len(raws)
+            self.publish_failures += len(items)
             log.warning(
-                "publish of %d events failed (%s); clients catch up from the log", len(raws), exc.__class__.__name__
+                "publish of %d messages failed (%s); clients catch up from the log", len(items), exc.__class__.__name__
             )
             return False
-        self.published += len(raws)
+        self.published += len(items)
         return True
+
+    async def publish_raw(self, raw: str, channels: list[str] | None = None) -> bool:
+        return await self.publish_many([(channels or [CONTROL], raw)])
 
     def send_control(self, message: dict[str, Any]) -> None:
         """Fire-and-forget a control message (presence); losing one is repaired by the next heartbeat."""
@@ -221,3 +428,16 @@ class EventBus:
         task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())  # nobody's connection
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def channels_of(event: Event) -> list[str]:
+    """Where a durable event is published: its chat's channel and the channels of the users it names."""
+    if isinstance(event, ChatCreated):  # a new chat: its members' processes start streaming it
+        return [user_channel(m) for m in event.member_ids]
+    route = event.route()
+    channels = [] if route.chat_id is None else [chat_channel(route.chat_id)]
+    if route.user_id is not None:
+        channels.append(user_channel(route.user_id))
+    if isinstance(event, (MemberAdded, MemberRemoved)):  # the member hears of it even when not streaming it
+        channels.append(user_channel(event.user_id))
+    return channels

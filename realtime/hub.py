@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved, NewMessage
 from realtime.metrics import Histogram
@@ -84,6 +84,9 @@ class Connection:
         # The adapter's way to send a delivery at once, from the fan-out, when nothing is queued before it
         # (realtime.eager): True if it took the delivery, False to queue it in the outbox as usual.
         self.write_now: Callable[[Delivery], bool] | None = None
+        # True once opening or watching for this connection made the process subscribe to a chat or user it did
+        # not receive: the stream reads what it missed from the log (services.streams).
+        self.subscribed_new = False
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id}>"
@@ -93,10 +96,32 @@ class Connection:
         self.outbox.put(text, size=len(text), ephemeral=False)
 
 
+class Interest(Protocol):
+    """What the hub tells the bus: the chats and users whose events this process now needs, or no longer."""
+
+    def want(self, chats: Iterable[uuid.UUID] = (), users: Iterable[uuid.UUID] = ()) -> bool:
+        """True if one of them was not subscribed yet (its events published until now did not come here)."""
+        ...
+
+    def drop(self, chats: Iterable[uuid.UUID] = (), users: Iterable[uuid.UUID] = ()) -> None: ...
+
+
+class CatchUp:
+    """An outbox item: the connection started streaming a chat this process did not receive until now (a chat
+    created with its user, or its user added). What the chat's channel carried before this process subscribed
+    is read from the log, from `after` (how far the connection's stream was) on, before anything after it."""
+
+    __slots__ = ("after",)
+
+    def __init__(self, after: Vector | None) -> None:
+        self.after = after
+
+
 class Hub:
-    def __init__(self, *, outbox_max_events: int, outbox_max_bytes: int) -> None:
+    def __init__(self, *, outbox_max_events: int, outbox_max_bytes: int, interest: Interest) -> None:
         self._outbox_max_events = outbox_max_events
         self._outbox_max_bytes = outbox_max_bytes
+        self._interest = interest
         self._by_user: dict[uuid.UUID, set[Connection]] = {}
         self._by_chat: dict[uuid.UUID, set[Connection]] = {}
         self.open_by_kind: dict[str, int] = {}
@@ -116,6 +141,8 @@ class Hub:
         """Register a connection by user first, so membership events reach it before its chats are loaded."""
         outbox: Outbox[Delivery | str] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
         conn = Connection(user_id, kind, outbox, conn_id)
+        if user_id not in self._by_user:
+            conn.subscribed_new = self._interest.want(users=[user_id])
         self._by_user.setdefault(user_id, set()).add(conn)
         self.open_by_kind[kind] = self.open_by_kind.get(kind, 0) + 1
         return conn
@@ -129,20 +156,31 @@ class Hub:
             self.open_by_kind[conn.kind] -= 1
             self.closed_connections += 1
         conn.outbox.close()
-        for chat_id in conn.chats:
-            self._discard(self._by_chat, chat_id, conn)
+        unwatched = [chat_id for chat_id in conn.chats if self._discard(self._by_chat, chat_id, conn)]
         conn.chats.clear()
-        return self._discard(self._by_user, conn.user_id, conn)
+        last = self._discard(self._by_user, conn.user_id, conn)
+        self._interest.drop(chats=unwatched, users=[conn.user_id] if last else [])
+        return last
 
-    def watch(self, conn: Connection, chat_ids: set[uuid.UUID] | list[uuid.UUID]) -> None:
+    def watch(self, conn: Connection, chat_ids: set[uuid.UUID] | list[uuid.UUID]) -> bool:
+        """Stream these chats on the connection. True if this process had to subscribe to one of them (its events
+        until now did not come here: the connection's stream must read them from the log)."""
+        new = []
         for chat_id in chat_ids:
             conn.chats.add(chat_id)
-            self._by_chat.setdefault(chat_id, set()).add(conn)
+            watchers = self._by_chat.setdefault(chat_id, set())
+            if not watchers:
+                new.append(chat_id)
+            watchers.add(conn)
+        subscribed_new = bool(new) and self._interest.want(chats=new)
+        conn.subscribed_new = conn.subscribed_new or subscribed_new
+        return subscribed_new
 
     def unwatch(self, conn: Connection, chat_id: uuid.UUID) -> None:
         conn.chats.discard(chat_id)
         conn.paused.discard(chat_id)
-        self._discard(self._by_chat, chat_id, conn)
+        if self._discard(self._by_chat, chat_id, conn):
+            self._interest.drop(chats=[chat_id])
 
     def pause(self, conn: Connection, chat_id: uuid.UUID) -> None:
         """Stop this connection's events of a chat (legacy `leave_chat`); membership is unchanged."""
@@ -203,13 +241,16 @@ class Hub:
     def dispatch(self, event: Event, raw: str, after: Vector | None = None) -> None:
         """Route one event from the bus to every local connection that should see it (`after`: the streams'
         progress once they have it, for its cursor)."""
+        starting: list[Connection] = []  # connections that start streaming a chat this process did not receive
         if isinstance(event, ChatCreated):
             for member_id in event.member_ids:
                 for conn in self.connections_of(member_id):
-                    self.watch(conn, [event.chat_id])
+                    if self.watch(conn, [event.chat_id]):
+                        starting.append(conn)
         elif isinstance(event, MemberAdded):
             for conn in self.connections_of(event.user_id):
-                self.watch(conn, [event.chat_id])
+                if self.watch(conn, [event.chat_id]):
+                    starting.append(conn)
 
         route = event.route()
         if route.user_id is not None:
@@ -248,6 +289,8 @@ class Hub:
                 self.dropped += 1
         self.delivered += delivered
 
+        for conn in starting:  # after the membership event itself
+            conn.outbox.put(CatchUp(after), size=0, ephemeral=False)
         if isinstance(event, MemberRemoved):
             for conn in tuple(self.connections_of(event.user_id)):
                 self.unwatch(conn, event.chat_id)

@@ -108,6 +108,15 @@ class Sequencer:
         self._waiting.setdefault(pos.writer, []).append(_Waiting(pos.n, event, raw))
         self._release(pos.writer)
 
+    def announce(self, writer: int, n: int) -> None:
+        """`writer` has published everything up to `n`: what this process was to receive of it has arrived (the
+        rest went to channels it does not subscribe to)."""
+        if self._held is not None:
+            return  # a catch-up from the log is running: it sets the frontier
+        if n > self.frontier.get(writer, 0):
+            self.frontier[writer] = n
+            self._progress.set()
+
     def skip(self, writer: int, n: int, chat_id: uuid.UUID | None, seq: int | None) -> bool:
         """Take the durable event (writer, n), which no local connection wants now, without decoding or
         dispatching it (most events of a busy cluster, for a process with a share of its users) — if nothing of

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import contextvars
 import dataclasses
+import json
 import logging
 import multiprocessing
 import os
@@ -19,10 +20,10 @@ from config import ConfigError, Settings
 from models import Database
 from realtime import gcpolicy, metrics
 from realtime.admission import Admission
-from realtime.bus import EventBus
+from realtime.bus import CONTROL, EventBus, channels_of
 from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
 from realtime.hub import Hub
-from realtime.positions import Vector
+from realtime.positions import Pos, Vector
 from realtime.presence import HEARTBEAT_SECONDS, Presence
 from realtime.sequencer import Sequencer
 from realtime.typing_state import TypingTracker
@@ -80,7 +81,6 @@ class Runtime:
         self.db = Database(settings.database_url)
         # Every durable change goes through the store, which publishes what it recorded once committed.
         self.store: Store = open_store(self.db, self.publish_recorded)
-        self.hub = Hub(outbox_max_events=settings.outbox_max_events, outbox_max_bytes=settings.outbox_max_bytes)
         self.admission = Admission(
             per_user=settings.max_connections_per_user, pending_per_address=settings.max_pending_sockets_per_address
         )
@@ -91,6 +91,11 @@ class Runtime:
             heartbeat=self.presence.heartbeat,
             process_id=self.process_id,
             on_connected=self._on_bus_connected,
+            on_lost=self._on_bus_lost,
+        )
+        # The hub tells the bus which chats and users this process needs (routed subscriptions).
+        self.hub = Hub(
+            outbox_max_events=settings.outbox_max_events, outbox_max_bytes=settings.outbox_max_bytes, interest=self.bus
         )
         self.sequencer = Sequencer(self.hub.dispatch, self._fetch_chat)
         self.typing = TypingTracker(
@@ -104,9 +109,11 @@ class Runtime:
         self.gc_policy: gcpolicy.GcPolicy | None = None
         self.events_published = 0  # by this process (each reaches every process once)
         self.events_received = 0  # from the bus, this process's own included
-        self._outgoing: collections.deque[str] = collections.deque()
+        self._outgoing: collections.deque[tuple[list[str], str, Pos]] = collections.deque()  # channels, raw, pos
         self._outgoing_ready = asyncio.Event()
         self._started = False
+        self._catching_up = []
+        self._resync_from = Vector()
 
     async def start(self) -> None:
         if self.settings.broadcast_url.startswith("memory://") and uvicorn_workers() > 1:
@@ -123,7 +130,12 @@ class Runtime:
         await self.store.start()
         # Everything after this position reaches this process by the bus, or by catch-up from the log when
         # the bus connects (again).
-        self.sequencer.start(await journal.current(self.db))
+        baseline = await journal.current(self.db)
+        self.sequencer.start(baseline)
+        # Until the bus is connected and what was recorded since the baseline is read from the log, what
+        # arrives waits (see `catch_up`).
+        self._catching_up: list[tuple[dict[str, Any], str]] | None = []
+        self._resync_from = baseline
         self._started = True
         if self._manage_gc:
             self.gc_policy = gcpolicy.GcPolicy()
@@ -185,16 +197,25 @@ class Runtime:
             # when the next one they get shows the gap.
             self._outgoing.popleft()
             self.bus.publish_failures += 1
-        self._outgoing.append(recorded.raw)
+        pos = recorded.event.pos
+        assert pos is not None  # recorded: positioned
+        self._outgoing.append((channels_of(recorded.event), recorded.raw, pos))
         self._outgoing_ready.set()
 
     async def _publish_loop(self) -> None:
-        """Publish what committed, in commit order: everything waiting at a moment in one batch."""
+        """Publish what committed, in commit order: everything waiting at a moment in one batch, then how far
+        this writer has got (on the control channel: every process hears it, whichever channels it follows)."""
         while True:
             while not self._outgoing:
                 self._outgoing_ready.clear()
                 await self._outgoing_ready.wait()
-            batch = [self._outgoing.popleft() for _ in range(min(len(self._outgoing), PUBLISH_BATCH))]
+            taken = [self._outgoing.popleft() for _ in range(min(len(self._outgoing), PUBLISH_BATCH))]
+            batch = [(channels, raw) for channels, raw, _ in taken]
+            reached: dict[int, int] = {}
+            for _, _, pos in taken:
+                reached[pos.writer] = max(reached.get(pos.writer, 0), pos.n)
+            for writer, n in reached.items():
+                batch.append(([CONTROL], json.dumps({"type": "_upto", "writer": writer, "n": n})))
             await self.bus.publish_many(batch)
 
     def _offer(self, event: Event, raw: str) -> None:
@@ -206,6 +227,18 @@ class Runtime:
 
     def _on_bus_message(self, message: dict[str, Any], raw: str) -> None:
         kind = message.get("type")
+        if self._catching_up is not None and not (isinstance(kind, str) and kind.startswith("_presence")):
+            self._catching_up.append((message, raw))  # after the catch-up from the log
+            return
+        self._take(message, raw)
+
+    def _take(self, message: dict[str, Any], raw: str) -> None:
+        kind = message.get("type")
+        if kind == "_upto":
+            writer, n = message.get("writer"), message.get("n")
+            if isinstance(writer, int) and isinstance(n, int):
+                self.sequencer.announce(writer, n)
+            return
         if isinstance(kind, str) and kind.startswith("_"):
             self.presence.handle(message)
             return
@@ -239,23 +272,39 @@ class Runtime:
             return False
         return self.sequencer.skip(pos[0], pos[1], chat_id, seq if isinstance(seq, int) else None)
 
+    def _on_bus_lost(self) -> None:
+        """The bus dropped: what it will carry after the reconnection waits until what it could not carry in
+        between has been read from the log."""
+        if self._catching_up is None:
+            self._catching_up = []
+            self._resync_from = Vector(self.sequencer.frontier)
+
     async def _on_bus_connected(self) -> None:
         self.presence.hello()
-        if self._started:
-            caught_up = await self.catch_up()
+        if self._started and self._catching_up is not None:
+            try:
+                caught_up = await self.catch_up(self._resync_from)
+            finally:
+                held, self._catching_up = self._catching_up or [], None
+                for message, raw in held:
+                    self._take(message, raw)
             if caught_up:
                 log.info("caught up %d events from the log", caught_up)
 
-    async def catch_up(self) -> int:
-        """Take from the log what was recorded past what arrived (after a broker outage): live events wait
-        meanwhile, so each writer's stay in order."""
+    async def catch_up(self, since: Vector) -> int:
+        """Take from the log everything recorded past `since` that did not come here by the bus (a broker
+        outage, a process starting): each writer's events in order, duplicates dropped."""
         self.sequencer.pause()
         count = 0
         try:
+            after = since
             while True:
-                rows = await journal.fetch_after(self.db, Vector(self.sequencer.frontier), limit=FETCH_BATCH)
+                rows = await journal.fetch_after(self.db, after, limit=FETCH_BATCH)
                 self.sequencer.inject([(r.event, r.raw) for r in rows])
                 count += len(rows)
+                for row in rows:
+                    assert row.event.pos is not None
+                    after = after.with_(row.event.pos)
                 if len(rows) < FETCH_BATCH:
                     return count
         finally:
@@ -298,8 +347,9 @@ class Runtime:
                 since_check = 0.0
                 self.sequencer.forget_idle_chats(self.hub.streams_chat)
                 with contextlib.suppress(Exception):
-                    if (await journal.current(self.db)).beyond(Vector(self.sequencer.frontier)):
-                        await self.catch_up()
+                    frontier = Vector(self.sequencer.frontier)
+                    if self._catching_up is None and (await journal.current(self.db)).beyond(frontier):
+                        await self.catch_up(frontier)
 
     async def _retention_loop(self) -> None:
         """Purge log entries past retention; every process runs it, and running it twice is harmless."""

@@ -14,7 +14,7 @@ from typing import Any
 from logging_setup import fields
 from realtime import eager
 from realtime.events import ResyncRequired
-from realtime.hub import Connection, Delivery
+from realtime.hub import CatchUp, Connection, Delivery
 from realtime.positions import Vector
 from services import journal
 from services.auth import Actor, require_user
@@ -28,14 +28,23 @@ log = logging.getLogger(__name__)
 CATCH_UP_WAIT_SECONDS = 2.0
 
 
+CatchUpFrom = Callable[[Vector], Awaitable[tuple[list[Delivery], Vector]]]
+
+
 @dataclass
 class Stream:
-    """What a connection sends, in order: the replay, then live items (skipping those the replay covered)."""
+    """What a connection sends, in order: the replay, then live items (skipping those the replay covered).
+
+    `catch_up(after)` reads from the log what the stream missed past `after` when this process starts receiving
+    a chat mid-stream (a `CatchUp` item in the outbox, from the hub): its events, and the new seam."""
 
     conn: Connection
+    catch_up: CatchUpFrom | None = None
     replay: list[Delivery] = field(default_factory=list)
     # Live durable events at or below this vector were in the replay (or seen before the cursor).
     seam: Vector | None = None
+    # True while a catch-up is read: nothing may be sent past it meanwhile.
+    busy: bool = False
 
     async def take(self) -> list[Delivery | str]:
         """Every item ready to send, in order, waiting for at least one; raises `OutboxClosed` when the
@@ -44,11 +53,26 @@ class Stream:
             replay, self.replay = self.replay, []
             return list(replay)
         while True:
-            items = await self.conn.outbox.take_all()
-            if self.seam is not None:
-                items = [item for item in items if not self.replayed(item)]
-            if items:
-                return items
+            items: list[Any] = await self.conn.outbox.take_all()
+            ready: list[Delivery | str] = []
+            for item in items:
+                if isinstance(item, CatchUp):
+                    ready.extend(await self._caught_up(item))
+                elif not self.replayed(item):
+                    ready.append(item)
+            if ready:
+                return ready
+
+    async def _caught_up(self, item: CatchUp) -> list[Delivery]:
+        if self.catch_up is None or item.after is None:
+            return []
+        self.busy = True
+        try:
+            missed, seam = await self.catch_up(item.after)
+        finally:
+            self.busy = False
+        self.seam = seam if self.seam is None else self.seam.max(seam)
+        return missed
 
     def replayed(self, item: Delivery | str) -> bool:
         """True for a live event the replay already sent."""
@@ -107,7 +131,7 @@ class StreamWriter:
     def write_now(self, delivery: Delivery) -> bool:
         """Send `delivery` from the fan-out if nothing is before it on this socket. True if it was taken."""
         stream = self.stream
-        if self.writing or len(stream.conn.outbox) or stream.replay:
+        if self.writing or len(stream.conn.outbox) or stream.replay or stream.busy:
             return False
         if stream.replayed(delivery):
             return True
@@ -154,8 +178,20 @@ async def open_stream(
     try:
         rt.hub.watch(conn, await user_chat_ids(rt, user_id=user_id))
         live_from = rt.sequencer.vector  # read right after watch, with no await in between
-        stream = Stream(conn)
-        if cursor is not None:
+
+        async def catch_up(after: Vector) -> tuple[list[Delivery], Vector]:
+            return await _missed(rt, user_id=user_id, after=after)
+
+        stream = Stream(conn, catch_up=catch_up)
+        if conn.subscribed_new:
+            # This process subscribed to a chat or user channel for this connection: what those channels
+            # carried before the subscription took effect comes from the log, with the cursor's replay if any.
+            start = live_from if cursor is None else Vector.from_cursor(cursor)
+            if start is None:
+                stream.replay, stream.seam = [_resync("unknown cursor")], live_from
+            else:
+                stream.replay, stream.seam = await _missed(rt, user_id=user_id, after=start)
+        elif cursor is not None:
             stream.replay, stream.seam = await _replay(rt, user_id=user_id, cursor=cursor, upto=live_from)
         rt.mark_online(user_id)
         online = True
@@ -201,6 +237,31 @@ async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: Vector)
         reached = reached.with_(item.event.pos)
         replay.append(Delivery(item.event, item.raw, reached))
     return replay, after.max(upto)
+
+
+async def _missed(rt: Runtime, *, user_id: uuid.UUID, after: Vector) -> tuple[list[Delivery], Vector]:
+    """Once this process receives every channel the stream needs: the user's events past `after` from the log,
+    up to what this process has dispatched by then, and that seam. Waits first until the subscriptions are
+    confirmed and this process has dispatched everything the log held at that moment: from there on, nothing
+    the stream needs can be missing from both the log's answer and the live stream."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CATCH_UP_WAIT_SECONDS):
+            await rt.bus.subscribed()
+            await rt.sequencer.reached(await journal.current(rt.db))
+    upto = rt.sequencer.vector
+    try:
+        recorded = await journal.replay_for(
+            rt.db, user_id=user_id, after=after, upto=upto, limit=rt.settings.resume_max_events
+        )
+    except journal.ResyncRequired as exc:
+        return [_resync(exc.reason)], upto
+    missed = []
+    reached = after
+    for item in recorded:
+        assert item.event.pos is not None
+        reached = reached.with_(item.event.pos)
+        missed.append(Delivery(item.event, item.raw, reached))
+    return missed, after.max(upto)
 
 
 def _resync(reason: str) -> Delivery:

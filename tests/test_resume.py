@@ -135,10 +135,17 @@ async def test_legacy_client_resumes_with_exactly_the_missed_events_then_live(ap
 
 @pytest.mark.parametrize("protocol", ["graphql", "legacy"])
 async def test_reconnect_under_fire_delivers_every_message_exactly_once_in_order(api: Api, protocol: str) -> None:
+    await reconnect_under_fire([api], protocol)
+
+
+async def reconnect_under_fire(apis: list[Api], protocol: str, *, total: int = 1000) -> None:
+    """Four senders fire `total` messages at two group chats (sender k through `apis[k % len(apis)]`), while
+    alice reads a random share of what arrives, drops the connection mid-stream and reconnects with her last
+    cursor — to `apis[round % len(apis)]` — six times. She gets every message exactly once, each chat in order."""
+    api = apis[0]
     alice = await api.new_user("alice")
     senders = [await api.new_user(f"s{i}") for i in range(4)]
     chats = [await api.new_chat(senders[0], alice, *senders[1:], name=f"fire{i}", is_group=True) for i in range(2)]
-    total = 1000
     received: dict[str, list[int]] = defaultdict(list)
     contents: list[str] = []
 
@@ -146,10 +153,10 @@ async def test_reconnect_under_fire_delivers_every_message_exactly_once_in_order
         for i in range(k, total, len(senders)):
             await h.send(senders[k], chats[i % 2], f"m{i}")
 
-    async def connect(cursor: str | None) -> Any:
+    async def connect(on: Api, cursor: str | None) -> Any:
         if protocol == "graphql":
-            return await Subscriber(api, alice, after=cursor).start()
-        client = LegacyClient(api, alice)
+            return await Subscriber(on, alice, after=cursor).start()
+        client = LegacyClient(on, alice)
         if cursor:
             client.url += f"&cursor={cursor}"
         await client.connect()
@@ -166,12 +173,13 @@ async def test_reconnect_under_fire_delivers_every_message_exactly_once_in_order
         return item.get("cursor"), None, None, None
 
     cursor: str | None = None
-    conn = await connect(None)  # live before the first send: a fresh stream has nothing to resume from
-    async with http(api) as h:
-        firing = asyncio.gather(*(fire(h, k) for k in range(len(senders))))
+    conn = await connect(api, None)  # live before the first send: a fresh stream has nothing to resume from
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(http(a)) for a in apis]
+        firing = asyncio.gather(*(fire(clients[k % len(clients)], k) for k in range(len(senders))))
         for round_ in range(6):
             if round_ > 0:
-                conn = await connect(cursor)
+                conn = await connect(apis[round_ % len(apis)], cursor)
             # read a random share of what arrives, then drop the connection mid-stream
             budget = total if round_ == 5 else random.randint(50, 200)
             try:
