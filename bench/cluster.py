@@ -370,6 +370,53 @@ async def measure(cpu: Cpu, run: Callable[[], Awaitable[Any]]) -> tuple[Any, dic
     return result, Cpu.spent(before, cpu.read()), elapsed
 
 
+class LockWaits:
+    """Samples PostgreSQL's ungranted locks every 20 ms while a window runs: what waited on a lock, if anything."""
+
+    INTERVAL = 0.02
+
+    def __init__(self, database: str | None) -> None:
+        self.database = database
+        self.samples = 0
+        self.waiting_samples = 0
+        self.most = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LockWaits:
+        if self.database is not None:
+            self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _sample(self) -> None:
+        import asyncpg
+
+        connection = await asyncpg.connect(PG_ADMIN.rsplit("/", 1)[0] + f"/{self.database}")
+        try:
+            while True:
+                waiting = await connection.fetchval(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE NOT l.granted AND a.datname = current_database()"
+                )
+                self.samples += 1
+                self.waiting_samples += waiting > 0
+                self.most = max(self.most, waiting)
+                await asyncio.sleep(self.INTERVAL)
+        finally:
+            await connection.close()
+
+    def report(self) -> dict[str, Any] | None:
+        if self.database is None:
+            return None
+        share = self.waiting_samples / self.samples if self.samples else None
+        return {"samples": self.samples, "share_with_a_wait": share, "most_waiting": self.most}
+
+
 async def run_config(database: str, processes: int, plan: ClusterPlan, work: Path) -> dict[str, Any]:
     name = None
     if database == "sqlite":
@@ -388,7 +435,9 @@ async def run_config(database: str, processes: int, plan: ClusterPlan, work: Pat
         pairs = await open_peers(cluster, users, range(2 * plan.senders), lambda i: i // 2, Tally())
         senders = [(pairs[2 * k], chats[k]) for k in range(plan.senders)]
         await closed_loop(senders, plan.warmup)
-        (acked, latencies, timeouts), spent, elapsed = await measure(cpu, lambda: closed_loop(senders, plan.window))
+        async with LockWaits(name) as waits:
+            (acked, latencies, timeouts), spent, elapsed = await measure(cpu, lambda: closed_loop(senders, plan.window))
+        result["lock_waits"] = waits.report()
         result["write_closed"] = {
             "senders": plan.senders,
             "acked_per_second": acked / elapsed,
@@ -457,6 +506,12 @@ def _f(value: float | None, shape: str = "{:,.0f}") -> str:
     return "–" if value is None else shape.format(value)
 
 
+def _waits(waits: dict[str, Any] | None) -> str:
+    if waits is None or waits["share_with_a_wait"] is None:
+        return "–"
+    return f"{waits['share_with_a_wait'] * 100:.1f} % of {waits['samples']} (at most {waits['most_waiting']})"
+
+
 def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# Cluster benchmark ({data['plan']['name']})",
@@ -465,12 +520,13 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "| configuration | acked sends/s (closed loop, "
         f"{data['plan']['senders']} senders) | ack p50 / p99 | server CPU per send | PostgreSQL / Redis CPU per send | "
-        f"ack p50 / p99 at {data['plan']['open_rate']:g}/s | fan-out: server CPU per delivery | deliveries |",
-        "|---|---|---|---|---|---|---|---|",
+        f"ack p50 / p99 at {data['plan']['open_rate']:g}/s | fan-out: server CPU per delivery | deliveries | "
+        "PostgreSQL lock waits (share of 20 ms samples) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["results"]:
         if "error" in r:
-            lines.append(f"| {r['database']}, {r['processes']} process(es) | error: {r['error']} | | | | | | |")
+            lines.append(f"| {r['database']}, {r['processes']} process(es) | error: {r['error']} | | | | | | | |")
             continue
         w, o, f = r["write_closed"], r["write_open"], r["fanout"]
         lines.append(
@@ -481,7 +537,8 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {_f(w['cpu_ms_per_send']['postgresql'], '{:.2f}')} / {_f(w['cpu_ms_per_send']['redis'], '{:.2f}')} ms "
             f"| {_f(o['p50_ms'], '{:.1f}')} / {_f(o['p99_ms'], '{:.1f}')} ms "
             f"| {_f(f['cpu_us_per_delivery']['servers'], '{:.0f}')} µs "
-            f"| {f['deliveries']:,} / {f['expected']:,} |"
+            f"| {f['deliveries']:,} / {f['expected']:,} "
+            f"| {_waits(r.get('lock_waits'))} |"
         )
     return "\n".join(lines) + "\n"
 
