@@ -251,8 +251,8 @@ class EventBus:
     # -- subscriptions ---------------------------------------------------------------------------------------
 
     def want(self, chats: Iterable[object] = (), users: Iterable[object] = ()) -> bool:
-        """Subscribe to these chats' and users' channels (from the next moment on). True if one of them was not
-        subscribed: what it carried until now did not come here."""
+        """Subscribe to these chats' and users' channels (from the next moment on). True if one of them is not
+        subscribed yet, or not confirmed yet: what it carried until then did not come here."""
         return self.want_channels([*map(chat_channel, chats), *map(user_channel, users)])
 
     def drop(self, chats: Iterable[object] = (), users: Iterable[object] = ()) -> None:
@@ -260,17 +260,17 @@ class EventBus:
         self.drop_channels([*map(chat_channel, chats), *map(user_channel, users)])
 
     def want_channels(self, channels: Iterable[str]) -> bool:
-        new = False
+        changed = unconfirmed = False
         for channel in channels:
-            if self._dropping.pop(channel, None) is not None:
-                continue  # still subscribed: it was only going to be dropped
+            self._dropping.pop(channel, None)  # still subscribed if it was only going to be dropped
             if channel not in self._wanted:
                 self._wanted.add(channel)
-                new = True
-        if new and self.routed:
+                changed = True
+            unconfirmed = unconfirmed or channel not in self._subscribed
+        if changed and self.routed:
             self._settled.clear()
             self._changed.set()
-        return new and self.routed
+        return unconfirmed and self.routed
 
     def drop_channels(self, channels: Iterable[str]) -> None:
         """Unsubscribe in a while (a client that reconnects at once finds them still subscribed)."""

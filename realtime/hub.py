@@ -100,7 +100,7 @@ class Interest(Protocol):
     """What the hub tells the bus: the chats and users whose events this process now needs, or no longer."""
 
     def want(self, chats: Iterable[uuid.UUID] = (), users: Iterable[uuid.UUID] = ()) -> bool:
-        """True if one of them was not subscribed yet (its events published until now did not come here)."""
+        """True if one of them is not subscribed and confirmed yet (its events until now did not come here)."""
         ...
 
     def drop(self, chats: Iterable[uuid.UUID] = (), users: Iterable[uuid.UUID] = ()) -> None: ...
@@ -141,8 +141,7 @@ class Hub:
         """Register a connection by user first, so membership events reach it before its chats are loaded."""
         outbox: Outbox[Delivery | str] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
         conn = Connection(user_id, kind, outbox, conn_id)
-        if user_id not in self._by_user:
-            conn.subscribed_new = self._interest.want(users=[user_id])
+        conn.subscribed_new = self._interest.want(users=[user_id])
         self._by_user.setdefault(user_id, set()).add(conn)
         self.open_by_kind[kind] = self.open_by_kind.get(kind, 0) + 1
         return conn
@@ -165,14 +164,12 @@ class Hub:
     def watch(self, conn: Connection, chat_ids: set[uuid.UUID] | list[uuid.UUID]) -> bool:
         """Stream these chats on the connection. True if this process had to subscribe to one of them (its events
         until now did not come here: the connection's stream must read them from the log)."""
-        new = []
         for chat_id in chat_ids:
             conn.chats.add(chat_id)
-            watchers = self._by_chat.setdefault(chat_id, set())
-            if not watchers:
-                new.append(chat_id)
-            watchers.add(conn)
-        subscribed_new = bool(new) and self._interest.want(chats=new)
+            self._by_chat.setdefault(chat_id, set()).add(conn)
+        # Every chat, not only those new to this process: one another connection just asked for may still await
+        # the broker's confirmation, and until then its events do not come here either.
+        subscribed_new = self._interest.want(chats=chat_ids)
         conn.subscribed_new = conn.subscribed_new or subscribed_new
         return subscribed_new
 

@@ -96,16 +96,16 @@ async def replay_for(db: Database, *, user_id: uuid.UUID, after: Vector, upto: V
     when it removed them; events "to the others" skip the user who caused them.
     """
     await check_cursor(db, after)
-    writers = upto.writers
-    if not writers:
+    # Each writer's range past `after` up to `upto`; none at all is an empty replay (an `or_()` of nothing
+    # would filter nothing, and replay what is newer than `upto` too).
+    ranges = [
+        and_(EventLog.writer == w, EventLog.n > after[w], EventLog.n <= upto[w])
+        for w in sorted(upto.writers)
+        if upto[w] > after[w]
+    ]
+    if not ranges:
         return []
-    window = or_(
-        *(
-            and_(EventLog.writer == w, EventLog.n > after[w], EventLog.n <= upto[w])
-            for w in writers
-            if upto[w] > after[w]
-        )
-    )
+    window = or_(*ranges)
     member_since = exists().where(
         Member.chat_id == EventLog.chat_id, Member.user_id == user_id, Member.joined_seq <= EventLog.seq
     )

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from realtime.bus import EventBus
 from tests.conftest import PG_ADMIN_DSN, _pg_admin, unavailable
 from tests.legacy_client import LegacyClient, legacy
 from tests.scale_support import RedisServer, fresh_pg_name, ready, readyz
@@ -163,6 +165,80 @@ async def test_a_process_receives_only_what_its_connections_need(cluster: list[S
         assert received_a >= 20, received_a  # A got its own chat's events back from the bus
         assert received_b < 5, received_b  # B: carol's message (and no more than a stray typing event)
         assert [f for f in await carol_on_b.marker("done") if f["type"] == "new_message"] == []
+
+
+async def test_a_new_connection_gets_no_history_and_each_live_message_once(cluster: list[Server]) -> None:
+    """A connection without a cursor starts at "now", also when its process had to subscribe for it (no events
+    between the subscription and its confirmation: nothing to read from the log)."""
+    a, b = Api(cluster[0]), Api(cluster[1])
+    alice, bob = await a.new_user("alice"), await a.new_user("bob")
+    chat_id = await a.new_chat(alice, bob)
+    for i in range(3):
+        await a.send(alice, chat_id, f"old {i}")
+    bob_on_b = await LegacyClient(b, bob).connect()
+    try:
+        await bob_on_b.send("get_chat_status")  # served once the stream is open, and answered after its replay
+        frames = await bob_on_b.collect_until(lambda f: f["type"] == "chat_status")
+        assert [f["type"] for f in frames] == ["chat_status"]
+        await a.send(alice, chat_id, "new")
+        frames = await bob_on_b.marker("after")
+        assert [(f["type"], f["data"]["content"]) for f in frames] == [("new_message", "new")]
+    finally:
+        await bob_on_b.close()
+
+
+async def test_a_channel_is_new_to_every_connection_until_the_broker_confirms_it(redis_server: RedisServer) -> None:
+    """Two connections asking for one chat before Redis confirms its subscription both read what they missed
+    from the log (the second did not cause the subscription, but its events did not come here either)."""
+    heartbeat = {"type": "_heartbeat", "process": "test"}
+    bus = EventBus(redis_server.url, lambda message, raw: None, heartbeat=lambda: heartbeat, process_id="test")
+    assert await bus.start(wait=EVENT_TIMEOUT)
+    try:
+        chat = uuid.uuid4()
+        assert bus.want(chats=[chat]) is True
+        assert bus.want(chats=[chat]) is True  # asked for, not confirmed yet
+        await asyncio.wait_for(bus.subscribed(), EVENT_TIMEOUT)
+        assert bus.want(chats=[chat]) is False
+        bus.drop(chats=[chat])
+        assert bus.want(chats=[chat]) is False  # wanted again before it was dropped: never left
+    finally:
+        await bus.stop()
+
+
+async def test_connections_opening_while_a_chat_is_busy_get_each_message_once(cluster: list[Server]) -> None:
+    """Members connect, one after another on both processes, while a sender posts to their chat: each member
+    gets every message from the moment it connected on, once, in seq order."""
+    a = Api(cluster[0])
+    sender = await a.new_user("sender")
+    members = [await a.new_user(f"m{i}") for i in range(12)]
+    chat_id = await a.new_chat(sender, *members, is_group=True)
+    stop = asyncio.Event()
+
+    async def post() -> int:
+        n = 0
+        while not stop.is_set():
+            await a.send(sender, chat_id, f"p{n}")
+            n += 1
+        await a.send(sender, chat_id, "end")
+        return n
+
+    posting = asyncio.create_task(post())
+    clients: list[tuple[LegacyClient, list[dict[str, Any]]]] = []
+    try:
+        for i, member in enumerate(members):
+            client = await LegacyClient(Api(cluster[i % 2]), member).connect()
+            await client.send("get_chat_status")  # answered once its stream is open (and after its replay)
+            clients.append((client, await client.collect_until(lambda f: f["type"] == "chat_status")))
+        stop.set()
+        assert await posting > 0
+        for client, opening in clients:
+            frames = opening + await client.collect_until(lambda f: f["data"].get("content") == "end")
+            seqs = [f["data"]["seq"] for f in frames if f["type"] == "new_message"]
+            assert seqs == sorted(set(seqs)), seqs  # no duplicate, no reordering
+            assert seqs == list(range(seqs[0], seqs[-1] + 1)), seqs  # and no gap once it started
+    finally:
+        for client, _ in clients:
+            await client.close()
 
 
 @pytest.mark.parametrize("protocol", ["graphql", "legacy"])
