@@ -512,6 +512,99 @@ def _waits(waits: dict[str, Any] | None) -> str:
     return f"{waits['share_with_a_wait'] * 100:.1f} % of {waits['samples']} (at most {waits['most_waiting']})"
 
 
+def _ok(r: dict[str, Any]) -> bool:
+    return "error" not in r
+
+
+def ratios(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """The scale-out targets, from this run alone: (what, target, measured, met)."""
+    by = {(r["database"], r["processes"]): r for r in data["results"] if _ok(r)}
+    checks: list[tuple[str, str, str, bool]] = []
+    one, lite = by.get(("postgresql", 1)), by.get(("sqlite", 1))
+    if one is None:
+        return checks
+    send = one["write_closed"]["cpu_ms_per_send"]["servers"]
+    delivery = one["fanout"]["cpu_us_per_delivery"]["servers"]
+    rate = one["write_closed"]["acked_per_second"]
+    checks.append(("PostgreSQL + Redis, 1 process: acked sends/s", "≥ 2,000", f"{rate:,.0f}", rate >= 2000))
+    if lite is not None:
+        ratio = send / lite["write_closed"]["cpu_ms_per_send"]["servers"]
+        checks.append(("1 process: server CPU per send ÷ SQLite's", "≤ 2", f"{ratio:.2f}", ratio <= 2))
+    p99 = one["write_open"]["p99_ms"]
+    checks.append(
+        (f"1 process: ack p99 at {data['plan']['open_rate']:g} sends/s", "≤ 25 ms", f"{p99:.1f} ms", p99 <= 25)
+    )
+    for processes in (2, 4):
+        r = by.get(("postgresql", processes))
+        if r is None:
+            continue
+        per_send = r["write_closed"]["cpu_ms_per_send"]["servers"] / send
+        per_delivery = r["fanout"]["cpu_us_per_delivery"]["servers"] / delivery
+        checks.append(
+            (f"{processes} processes: server CPU per send ÷ 1 process's", "≤ 1.25", f"{per_send:.2f}", per_send <= 1.25)
+        )
+        checks.append(
+            (
+                f"{processes} processes: server CPU per delivery ÷ 1 process's",
+                "≤ 1.25",
+                f"{per_delivery:.2f}",
+                per_delivery <= 1.25,
+            )
+        )
+    for r in by.values():
+        waits = r.get("lock_waits")
+        if waits and waits["share_with_a_wait"] is not None:
+            share = waits["share_with_a_wait"]
+            checks.append(
+                (
+                    f"{r['processes']} process(es): PostgreSQL lock waits (share of samples)",
+                    "≈ 0",
+                    f"{share * 100:.1f} %",
+                    share <= 0.01,
+                )
+            )
+    exact = all(r["fanout"]["deliveries"] == r["fanout"]["expected"] for r in by.values())
+    checks.append(("fan-out: every message delivered to every member, once", "all", "all" if exact else "no", exact))
+    return checks
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in data["results"] if _ok(r)]
+    names = [f"{'SQLite' if r['database'] == 'sqlite' else 'PG + Redis'}\n{r['processes']} proc." for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    left.bar(names, [r["write_closed"]["acked_per_second"] for r in rows], color="#4477aa")
+    left.set_title(f"acked sends/s ({data['plan']['senders']} closed-loop senders)")
+    left.grid(True, axis="y", alpha=0.3)
+    xs = range(len(rows))
+    width = 0.4
+    right.bar(
+        [x - width / 2 for x in xs],
+        [r["write_closed"]["cpu_ms_per_send"]["servers"] * 1000 for r in rows],
+        width,
+        color="#ee6677",
+        label="per send (µs)",
+    )
+    right.bar(
+        [x + width / 2 for x in xs],
+        [r["fanout"]["cpu_us_per_delivery"]["servers"] * 10 for r in rows],
+        width,
+        color="#228833",
+        label="per delivery (µs × 10)",
+    )
+    right.set_xticks(list(xs), names)
+    right.set_title("server CPU, all processes summed")
+    right.grid(True, axis="y", alpha=0.3)
+    right.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# Cluster benchmark ({data['plan']['name']})",
@@ -540,6 +633,10 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {f['deliveries']:,} / {f['expected']:,} "
             f"| {_waits(r.get('lock_waits'))} |"
         )
+    checks = ratios(data)
+    if checks:
+        lines += ["", "| target (this run) | bound | measured | |", "|---|---|---|---|"]
+        lines += [f"| {what} | {bound} | {value} | {'pass' if met else 'FAIL'} |" for what, bound, value, met in checks]
     return "\n".join(lines) + "\n"
 
 
@@ -570,6 +667,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     }
     (args.out / "cluster.json").write_text(json.dumps(data, indent=2))
     (args.out / "cluster.md").write_text(markdown(data))
+    plot(data, args.out / "cluster.png")
     print(markdown(data))
     return 1 if any("error" in r for r in results) else 0
 

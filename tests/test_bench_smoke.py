@@ -86,3 +86,4 @@ def test_cluster_smoke_run_reports_every_configuration(tmp_path: Path) -> None:
         assert fanout["deliveries"] == fanout["expected"] > 0, result
         assert all(v >= 0 for v in closed["cpu_ms_per_send"].values()), result
     assert (tmp_path / "cluster.md").read_text().startswith("# Cluster benchmark")
+    assert (tmp_path / "cluster.png").read_bytes().startswith(b"\x89PNG")
