@@ -254,16 +254,19 @@ function setTyping(chatId, userId, typing) {
 
 // ---- what this page does ----------------------------------------------------------------------------------
 
-/** On every (re)connect: the snapshot, then the events after the last position this page has seen (at first,
- * the stream's position read before the snapshot) — so what happens meanwhile is replayed, not missed. */
+/** On every (re)connect: the events after the last position this page has seen (at first, the stream's
+ * position read before anything else), then the snapshot, with what the stream brings meanwhile held and
+ * applied on top of it. Durable events would be replayed from the cursor anyway; typing is not replayed, so
+ * the stream is opened first: a typing stop that comes while the snapshot is read is applied, not lost. */
 async function synchronize() {
   if (state.cursor === null) state.cursor = (await state.socket.request(CURSOR)).eventCursor;
-  state.stale = true;
-  await loadChats();
+  state.loading = true; // hold the stream's events until the snapshot is taken
   state.socket.subscribe(EVENTS, { after: state.cursor }, onEvent, (error) => {
     showError(error);
     state.socket.restart(); // a stream that failed or ended: reconnect (with backoff) and synchronize again
   });
+  state.stale = true;
+  await loadChats();
 }
 
 const isReading = (chatId) => chatId === state.active && document.visibilityState === "visible";
