@@ -8,7 +8,11 @@ process (each process holds a disjoint share of the users, as a deployment that 
 Workloads, each a warm-up and a measured window:
 - **write, closed loop**: `senders` connections, each in a 1:1 chat of its own with its partner connected too;
   each sends, waits for its own `new_message` (the acknowledgement), sends again. Throughput and ack latency.
-- **write, open loop**: the same senders at a fixed total rate: ack latency under that load.
+- **write, closed loop, the same load per process** (2 and 4 processes): `senders` x processes senders, so each
+  process has as many in flight as the single process had. The plain closed loop spreads one load over more
+  processes, so each commits smaller batches (reported: sends per commit), which costs CPU per send by itself;
+  this one shows what several processes cost beyond that.
+- **write, open loop**: the first `senders` at a fixed total rate: ack latency under that load.
 - **fan-out**: one chat of `members` connected members spread over the processes; one sender at `rate` msg/s.
 
 CPU is read from /proc for every server process, every PostgreSQL process and redis-server, before and after each
@@ -44,6 +48,7 @@ from services.auth import issue_user_token
 
 PG_ADMIN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+METRICS_TOKEN = "bench-metrics"
 STARTUP_TIMEOUT = 60.0
 ACK_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
@@ -108,15 +113,15 @@ class Users:
     tokens: list[str]
 
 
-async def seed(url: str, plan: ClusterPlan) -> tuple[Users, list[uuid.UUID], uuid.UUID]:
+async def seed(url: str, plan: ClusterPlan, senders: int) -> tuple[Users, list[uuid.UUID], uuid.UUID]:
     """2 x senders users in 1:1 chats (user 2k sends, 2k+1 receives), `members` more in one big chat."""
     db = Database(url)
     try:
         await db.create_schema()
         now = utcnow()
-        count = 2 * plan.senders + plan.members
+        count = 2 * senders + plan.members
         ids = [uuid.uuid4() for _ in range(count)]
-        chats = [uuid.uuid4() for _ in range(plan.senders)]
+        chats = [uuid.uuid4() for _ in range(senders)]
         big = uuid.uuid4()
         chat_rows = [
             {
@@ -138,7 +143,7 @@ async def seed(url: str, plan: ClusterPlan) -> tuple[Users, list[uuid.UUID], uui
         ]
         members += [
             {"chat_id": big, "user_id": u, "joined_at": now, "last_read_seq": 0, "joined_seq": 0}
-            for u in ids[2 * plan.senders :]
+            for u in ids[2 * senders :]
         ]
         users = [
             {"id": u, "email": f"c{i}@bench.test", "image_url": None, "created_at": now} for i, u in enumerate(ids)
@@ -170,6 +175,7 @@ class Cluster:
             "RATE_LIMIT_BURST": "100000",
             "MAX_CONNECTIONS_PER_ADDRESS": "0",
             "MAX_CONNECTIONS_PER_USER": "100",
+            "METRICS_TOKEN": METRICS_TOKEN,
         }
         from bench.servers import free_port
 
@@ -204,6 +210,24 @@ class Cluster:
                     if time.monotonic() > deadline:
                         raise RuntimeError("the cluster did not become ready")
                     await asyncio.sleep(0.1)
+
+    async def batching(self) -> tuple[float, float]:
+        """Committed transactions and the units of work they held, summed over the processes (`/metrics`)."""
+        import httpx
+
+        totals = [0.0, 0.0]
+        async with httpx.AsyncClient(timeout=5) as client:
+            for port in self.ports:
+                answer = await client.get(
+                    f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+                )
+                answer.raise_for_status()
+                text = answer.text
+                for line in text.splitlines():
+                    for i, name in enumerate(("tailtrail_store_transactions_total ", "tailtrail_store_units_total ")):
+                        if line.startswith(name):
+                            totals[i] += float(line.split()[1])
+        return totals[0], totals[1]
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -425,29 +449,43 @@ async def run_config(database: str, processes: int, plan: ClusterPlan, work: Pat
         name = f"bench_cluster_{uuid.uuid4().hex[:8]}"
         await _pg_admin(f'CREATE DATABASE "{name}"')
         url, bus = f"{PG_ADMIN.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://')}/{name}", REDIS_URL
-    users, chats, big = await seed(url, plan)
+    total = plan.senders * processes  # the same load per process as one process had (2 and 4 processes)
+    users, chats, big = await seed(url, plan, total)
     cluster = Cluster(url, bus, processes, work)
     result: dict[str, Any] = {"database": database, "processes": processes}
     try:
         await cluster.ready()
         cpu = Cpu(cluster)
+
+        async def closed(senders: list[tuple[Peer, uuid.UUID]]) -> dict[str, Any]:
+            await closed_loop(senders, plan.warmup)
+            committed = await cluster.batching()
+            async with LockWaits(name) as waits:
+                (acked, latencies, timeouts), spent, elapsed = await measure(
+                    cpu, lambda: closed_loop(senders, plan.window)
+                )
+            transactions, units = (b - a for a, b in zip(committed, await cluster.batching(), strict=True))
+            return {
+                "senders": len(senders),
+                "acked_per_second": acked / elapsed,
+                "p50_ms": percentile(latencies, 0.5),
+                "p99_ms": percentile(latencies, 0.99),
+                "timeouts": timeouts,
+                "cpu_ms_per_send": {k: v * 1000 / max(acked, 1) for k, v in spent.items()},
+                "units_per_transaction": units / max(transactions, 1),
+                "lock_waits": waits.report(),
+            }
+
         # write: a chat's two members on the same process
-        pairs = await open_peers(cluster, users, range(2 * plan.senders), lambda i: i // 2, Tally())
-        senders = [(pairs[2 * k], chats[k]) for k in range(plan.senders)]
-        await closed_loop(senders, plan.warmup)
-        async with LockWaits(name) as waits:
-            (acked, latencies, timeouts), spent, elapsed = await measure(cpu, lambda: closed_loop(senders, plan.window))
-        result["lock_waits"] = waits.report()
-        result["write_closed"] = {
-            "senders": plan.senders,
-            "acked_per_second": acked / elapsed,
-            "p50_ms": percentile(latencies, 0.5),
-            "p99_ms": percentile(latencies, 0.99),
-            "timeouts": timeouts,
-            "cpu_ms_per_send": {k: v * 1000 / max(acked, 1) for k, v in spent.items()},
-        }
+        pairs = await open_peers(cluster, users, range(2 * total), lambda i: i // 2, Tally())
+        everyone = [(pairs[2 * k], chats[k]) for k in range(total)]
+        senders = everyone[: plan.senders]
+        result["write_closed"] = await closed(senders)
+        result["lock_waits"] = result["write_closed"].pop("lock_waits")
+        if processes > 1:
+            result["write_closed_per_process"] = await closed(everyone)
         await open_loop(senders, plan.open_rate, plan.warmup)
-        (sent, latencies), spent, elapsed = await measure(cpu, lambda: open_loop(senders, plan.open_rate, plan.window))
+        (sent, latencies), spent, _ = await measure(cpu, lambda: open_loop(senders, plan.open_rate, plan.window))
         result["write_open"] = {
             "rate": plan.open_rate,
             "sent": sent,
@@ -459,7 +497,7 @@ async def run_config(database: str, processes: int, plan: ClusterPlan, work: Pat
         for peer in pairs:
             peer.ws.transport.close()
         # fan-out: the big chat's members round robin over the processes
-        first = 2 * plan.senders
+        first = 2 * total
         tally = Tally()
         members = await open_peers(cluster, users, range(first, first + plan.members), lambda i: i, tally)
         sender = members[0]
@@ -481,7 +519,7 @@ async def run_config(database: str, processes: int, plan: ClusterPlan, work: Pat
             return n, tally.count
 
         await fanout(plan.warmup)
-        (messages, deliveries), spent, elapsed = await measure(cpu, lambda: fanout(plan.window))
+        (messages, deliveries), spent, _ = await measure(cpu, lambda: fanout(plan.window))
         result["fanout"] = {
             "members": plan.members,
             "rate": plan.fanout_rate,
@@ -543,6 +581,16 @@ def ratios(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         checks.append(
             (f"{processes} processes: server CPU per send ÷ 1 process's", "≤ 1.25", f"{per_send:.2f}", per_send <= 1.25)
         )
+        if "write_closed_per_process" in r:
+            same = r["write_closed_per_process"]["cpu_ms_per_send"]["servers"] / send
+            checks.append(
+                (
+                    f"{processes} processes, the same load per process: server CPU per send ÷ 1 process's",
+                    "≤ 1.25",
+                    f"{same:.2f}",
+                    same <= 1.25,
+                )
+            )
         checks.append(
             (
                 f"{processes} processes: server CPU per delivery ÷ 1 process's",
@@ -612,26 +660,48 @@ def markdown(data: dict[str, Any]) -> str:
         f"{data['machine']}, {data['when']}. Command: `{data['command']}`.",
         "",
         "| configuration | acked sends/s (closed loop, "
-        f"{data['plan']['senders']} senders) | ack p50 / p99 | server CPU per send | PostgreSQL / Redis CPU per send | "
+        f"{data['plan']['senders']} senders) | ack p50 / p99 | sends per commit | server CPU per send | "
+        "PostgreSQL / Redis CPU per send | "
         f"ack p50 / p99 at {data['plan']['open_rate']:g}/s | fan-out: server CPU per delivery | deliveries | "
         "PostgreSQL lock waits (share of 20 ms samples) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["results"]:
         if "error" in r:
-            lines.append(f"| {r['database']}, {r['processes']} process(es) | error: {r['error']} | | | | | | | |")
+            lines.append(f"| {r['database']}, {r['processes']} process(es) | error: {r['error']} | | | | | | | | |")
             continue
         w, o, f = r["write_closed"], r["write_open"], r["fanout"]
         lines.append(
             f"| {r['database']}, {r['processes']} process{'es' if r['processes'] > 1 else ''} "
             f"| {_f(w['acked_per_second'])} "
             f"| {_f(w['p50_ms'], '{:.1f}')} / {_f(w['p99_ms'], '{:.1f}')} ms "
+            f"| {_f(w.get('units_per_transaction'), '{:.1f}')} "
             f"| {_f(w['cpu_ms_per_send']['servers'], '{:.2f}')} ms "
             f"| {_f(w['cpu_ms_per_send']['postgresql'], '{:.2f}')} / {_f(w['cpu_ms_per_send']['redis'], '{:.2f}')} ms "
             f"| {_f(o['p50_ms'], '{:.1f}')} / {_f(o['p99_ms'], '{:.1f}')} ms "
             f"| {_f(f['cpu_us_per_delivery']['servers'], '{:.0f}')} µs "
             f"| {f['deliveries']:,} / {f['expected']:,} "
             f"| {_waits(r.get('lock_waits'))} |"
+        )
+    lines += [
+        "",
+        "Closed loop with the same load per process as the single process had (senders x processes):",
+        "",
+        "| configuration | senders | acked sends/s | ack p50 / p99 | sends per commit | server CPU per send | "
+        "PostgreSQL / Redis CPU per send |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        w = r.get("write_closed_per_process") or (r.get("write_closed") if r.get("processes") == 1 else None)
+        if w is None or r["database"] != "postgresql":
+            continue
+        lines.append(
+            f"| {r['database']}, {r['processes']} process{'es' if r['processes'] > 1 else ''} | {w['senders']} "
+            f"| {_f(w['acked_per_second'])} "
+            f"| {_f(w['p50_ms'], '{:.1f}')} / {_f(w['p99_ms'], '{:.1f}')} ms "
+            f"| {_f(w.get('units_per_transaction'), '{:.1f}')} "
+            f"| {_f(w['cpu_ms_per_send']['servers'], '{:.2f}')} ms "
+            f"| {_f(w['cpu_ms_per_send']['postgresql'], '{:.2f}')} / {_f(w['cpu_ms_per_send']['redis'], '{:.2f}')} ms |"
         )
     checks = ratios(data)
     if checks:

@@ -424,6 +424,18 @@ class Runtime:
                     "WebSockets refused: over MAX_CONNECTIONS_PER_USER, or over MAX_PENDING_SOCKETS_PER_ADDRESS.",
                     [(f'{{reason="{reason}"}}', count) for reason, count in sorted(self.admission.refused.items())],
                 ),
+                (
+                    "tailtrail_store_transactions_total",
+                    "counter",
+                    "Transactions the writer committed.",
+                    [("", self.store.transactions)],
+                ),
+                (
+                    "tailtrail_store_units_total",
+                    "counter",
+                    "Units of work (a send, a read marker, a membership change, …) those transactions held.",
+                    [("", self.store.units)],
+                ),
                 ("tailtrail_broker_reconnects_total", "counter", "Event bus reconnections.", [("", bus.reconnects)]),
                 (
                     "tailtrail_broker_publish_failures_total",

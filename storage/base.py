@@ -142,9 +142,13 @@ class NewChat:
 class Store(ABC):
     """Every durable change of the product. Backends: `storage.sqlite` and `storage.postgres`.
 
-    `writer` is the writer slot this store holds once started: the first number of the positions it gives."""
+    `writer` is the writer slot this store holds once started: the first number of the positions it gives.
+    `transactions` and `units` count the committed transactions and the units of work they held (their ratio is
+    the batching: how many writes share one commit)."""
 
     writer: int = 0
+    transactions: int = 0
+    units: int = 0
 
     @abstractmethod
     async def start(self) -> None: ...

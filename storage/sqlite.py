@@ -2,7 +2,7 @@
 (`models.group_commit`), which runs all the units waiting at a moment in one transaction, each in a savepoint.
 
 SQLite has one writer at a time anyway; here that writer never waits for a pool, builds no ORM statements and
-commits once for many units. Log positions are taken from the `log_state` row inside each unit: commit order is
+commits once for many units. Log positions are taken from writer 0's row of `writers` inside each unit: commit order is
 the writer's order, so positions are gap-free and in commit order. The stored formats are SQLAlchemy's (the
 rest of the code reads these rows through it): `sqlite_uuid` and `sqlite_time` write them, and a test compares
 the rows with the ORM's.
@@ -117,6 +117,10 @@ class SqliteStore(Store):
     @property
     def transactions(self) -> int:
         return self.writer_thread.transactions
+
+    @property
+    def units(self) -> int:
+        return self.writer_thread.units
 
     async def start(self) -> None:
         self.writer = SLOT
