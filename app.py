@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> JSONResponse:
-        """200 when both the database and the event bus are reachable, 503 otherwise (SPEC §9, broker faults)."""
+        """200 when both the database and the event bus are reachable, 503 otherwise (README "Operations")."""
         try:
             await asyncio.wait_for(rt.db.ping(), READINESS_TIMEOUT)
             database = True

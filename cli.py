@@ -301,7 +301,7 @@ def serve_app(settings: Settings, *, host: str, port: int, workers: int = 1) -> 
         "app:app",
         fd=sock.fileno(),
         workers=workers,
-        # Per-message deflate costs ~300 KiB per connection when a client offers it (PITFALLS); chat frames
+        # Per-message deflate costs ~300 KiB per connection when a client offers it (docs/library-notes.md); chat frames
         # are small. Off, deliberately.
         ws_per_message_deflate=False,
         # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.

@@ -1,4 +1,4 @@
-"""Settings from the environment (SPEC §3). Built once by the caller and passed in, never imported as a global."""
+"""Settings from the environment (README "Configuration"). Built once by the caller and passed in, never imported as a global."""
 
 from __future__ import annotations
 
@@ -62,15 +62,15 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     broadcast_url: str = DEFAULT_BROADCAST_URL
     secret_key: str | None = None
-    # The original guide's clients refresh typing every few seconds; 10 s is SPEC §9's default.
+    # The original guide's clients refresh typing every few seconds; 10 s is the documented default (README "Configuration").
     typing_ttl: float = 10.0
     # Per-connection outbox bounds: enough for a burst of a busy group chat (1,000 events or 1 MiB,
     # Centrifugo's per-client queue default) before the connection counts as a slow consumer.
     outbox_max_events: int = 1000
     outbox_max_bytes: int = 1024 * 1024
-    # Message content limits (SPEC §8).
+    # Message content limits (docs/protocols.md).
     max_message_length: int = 10_000
-    # GraphQL WebSocket subscriptions per connection (SPEC §8); one chatEvents stream is all a client needs.
+    # GraphQL WebSocket subscriptions per connection (docs/protocols.md); one chatEvents stream is all a client needs.
     max_subscriptions_per_connection: int = 10
     # Inbound WebSocket frame limit: 64 KiB (Centrifugo's default) holds a 10,000-character message sent as
     # UTF-8 (up to 4 bytes a character). A client that \u-escapes non-ASCII text needs up to 12 bytes for an
@@ -95,7 +95,7 @@ class Settings:
     graphql_max_depth: int = 10
     graphql_max_tokens: int = 2000
     graphql_max_aliases: int = 15
-    # How long durable events stay replayable for resuming clients (SPEC §9 retention window).
+    # How long durable events stay replayable for resuming clients (docs/resume.md).
     retention_days: float = 7.0
     # The most events one resume replays; a client further behind is told to refetch (resync_required).
     resume_max_events: int = 10_000

@@ -1,4 +1,4 @@
-"""The legacy JSON protocol at /websocket/ws/{user_id} (SPEC §5): a translation layer onto the services."""
+"""The legacy JSON protocol at /websocket/ws/{user_id} (docs/protocols.md): a translation layer onto the services."""
 
 from legacy_ws.endpoint import legacy_endpoint
 

@@ -1,7 +1,7 @@
-"""The legacy JSON protocol's frames (SPEC §5) and the translation of events and service results into them.
+"""The legacy JSON protocol's frames (docs/protocols.md) and the translation of events and service results into them.
 
-Every frame is `{"type": <string>, "data": <object>}`, snake_case, timestamps ISO 8601 UTC. Fields marked
-*new* in SPEC §5 are additive. Durable-event frames also carry a top-level `"cursor"` once resume exists.
+Every frame is `{"type": <string>, "data": <object>}`, snake_case, timestamps ISO 8601 UTC. Fields beyond the
+original guide's (docs/protocols.md) are additive. Durable-event frames also carry a top-level `"cursor"` once resume exists.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ServerFrame(TypedDict):
 
 
 class ErrorData(TypedDict, total=False):
-    """Server -> client: `error` frame data. `code` is one of SPEC §8's codes."""
+    """Server -> client: `error` frame data. `code` is one of docs/protocols.md's codes."""
 
     message: str
     code: str

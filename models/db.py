@@ -2,7 +2,7 @@
 
 `Database.read()` and `Database.write()` each give one session for one unit of work. On SQLite a write
 transaction starts with `BEGIN IMMEDIATE`: the default deferred transaction upgrades its read lock to a
-write lock late and fails or loses read-modify-write updates under concurrency (PITFALLS).
+write lock late and fails or loses read-modify-write updates under concurrency (docs/library-notes.md).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on every database: SQLite hands back naive datetimes (PITFALLS)."""
+    """Timezone-aware UTC on every database: SQLite hands back naive datetimes (docs/library-notes.md)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True

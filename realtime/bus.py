@@ -15,7 +15,7 @@ how far each writer has got, including through events it did not receive (realti
 Messages are always JSON strings: `memory://` would pass Python objects through, Redis returns `bytes`/`str`,
 and tests must not pass on one and fail on the other.
 
-broadcaster's listener dies silently when Redis drops (PITFALLS), and a subscription can die while publishing
+broadcaster's listener dies silently when Redis drops (docs/library-notes.md), and a subscription can die while publishing
 still works: the bus proves its own liveness end to end by publishing a heartbeat every `HEARTBEAT_SECONDS` on the
 control channel and expecting to hear it back. Silence for `SILENCE_SECONDS`, or any error, ends the session; the
 supervisor reconnects with backoff, subscribes again to every channel its connections need, and — once its own

@@ -175,7 +175,7 @@ class MemberRemoved(Event):
 
 @dataclass(frozen=True, slots=True)
 class GlobalNotification(Event):
-    """A notification from server-side code: to one user, or to the members of a chat (SPEC §7)."""
+    """A notification from server-side code: to one user, or to the members of a chat (README "Server-side API")."""
 
     type: ClassVar[str] = "global_notification"
     payload_data: dict[str, Any] = field(default_factory=dict)

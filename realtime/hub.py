@@ -1,7 +1,7 @@
 """The per-process hub: which local connection streams which chat, and the fan-out of bus events to them.
 
 The hub never awaits while fanning out: each event is routed with dictionary lookups and offered to each
-connection's bounded `Outbox`, so one slow socket cannot hold up the others (SPEC §9, slow consumers).
+connection's bounded `Outbox`, so one slow socket cannot hold up the others (docs/protocols.md: slow consumers get 1013).
 """
 
 from __future__ import annotations

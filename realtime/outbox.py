@@ -1,6 +1,6 @@
 """A bounded per-connection outbox.
 
-broadcaster's own per-subscriber queues are unbounded (PITFALLS), so one stalled client could grow server
+broadcaster's own per-subscriber queues are unbounded (docs/library-notes.md), so one stalled client could grow server
 memory without limit. Every connection instead reads from an `Outbox` bounded by count and bytes: when it is
 full, ephemeral items (typing) are dropped first; when a durable item still does not fit, the outbox
 overflows and the connection must be closed (code 1013) so the client resumes from its cursor.

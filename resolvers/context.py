@@ -1,6 +1,6 @@
 """The per-request (HTTP) or per-socket (WebSocket) GraphQL context.
 
-On a WebSocket one context serves every operation of the socket (PITFALLS): it holds the authenticated
+On a WebSocket one context serves every operation of the socket (docs/library-notes.md): it holds the authenticated
 actor and the runtime, never a database session.
 """
 

@@ -1,4 +1,4 @@
-"""One place where errors become GraphQL errors with `extensions.code` (SPEC §8).
+"""One place where errors become GraphQL errors with `extensions.code` (docs/protocols.md).
 
 Domain errors keep their safe message and code. GraphQL's own errors (syntax, validation, variables) are
 BAD_REQUEST. Anything else is a bug: it is logged with its traceback and the client sees only INTERNAL.

@@ -1,4 +1,4 @@
-"""The GraphQL types (SPEC §6), converted from service results. No logic here."""
+"""The GraphQL types (docs/protocols.md), converted from service results. No logic here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tokens (SPEC §4): HS256 JWTs signed with SECRET_KEY, carrying `user_id` (or `sub`) or `role: service`."""
+"""Tokens (README "Tokens"): HS256 JWTs signed with SECRET_KEY, carrying `user_id` (or `sub`) or `role: service`."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def token_from(*, authorization: str | None = None, query_token: str | None = No
 
 
 def token_from_connection_params(params: Mapping[str, object] | None) -> str | None:
-    """`connection_init` payload: `{"token": t}` or `{"Authorization": "Bearer t"}` (SPEC §4)."""
+    """`connection_init` payload: `{"token": t}` or `{"Authorization": "Bearer t"}` (README "Tokens")."""
     if not isinstance(params, Mapping):
         return None
     token = params.get("token")

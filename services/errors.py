@@ -1,4 +1,4 @@
-"""Domain errors: a code from SPEC §8 and a message that is safe to show to the client.
+"""Domain errors: a code from docs/protocols.md and a message that is safe to show to the client.
 
 Each protocol adapter maps them in one place; anything else that escapes a service is a bug and is
 reported to clients only as INTERNAL.

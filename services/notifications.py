@@ -1,4 +1,4 @@
-"""Server-side notifications (SPEC §7): to the members of a chat, or to one user."""
+"""Server-side notifications (README "Server-side API"): to the members of a chat, or to one user."""
 
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ async def open_stream(
         yield stream
     finally:
         log.info("stream closed", extra=fields(stream=conn.id, user_id=user_id, overflow=conn.overflowed))
-        # Synchronous on purpose: this runs on cancellation too (PITFALLS), so async follow-ups are spawned.
+        # Synchronous on purpose: this runs on cancellation too (docs/library-notes.md), so async follow-ups are spawned.
         rt.hub.close(conn)
         last = rt.mark_offline(user_id) if online else not rt.is_online(user_id)
         rt.typing.stop_for_disconnect(user_id, origin=conn.id, last_connection=last)

@@ -1,7 +1,7 @@
 """What the fuzz tests hold every answer to, and how they collect what breaks it.
 
 The oracles here decide, from a frame exactly as the server will parse it, which answers are legitimate
-(SPEC §5, §8; the graphql-transport-ws protocol with Strawberry's close codes). Violations are collected, not
+(docs/protocols.md; the graphql-transport-ws protocol with Strawberry's close codes). Violations are collected, not
 raised, so one run reports every distinct problem it met, each with how often and its smallest input.
 """
 
@@ -472,7 +472,7 @@ def _hashable(value: Any) -> bool:
 
 
 def init_token(payload: dict[str, Any]) -> str | None:
-    """The token a `connection_init` payload carries: `{"token": t}` or `{"Authorization": "Bearer t"}` (SPEC §4)."""
+    """The token a `connection_init` payload carries: `{"token": t}` or `{"Authorization": "Bearer t"}` (README "Tokens")."""
     token = payload.get("token")
     if isinstance(token, str) and token:
         return token

@@ -1,4 +1,4 @@
-"""Real-time semantics of `chatEvents` (SPEC §7, §9): live auto-subscribe, typing, presence, privacy and
+"""Real-time semantics of `chatEvents` (docs/protocols.md, docs/resume.md): live auto-subscribe, typing, presence, privacy and
 server-side notifications, through real servers and real gql subscriptions on each database."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Every legacy server->client frame matches SPEC §5, checked against the same event schema as GraphQL.
+"""Every legacy server->client frame matches docs/protocols.md, checked against the same event schema as GraphQL.
 
 Events: each frame's `data` is the event's `payload_schema` in snake_case — `new_message` flattens its
 message (plus the original's `is_read`), `global_notification` is the notification object as given — and
-durable events carry a top-level `cursor`. Replies (`my_chats`, `chat_status`, `error`) follow SPEC §5.
+durable events carry a top-level `cursor`. Replies (`my_chats`, `chat_status`, `error`) follow docs/protocols.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def legacy_schema(event_type: str) -> dict[str, Any] | None:
         return None
     schema = payload_schema(cls)
     if cls is NewMessage:
-        # SPEC §5: the message's fields at the top of `data`, with the original's `is_read`.
+        # docs/protocols.md: the message's fields at the top of `data`, with the original's `is_read`.
         return {**schema["message"], "is_read": "boolean"}
     return schema
 
@@ -72,7 +72,7 @@ def test_every_event_type_has_a_legacy_frame_check() -> None:
     assert set(PRODUCERS) == set(EVENT_TYPES)
 
 
-# -- replies (SPEC §5) ----------------------------------------------------------------------------
+# -- replies (docs/protocols.md) ----------------------------------------------------------------------------
 
 PARTICIPANT = {
     "id": "string",

@@ -1,4 +1,4 @@
-"""Limits, attacked on a live server with default limits (SPEC §8): frame size, command rate, connections
+"""Limits, attacked on a live server with default limits (docs/protocols.md): frame size, command rate, connections
 per user, GraphQL document limits, browser origins."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Resume after reconnect, idempotent sends, history and per-chat order (SPEC §9), through a real server."""
+"""Resume after reconnect, idempotent sends, history and per-chat order (docs/resume.md), through a real server."""
 
 from __future__ import annotations
 

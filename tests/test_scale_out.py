@@ -441,7 +441,7 @@ async def test_server_started_while_redis_is_down_becomes_ready_by_itself(
 
 
 async def test_first_subscriber_of_a_fresh_process_receives_events(cluster: list[Server], tmp_path: Path) -> None:
-    # redis-py is pinned below 8, where broadcaster's RedisBackend stalls the first subscriber (PITFALLS).
+    # redis-py is pinned below 8, where broadcaster's RedisBackend stalls the first subscriber (docs/library-notes.md).
     fresh = Server(cluster[0].env, tmp_path / "fresh.log").start()
     try:
         ready(fresh)

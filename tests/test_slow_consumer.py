@@ -1,4 +1,4 @@
-"""A client that stops reading cannot hurt anyone else (SPEC §9): it is closed with 1013, server memory
+"""A client that stops reading cannot hurt anyone else (docs/protocols.md, close code 1013): it is closed with 1013, server memory
 stays bounded, and the other members' latency does not move.
 
 The loaded run's event count is SLOW_CONSUMER_EVENTS: CI runs 3,000 (enough to overflow the stalled
