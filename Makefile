@@ -29,6 +29,7 @@ run: install
 test: install tests/js/node_modules/.installed /usr/bin/chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # The benchmark (~10 minutes): writes bench/results/ (report.md, report.json, latency.png).

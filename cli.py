@@ -182,6 +182,7 @@ def notify(
         raise typer.BadParameter("only goes with --chat", param_hint="--exclude")
     notification = _notification(data, title=title, body=body)
     service = issue_service_token(key=_settings().signing_key, ttl=NOTIFY_TOKEN_TTL)
+    variables: dict[str, Any]
     if user is not None:
         query, variables = NOTIFY_USER, {"u": str(user), "n": notification}
         target = f"user {user}"
@@ -231,9 +232,9 @@ def _graphql(url: str, query: str, variables: dict[str, Any], *, token: str) -> 
     if not isinstance(answer, dict):
         _fail(f"{endpoint} answered HTTP {response.status_code} with {answer!r}")
     if answer.get("errors"):
-        for error in answer["errors"]:
-            code = (error.get("extensions") or {}).get("code", "ERROR")
-            typer.echo(f"Error: {code}: {error.get('message')}", err=True)
+        for problem in answer["errors"]:
+            code = (problem.get("extensions") or {}).get("code", "ERROR")
+            typer.echo(f"Error: {code}: {problem.get('message')}", err=True)
         raise typer.Exit(1)
     if response.status_code != 200 or not isinstance(answer.get("data"), dict):
         _fail(f"{endpoint} answered HTTP {response.status_code} with {answer!r}")

@@ -33,8 +33,9 @@ async def seed_demo(settings: Settings) -> None:
         service = Actor.service()
         for user in DEMO_USERS:
             await users.upsert_user(rt, actor=service, user_id=user.id, email=user.email)
+        alice_id, bob_id, _ = (u.id for u in DEMO_USERS)
         alice, bob, carol = (Actor(user_id=u.id) for u in DEMO_USERS)
-        direct = await chats.create_chat(rt, actor=alice, member_ids=[bob.user_id])  # type: ignore[list-item]
+        direct = await chats.create_chat(rt, actor=alice, member_ids=[bob_id])
         if direct.last_message is None:
             await messages.send_message(rt, actor=bob, chat_id=direct.id, content="Hi Alice! Walk at 6?")
         existing = await chats.my_chats(rt, actor=carol)
@@ -42,9 +43,9 @@ async def seed_demo(settings: Settings) -> None:
             group = await chats.create_chat(
                 rt,
                 actor=carol,
-                member_ids=[alice.user_id, bob.user_id],
+                member_ids=[alice_id, bob_id],
                 name="Trail crew",
-                is_group=True,  # type: ignore[list-item]
+                is_group=True,
             )
             await messages.send_message(rt, actor=carol, chat_id=group.id, content="Welcome to the crew 🐾")
     finally:

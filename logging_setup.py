@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +59,7 @@ def redact(text: str) -> str:
 SCOPE_CONNECTION_ID = "tailtrail.connection_id"
 
 
-def bind_connection(conn_id: str, scope: dict[str, Any] | None = None) -> None:
+def bind_connection(conn_id: str, scope: MutableMapping[str, Any] | None = None) -> None:
     """Name the current task's connection: records logged from it (and from tasks it starts) carry the id."""
     connection_id.set(conn_id)
     if scope is not None:

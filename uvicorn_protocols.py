@@ -29,6 +29,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from config import Settings
 from logging_setup import SCOPE_CONNECTION_ID, fields
+from realtime import close_codes
 
 log = logging.getLogger("tailtrail.transport")
 
@@ -59,6 +60,7 @@ def _release(transport: Any) -> None:
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _trusted: _TrustedHosts | None = None
 
+    # uvicorn annotates its own transport parameter more narrowly than asyncio.Protocol does.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         settings = _limits()
@@ -126,13 +128,13 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 data.decode()
             except UnicodeDecodeError:
                 self.frames = []
-                self._violation(1007, "invalid UTF-8 in a text frame")
+                self._violation(close_codes.INVALID_TEXT, "invalid UTF-8 in a text frame")
                 return
         super().send_receive_event_to_app()
 
     def handle_parser_exception(self) -> None:
         sent = self.conn.close_sent
-        self._warn(sent.code if sent else 1002, str(self.conn.parser_exc or "protocol error"))
+        self._warn(sent.code if sent else close_codes.PROTOCOL_ERROR, str(self.conn.parser_exc or "protocol error"))
         super().handle_parser_exception()
 
     def _violation(self, code: int, reason: str) -> None:

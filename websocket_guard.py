@@ -19,14 +19,11 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings
+from realtime import close_codes
 from realtime.ratelimit import RateLimiter
 from resolvers.limits import request_shape_error
 
 log = logging.getLogger(__name__)
-
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_BAD_MESSAGE = 4400  # graphql-transport-ws: "invalid message"
 
 
 def frame_size(message: Message) -> int:
@@ -59,17 +56,17 @@ class WebSocketGuard:
         async def guarded_receive() -> Message:
             nonlocal closed
             if closed:
-                return {"type": "websocket.disconnect", "code": CLOSE_POLICY}
+                return {"type": "websocket.disconnect", "code": close_codes.POLICY}
             message = await receive()
             if message["type"] != "websocket.receive":
                 return message
             if frame_size(message) > self.settings.max_frame_bytes:
-                return await close(CLOSE_TOO_BIG, "frame too large")
+                return await close(close_codes.TOO_BIG, "frame too large")
             if graphql and not is_protocol_message(message):
-                return await close(CLOSE_BAD_MESSAGE, "invalid message")
+                return await close(close_codes.BAD_MESSAGE, "invalid message")
             if limiter is not None and not limiter.allow():
                 if limiter.abusive:
-                    return await close(CLOSE_POLICY, "rate limit exceeded")
+                    return await close(close_codes.POLICY, "rate limit exceeded")
                 await asyncio.sleep(limiter.wait_time())
             return message
 

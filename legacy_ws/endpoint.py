@@ -21,8 +21,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from legacy_ws import frames
 from legacy_ws.origins import origin_allowed
 from logging_setup import bind_connection, fields, peer
+from realtime import close_codes
 from realtime.events import Event
-from realtime.expiry import CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_REASON, TokenExpiry
+from realtime.expiry import TOKEN_EXPIRED_REASON, TokenExpiry
 from realtime.hub import Delivery, new_connection_id
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
@@ -34,10 +35,6 @@ from services.streams import Stream, StreamWriter, open_stream
 
 log = logging.getLogger(__name__)
 
-# Close codes (RFC 6455): policy violation (bad or foreign token, sustained rate abuse, disallowed origin,
-# too many connections), try again later (slow consumer). Oversized frames close with 1009 in websocket_guard.
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
 # A close handshake with a client that stopped reading cannot complete; give up on it after this long.
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -81,7 +78,7 @@ class LegacySession:
 
     def _expired(self) -> None:
         log.info("legacy connection closing: token expired")
-        self.end(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_REASON)
+        self.end(close_codes.TOKEN_EXPIRED, TOKEN_EXPIRED_REASON)
 
     def end(self, code: int, reason: str) -> None:
         """End the session now: the socket closes with `code` and `reason`."""
@@ -179,7 +176,7 @@ class LegacySession:
                 return
             if not self.limiter.allow():
                 if self.limiter.abusive:
-                    await self.close(CLOSE_POLICY, "rate limit exceeded")
+                    await self.close(close_codes.POLICY, "rate limit exceeded")
                     return
                 self.conn.reply(frames.error_frame("RATE_LIMITED", "too many commands: slow down"))
                 continue
@@ -220,7 +217,7 @@ class LegacySession:
             await self.writer.run()
         except OutboxClosed as closed:
             if closed.reason == "overflow":
-                await self.close(CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor")
+                await self.close(close_codes.TRY_AGAIN_LATER, "too slow: resume from your cursor")
         except OSError:  # the client went away mid-send (the raw ASGI send says so with an OSError)
             return
 
@@ -260,14 +257,14 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
             raise Unauthenticated("the token's user does not match the URL")
     except (Unauthenticated, Forbidden) as exc:
         log.info("legacy connection refused: %s", exc.message, extra=fields(client=peer(websocket.scope)))
-        await websocket.close(CLOSE_POLICY, exc.message)
+        await websocket.close(close_codes.POLICY, exc.message)
         return
 
     user_id = actor.user_id
     if not rt.admission.admit_user(user_id):
         reason = f"at most {rt.admission.per_user} connections per user"
         log.info("legacy connection refused: %s", reason, extra=fields(client=peer(websocket.scope)))
-        await websocket.close(CLOSE_POLICY, reason)
+        await websocket.close(close_codes.POLICY, reason)
         return
     cursor = websocket.query_params.get("cursor")
     try:
@@ -284,7 +281,7 @@ async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, st
     writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
     session.tasks = (reader, writer)
     # A client that stopped reading leaves the writer stuck in a send: on overflow, stop waiting for it.
-    conn.on_overflow = writer.cancel
+    conn.on_overflow = lambda: _cancel(writer)
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -298,15 +295,20 @@ async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, st
     if session.ended is not None:
         code, reason = session.ended
     elif conn.outbox.closed_reason == "overflow":
-        code, reason = CLOSE_TRY_AGAIN_LATER, "too slow: resume from your cursor"
+        code, reason = close_codes.TRY_AGAIN_LATER, "too slow: resume from your cursor"
     else:
-        code, reason = 1000, ""
+        code, reason = close_codes.NORMAL, ""
     await session.close(code, reason)
     log.info("legacy connection closed", extra=fields(code=code, client=peer(websocket.scope)))
 
 
+def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+
+
 def _event_message(delivery: Delivery) -> Message:
-    return delivery.encoded("legacy-asgi", _asgi_message)
+    message: Message = delivery.encoded("legacy-asgi", _asgi_message)
+    return message
 
 
 def _asgi_message(event: Event, cursor: str | None) -> Message:

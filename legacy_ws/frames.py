@@ -68,35 +68,16 @@ def _iso(value: Any) -> str | None:
 
 
 def message_data(m: events.MessageData) -> dict[str, Any]:
-    return {
-        "id": str(m.id),
-        "content": m.content,
-        "created_at": _iso(m.created_at),
-        "updated_at": _iso(m.updated_at),
-        # A message on its way to its readers is unread; the per-member truth is `unread_count`.
-        "is_read": False,
-        "chat_id": str(m.chat_id),
-        "sender": {"id": str(m.sender.id), "email": m.sender.email, "image_url": m.sender.image_url},
-        "seq": m.seq,
-        "client_id": m.client_id,
-    }
+    return events.legacy_message(m)
 
 
 def event_frame(event: events.Event, cursor: str | None = None) -> str:
-    """The wire text of one event (encoded once per event, shared by every legacy connection).
+    """The wire text of one event (encoded once per event, shared by every legacy connection): its `type` and
+    the data its declaration gives (`Event.legacy_data`).
 
     Durable events carry the resume cursor of the stream once it has them as a top-level `"cursor"` (additive).
     """
-    data: Any
-    match event:
-        case events.NewMessage():
-            data = message_data(event.message)
-        case events.GlobalNotification():
-            data = event.payload_data
-        case _:
-            # Every other event's payload is already the frame data (snake_case, `chat_id` included).
-            data = event.payload()
-    frame: dict[str, Any] = {"type": event.type, "data": data}
+    frame: dict[str, Any] = {"type": event.type, "data": event.legacy_data()}
     if cursor is not None:
         frame["cursor"] = cursor
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)

@@ -97,7 +97,8 @@ class GroupCommit:
                 self._thread.start()
             self._jobs.append(job)
             self._wake.notify()
-        return await job.future
+        result: T = await job.future
+        return result
 
     def close(self) -> None:
         """Finish the queued units, then stop the thread."""

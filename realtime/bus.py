@@ -30,13 +30,14 @@ import contextvars
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio
 from broadcaster import Broadcast
 
-from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved
+from realtime.events import Event
 from realtime.presence import HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
@@ -70,19 +71,24 @@ class BrokerSilent(Exception):
     """Our own heartbeat did not come back: the subscription is dead even if publishing works."""
 
 
-class _Session:
+class _Session(ABC):
     """One connection to the broker: subscribe, unsubscribe, publish, and the messages that arrive."""
 
     routed = True
 
+    @abstractmethod
     async def subscribe(self, channels: list[str], *, confirmed: bool = True) -> None: ...
 
+    @abstractmethod
     async def unsubscribe(self, channels: list[str]) -> None: ...
 
+    @abstractmethod
     async def publish(self, items: list[tuple[list[str], str]]) -> None: ...
 
+    @abstractmethod
     def messages(self) -> AsyncIterator[str]: ...
 
+    @abstractmethod
     async def close(self) -> None: ...
 
 
@@ -111,7 +117,7 @@ class _LocalSession(_Session):
         for _, raw in items:
             await self._broadcast.publish(LOCAL, raw)
 
-    async def messages(self) -> AsyncIterator[str]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[str]:
         async for item in self._subscriber:
             if item is None:
                 return
@@ -136,7 +142,8 @@ class _RedisSession(_Session):
         self._unconfirmed: dict[str, asyncio.Future[None]] = {}
 
     async def open(self) -> None:
-        await self._publisher.ping()
+        # redis-py annotates ping() for its synchronous and asynchronous clients at once.
+        await cast(Awaitable[bool], self._publisher.ping())
 
     async def subscribe(self, channels: list[str], *, confirmed: bool = True) -> None:
         """Subscribe, and (`confirmed`) return once Redis confirmed every channel: from then on it delivers what
@@ -166,7 +173,7 @@ class _RedisSession(_Session):
                     pipe.publish(channel, raw)
             await asyncio.wait_for(pipe.execute(), BROKER_TIMEOUT)
 
-    async def messages(self) -> AsyncIterator[str]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[str]:
         while True:
             message = await self._pubsub.get_message(timeout=None)
             if message is None:
@@ -185,7 +192,8 @@ class _RedisSession(_Session):
         for future in self._unconfirmed.values():
             if not future.done():
                 future.cancel()
-        for closing in (self._pubsub.aclose(), self._client.aclose(), self._publisher.aclose()):
+        pubsub_closing: Awaitable[None] = self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        for closing in (pubsub_closing, self._client.aclose(), self._publisher.aclose()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(closing, BROKER_TIMEOUT)
 
@@ -431,13 +439,11 @@ class EventBus:
 
 
 def channels_of(event: Event) -> list[str]:
-    """Where a durable event is published: its chat's channel and the channels of the users it names."""
-    if isinstance(event, ChatCreated):  # a new chat: its members' processes start streaming it
-        return [user_channel(m) for m in event.member_ids]
+    """Where a durable event is published: its chat's channel, and the channels of the users it is for or whose
+    connections start or stop streaming the chat with it (they hear of it even while not streaming the chat)."""
     route = event.route()
     channels = [] if route.chat_id is None else [chat_channel(route.chat_id)]
-    if route.user_id is not None:
-        channels.append(user_channel(route.user_id))
-    if isinstance(event, (MemberAdded, MemberRemoved)):  # the member hears of it even when not streaming it
-        channels.append(user_channel(event.user_id))
+    users = [] if route.user_id is None else [route.user_id]
+    users += [*event.starts_streaming(), *event.stops_streaming()]
+    channels += [user_channel(user_id) for user_id in dict.fromkeys(users)]
     return channels

@@ -47,7 +47,12 @@ class Suspended:
 async def _done(future: asyncio.Future[Any]) -> None:
     """Wait until `future` is done, without taking its result (the suspended coroutine reads that)."""
     done = asyncio.get_running_loop().create_future()
-    future.add_done_callback(lambda _: done.done() or done.set_result(None))
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    future.add_done_callback(wake)
     await done
 
 

@@ -1,8 +1,18 @@
-"""Every event the backend streams, as typed data with one JSON form.
+"""Every event the backend streams, declared once: the event registry.
+
+An event type is a frozen dataclass registered with `@registered`. Its declaration says everything the rest of
+the code derives from it:
+- its fields (the dataclass fields *are* the event schema: `payload_schema()` describes them, and tests check
+  both protocols' output against it) and its wire name `type`;
+- whether it is durable (stored in the event log, resumable, with a cursor) or `ephemeral`;
+- how it is routed (`route()`: a chat's members, one user; `to_others`: not to the acting user), and whom it
+  makes start or stop streaming a chat (`starts_streaming()`, `stops_streaming()`);
+- its legacy frame (`legacy_data()`, under its `type`) and its GraphQL type (`graphql_name`,
+  `graphql_description`, and per field `metadata={"graphql": False}` to leave a routing field out or
+  `metadata={"graphql_name": ...}` to rename it). `schema/types.py` builds the `ChatEvent` union from here.
 
 An event is encoded once when it is published (`encode`) and decoded once per process when it arrives
-(`decode`); the protocol adapters only rename fields. The dataclass fields *are* the event schema:
-`payload_schema()` describes them, and tests check both protocols' output against it.
+(`decode`). docs/architecture.md walks through adding an event type.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, get_type_hints
+from typing import Any, ClassVar, TypeVar, get_type_hints
 
 from realtime.positions import Pos
 
@@ -49,9 +59,26 @@ class Route:
     exclude_user_id: uuid.UUID | None = None
 
 
+# The registry: wire name -> event type, in declaration order (the order of GraphQL's `ChatEvent` union).
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+E = TypeVar("E", bound="type[Event]")
+
+
+def registered(cls: E) -> E:
+    """Class decorator (outermost, above `@dataclass`): add an event type to the registry."""
+    if cls.type in EVENT_TYPES:
+        raise ValueError(f"event type {cls.type!r} is declared twice")
+    EVENT_TYPES[cls.type] = cls
+    return cls
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     type: ClassVar[str]
+    # The GraphQL object type of the event in the `ChatEvent` union (default: the class name), and its description.
+    graphql_name: ClassVar[str | None] = None
+    graphql_description: ClassVar[str | None] = None
     # Ephemeral events (typing) are not stored and are the first dropped for a slow consumer.
     ephemeral: ClassVar[bool] = False
     # "To the others": the acting user's own connections do not receive it.
@@ -69,9 +96,41 @@ class Event:
         actor: uuid.UUID | None = getattr(self, "user_id", None) if self.to_others else None
         return Route(chat_id=chat_id, exclude_user_id=actor)
 
+    # What dispatching the event does besides delivering it; the hub, the bus and the runtime ask, never test
+    # the event's class.
+
+    def starts_streaming(self) -> tuple[uuid.UUID, ...]:
+        """Users whose connections start streaming the event's chat, before the event itself is delivered."""
+        return ()
+
+    def stops_streaming(self) -> tuple[uuid.UUID, ...]:
+        """Users whose connections stop streaming the event's chat, after the event itself is delivered."""
+        return ()
+
+    def typing_change(self) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
+        """(chat, user, typing now) if the event says who is typing where (kept for `chatStatus`)."""
+        return None
+
+    def sent_at(self) -> datetime | None:
+        """When the message the event delivers was sent (the send-to-deliver latency histogram), if it is one."""
+        return None
+
     def payload(self) -> dict[str, Any]:
         """The event's data as JSON-ready snake_case values."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in _META}
+        return {
+            f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ENVELOPE_FIELDS
+        }
+
+    def legacy_data(self) -> Any:
+        """The `data` of the event's legacy frame (snake_case, `chat_id` included): its payload, unless it says
+        otherwise."""
+        return self.payload()
+
+    @classmethod
+    def from_envelope(cls, data: Any, envelope: dict[str, Any]) -> Event:
+        """The event (without its position, seq and origin) from its envelope's `data`: the inverse of `payload`."""
+        event: Event = _build(cls, data)
+        return event
 
     def encode(self) -> str:
         return json.dumps(self._envelope(), separators=(",", ":"))
@@ -87,13 +146,21 @@ class Event:
         return envelope
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class NewMessage(Event):
     type: ClassVar[str] = "new_message"
     chat_id: uuid.UUID
     message: MessageData
 
+    def sent_at(self) -> datetime | None:
+        return self.message.created_at
 
+    def legacy_data(self) -> Any:
+        return legacy_message(self.message)
+
+
+@registered
 @dataclass(frozen=True, slots=True)
 class MessagesRead(Event):
     type: ClassVar[str] = "messages_read"
@@ -103,6 +170,7 @@ class MessagesRead(Event):
     last_read_seq: int
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class UserTyping(Event):
     type: ClassVar[str] = "user_typing"
@@ -111,7 +179,11 @@ class UserTyping(Event):
     chat_id: uuid.UUID
     user_id: uuid.UUID
 
+    def typing_change(self) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
+        return (self.chat_id, self.user_id, True)
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class UserStoppedTyping(Event):
     type: ClassVar[str] = "user_stopped_typing"
@@ -120,7 +192,11 @@ class UserStoppedTyping(Event):
     chat_id: uuid.UUID
     user_id: uuid.UUID
 
+    def typing_change(self) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
+        return (self.chat_id, self.user_id, False)
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class UserJoined(Event):
     """A user (re)opened a chat's stream on a connection (legacy `join_chat`); membership unchanged."""
@@ -131,6 +207,7 @@ class UserJoined(Event):
     user_id: uuid.UUID
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class UserLeft(Event):
     """A user closed a chat's stream on a connection (legacy `leave_chat`); membership unchanged."""
@@ -141,50 +218,85 @@ class UserLeft(Event):
     user_id: uuid.UUID
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class ChatCreated(Event):
     """A chat was created; its members' open connections start streaming it."""
 
     type: ClassVar[str] = "chat_created"
+    graphql_description: ClassVar[str | None] = (
+        "A chat with me in it was created; it streams on this subscription from now on."
+    )
     chat_id: uuid.UUID
     name: str | None
     is_group: bool
     created_by: uuid.UUID | None
     member_ids: tuple[uuid.UUID, ...]
 
+    def starts_streaming(self) -> tuple[uuid.UUID, ...]:
+        return self.member_ids
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class MemberAdded(Event):
     """`user_id` became a member; their open connections start streaming the chat."""
 
     type: ClassVar[str] = "member_added"
+    graphql_name: ClassVar[str | None] = "ChatMemberAdded"
+    graphql_description: ClassVar[str | None] = (
+        "A member was added to one of my chats (possibly me: the chat now streams here)."
+    )
     chat_id: uuid.UUID
     user_id: uuid.UUID
     added_by: uuid.UUID | None
 
+    def starts_streaming(self) -> tuple[uuid.UUID, ...]:
+        return (self.user_id,)
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class MemberRemoved(Event):
     """`user_id` is no longer a member; after this event their connections stop streaming the chat."""
 
     type: ClassVar[str] = "member_removed"
+    graphql_name: ClassVar[str | None] = "ChatMemberRemoved"
+    graphql_description: ClassVar[str | None] = (
+        "A member was removed from one of my chats (if me: the chat stops streaming)."
+    )
     chat_id: uuid.UUID
     user_id: uuid.UUID
     removed_by: uuid.UUID | None
 
+    def stops_streaming(self) -> tuple[uuid.UUID, ...]:
+        return (self.user_id,)
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class GlobalNotification(Event):
     """A notification from server-side code: to one user, or to the members of a chat (README "Server-side API")."""
 
     type: ClassVar[str] = "global_notification"
-    payload_data: dict[str, Any] = field(default_factory=dict)
-    target_user_id: uuid.UUID | None = None
-    chat_id: uuid.UUID | None = None
-    exclude_user_id: uuid.UUID | None = None
+    payload_data: dict[str, Any] = field(default_factory=dict, metadata={"graphql_name": "payload"})
+    # Routing only: in the envelope's `route`, in neither protocol's payload.
+    target_user_id: uuid.UUID | None = field(default=None, metadata={"graphql": False})
+    chat_id: uuid.UUID | None = field(default=None, metadata={"graphql": False})
+    exclude_user_id: uuid.UUID | None = field(default=None, metadata={"graphql": False})
 
     def route(self) -> Route:
         return Route(chat_id=self.chat_id, user_id=self.target_user_id, exclude_user_id=self.exclude_user_id)
+
+    @classmethod
+    def from_envelope(cls, data: Any, envelope: dict[str, Any]) -> Event:
+        route = envelope["route"]
+        return GlobalNotification(
+            payload_data=data,
+            target_user_id=_uuid_or_none(route.get("user_id")),
+            chat_id=_uuid_or_none(route.get("chat_id")),
+            exclude_user_id=_uuid_or_none(route.get("exclude_user_id")),
+        )
 
     def payload(self) -> dict[str, Any]:
         return self.payload_data
@@ -195,6 +307,7 @@ class GlobalNotification(Event):
         return envelope
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class ResyncRequired(Event):
     """To one resuming connection only: its cursor cannot be replayed (older than retention, unknown, or too
@@ -202,28 +315,13 @@ class ResyncRequired(Event):
 
     type: ClassVar[str] = "resync_required"
     ephemeral: ClassVar[bool] = True
+    graphql_description: ClassVar[str | None] = (
+        "Your cursor cannot be replayed: refetch myChats and history; live events follow."
+    )
     reason: str
 
     def route(self) -> Route:
         return Route()
-
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls
-    for cls in (
-        NewMessage,
-        MessagesRead,
-        UserTyping,
-        UserStoppedTyping,
-        UserJoined,
-        UserLeft,
-        ChatCreated,
-        MemberAdded,
-        MemberRemoved,
-        GlobalNotification,
-        ResyncRequired,
-    )
-}
 
 
 class EventDecodeError(ValueError):
@@ -252,23 +350,28 @@ def decode_envelope(envelope: Any) -> Event:
         origin = envelope.get("origin")
         if origin is not None and not isinstance(origin, str):
             raise TypeError("origin")
-        if cls is GlobalNotification:
-            route = envelope["route"]
-            return GlobalNotification(
-                payload_data=data,
-                target_user_id=_uuid_or_none(route.get("user_id")),
-                chat_id=_uuid_or_none(route.get("chat_id")),
-                exclude_user_id=_uuid_or_none(route.get("exclude_user_id")),
-                pos=pos,
-                seq=seq,
-                origin=origin,
-            )
-        event: Event = _build(cls, data)
+        event = cls.from_envelope(data, envelope)
         if pos is not None or seq is not None or origin is not None:
             event = dataclasses.replace(event, pos=pos, seq=seq, origin=origin)
         return event
     except (KeyError, TypeError, ValueError) as exc:
         raise EventDecodeError(f"expected an encoded event, got {str(envelope)[:200]!r}") from exc
+
+
+def legacy_message(m: MessageData) -> dict[str, Any]:
+    """A message in the legacy protocol (`new_message` data, `messages` replies): its fields at the top level."""
+    return {
+        "id": str(m.id),
+        "content": m.content,
+        "created_at": m.created_at.isoformat(),
+        "updated_at": m.updated_at.isoformat(),
+        # A message on its way to its readers is unread; the per-member truth is `unread_count`.
+        "is_read": False,
+        "chat_id": str(m.chat_id),
+        "sender": {"id": str(m.sender.id), "email": m.sender.email, "image_url": m.sender.image_url},
+        "seq": m.seq,
+        "client_id": m.client_id,
+    }
 
 
 def _uuid_or_none(value: str | None) -> uuid.UUID | None:
@@ -288,7 +391,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 # Fields of an event's envelope, not of its payload.
-_META = frozenset({"pos", "seq", "origin"})
+ENVELOPE_FIELDS = frozenset({"pos", "seq", "origin"})
 
 _HINTS: dict[type, dict[str, Any]] = {}
 
@@ -301,7 +404,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
     hints = _hints(cls)
-    meta = _META if issubclass(cls, Event) else frozenset()
+    meta = ENVELOPE_FIELDS if issubclass(cls, Event) else frozenset()
     kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name not in meta}
     return cls(**kwargs)
 
@@ -328,7 +431,7 @@ def payload_schema(cls: type) -> dict[str, Any]:
     """
     schema: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if f.name in _META and issubclass(cls, Event):
+        if f.name in ENVELOPE_FIELDS and issubclass(cls, Event):
             continue
         hint = _hints(cls)[f.name]
         schema[f.name] = _json_type(hint)
@@ -341,7 +444,7 @@ def _json_type(hint: Any) -> Any:
     if type(None) in args:
         nullable = True
         hint = next(a for a in args if a is not type(None))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         nested = payload_schema(hint)
         return {"?": nested} if nullable else nested
     if hint in (uuid.UUID, str, datetime):

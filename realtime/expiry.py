@@ -8,9 +8,7 @@ import contextvars
 import time
 from collections.abc import Callable
 
-# The close code and reason of a socket whose token expired, on every protocol (a 44xx code like
-# graphql-transport-ws's own 4401 "Unauthorized": the client should get a fresh token and reconnect).
-CLOSE_TOKEN_EXPIRED = 4401
+# The close reason of a socket whose token expired, on every protocol (code: close_codes.TOKEN_EXPIRED).
 TOKEN_EXPIRED_REASON = "token expired"
 
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from realtime.events import ChatCreated, Event, MemberAdded, MemberRemoved, NewMessage
+from realtime.eager import Suspended
+from realtime.events import Event
 from realtime.metrics import Histogram
 from realtime.outbox import Outbox
 from realtime.positions import Vector
@@ -66,9 +67,7 @@ def new_connection_id(kind: str) -> str:
 class Connection:
     """One client stream (a legacy socket or a `chatEvents` subscription) of one user."""
 
-    def __init__(
-        self, user_id: uuid.UUID, kind: str, outbox: Outbox[Delivery | str], conn_id: str | None = None
-    ) -> None:
+    def __init__(self, user_id: uuid.UUID, kind: str, outbox: Outbox[OutboxItem], conn_id: str | None = None) -> None:
         self.id = conn_id or new_connection_id(kind)
         self.user_id = user_id
         self.kind = kind
@@ -117,6 +116,11 @@ class CatchUp:
         self.after = after
 
 
+# What a connection's outbox holds: events, replies (text), catch-ups, and sends the fan-out started that the
+# socket's backpressure held up (realtime.eager).
+OutboxItem = Delivery | str | CatchUp | Suspended
+
+
 class Hub:
     def __init__(self, *, outbox_max_events: int, outbox_max_bytes: int, interest: Interest) -> None:
         self._outbox_max_events = outbox_max_events
@@ -139,7 +143,7 @@ class Hub:
 
     def open(self, user_id: uuid.UUID, kind: str, conn_id: str | None = None) -> Connection:
         """Register a connection by user first, so membership events reach it before its chats are loaded."""
-        outbox: Outbox[Delivery | str] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
+        outbox: Outbox[OutboxItem] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
         conn = Connection(user_id, kind, outbox, conn_id)
         conn.subscribed_new = self._interest.want(users=[user_id])
         self._by_user.setdefault(user_id, set()).add(conn)
@@ -238,18 +242,14 @@ class Hub:
     def dispatch(self, event: Event, raw: str, after: Vector | None = None) -> None:
         """Route one event from the bus to every local connection that should see it (`after`: the streams'
         progress once they have it, for its cursor)."""
-        starting: list[Connection] = []  # connections that start streaming a chat this process did not receive
-        if isinstance(event, ChatCreated):
-            for member_id in event.member_ids:
-                for conn in self.connections_of(member_id):
-                    if self.watch(conn, [event.chat_id]):
-                        starting.append(conn)
-        elif isinstance(event, MemberAdded):
-            for conn in self.connections_of(event.user_id):
-                if self.watch(conn, [event.chat_id]):
-                    starting.append(conn)
-
         route = event.route()
+        starting: list[Connection] = []  # connections that start streaming a chat this process did not receive
+        if route.chat_id is not None:
+            for user_id in event.starts_streaming():
+                for conn in self.connections_of(user_id):
+                    if self.watch(conn, [route.chat_id]):
+                        starting.append(conn)
+
         if route.user_id is not None:
             targets = self._by_user.get(route.user_id, ())
         elif route.chat_id is not None:
@@ -257,8 +257,9 @@ class Hub:
         else:
             targets = ()
 
-        if isinstance(event, NewMessage) and targets and event.message.created_at.tzinfo is not None:
-            self.send_latency.observe(max(0.0, (datetime.now(UTC) - event.message.created_at).total_seconds()))
+        sent_at = event.sent_at()
+        if sent_at is not None and targets and sent_at.tzinfo is not None:
+            self.send_latency.observe(max(0.0, (datetime.now(UTC) - sent_at).total_seconds()))
         delivery = Delivery(event, raw, after)
         size = len(raw)
         ephemeral = event.ephemeral
@@ -288,6 +289,7 @@ class Hub:
 
         for conn in starting:  # after the membership event itself
             conn.outbox.put(CatchUp(after), size=0, ephemeral=False)
-        if isinstance(event, MemberRemoved):
-            for conn in tuple(self.connections_of(event.user_id)):
-                self.unwatch(conn, event.chat_id)
+        if route.chat_id is not None:
+            for user_id in event.stops_streaming():
+                for conn in tuple(self.connections_of(user_id)):
+                    self.unwatch(conn, route.chat_id)

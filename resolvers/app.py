@@ -4,16 +4,23 @@ import logging
 from datetime import timedelta
 
 import strawberry
-from graphql import NoSchemaIntrospectionCustomRule, ValidationRule
+from cross_web import AsyncHTTPRequestAdapter
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule, ValidationRule
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionContext
 from strawberry.types.unset import UnsetType
 
 from config import Settings
 from logging_setup import bind_connection, fields, peer
+from realtime import close_codes
 from realtime.hub import new_connection_id
 from resolvers import fanout
 from resolvers.context import Context
@@ -35,7 +42,7 @@ STRAWBERRY_INIT_TIMEOUT = CONNECTION_INIT_TIMEOUT + timedelta(seconds=5)
 
 
 class Schema(strawberry.Schema):
-    def process_errors(self, errors, execution_context=None):  # type: ignore[no-untyped-def,override]
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Client mistakes are not server errors: log only the unexpected ones (CodedErrors logs those)."""
 
 
@@ -97,7 +104,7 @@ class GraphQLApp(GraphQL[Context, None]):
             # their connection_init as it may.
             log.info("graphql socket refused: too many sockets awaiting connection_init", extra=fields(client=client))
             await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": 1008})
+            await send({"type": "websocket.close", "code": close_codes.POLICY})
             return
         socket = scope[SCOPE_SOCKET] = GraphQLSocket(self.rt.admission, address, send)
         log.info("graphql socket opened", extra=fields(client=client, subprotocols=scope.get("subprotocols")))
@@ -107,17 +114,19 @@ class GraphQLApp(GraphQL[Context, None]):
             socket.end()
             log.info("graphql socket closed", extra=fields(client=client))
 
-    async def parse_http_body(self, request_adapter):  # type: ignore[no-untyped-def]
+    async def parse_http_body(
+        self, request_adapter: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
         """Refuse a body that is not a GraphQL request with 400, before Strawberry trips over it."""
         try:
             return await super().parse_http_body(request_adapter)
         except (AttributeError, TypeError, RecursionError):  # a JSON string, number or list; too deep to parse
             raise HTTPException(400, "expected a JSON object") from None
 
-    async def get_context(self, request, response=None) -> Context:  # type: ignore[no-untyped-def,override]
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket | None = None) -> Context:
         return Context(rt=self.rt, request=request, response=response)
 
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:  # type: ignore[override]
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate the socket once, for both subprotocols: connection_init payload, ?token= or header."""
         token = token_from_connection_params(context.connection_params) or token_from(
             authorization=context.request.headers.get("authorization"),

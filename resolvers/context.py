@@ -65,6 +65,7 @@ class Context:
 
     def release(self) -> None:
         """Let go of the socket and the request once the connection has ended."""
+        # Typed as always set while the connection lives; after it, nothing may hold the socket or the request.
         self.request = self.response = self.connection_params = None  # type: ignore[assignment]
 
 

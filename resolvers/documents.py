@@ -160,6 +160,7 @@ def _parse(query: str, options: dict[str, Any]) -> DocumentNode:
         node = nodes.pop()
         location = node.loc
         if location is not None:
+            # graphql-core types these as always set; dropping the token chain frees the lexer's tokens.
             location.start_token = location.end_token = None  # type: ignore[assignment]
         for key in node.keys:
             value = getattr(node, key, None)

@@ -83,11 +83,11 @@ class SharedRenderer:
 
     def frame_now(self, delivery: Delivery) -> str | None:
         """This subscription's whole `next` message for `delivery`, or None if rendering it would have to wait."""
-        payload = delivery.cached(self.key)
+        payload: str | None = delivery.cached(self.key)
         if payload is None:
             result = self._execute(delivery)
             if inspect.isawaitable(result):  # not with this schema's event types; `frame` will wait for it
-                result.close()  # type: ignore[attr-defined]
+                result.close()  # type: ignore[attr-defined]  # an un-awaited coroutine: close it, not just drop it
                 return None
             payload = self._store(delivery, result)
         return self.prefix + payload + "}"
@@ -96,7 +96,7 @@ class SharedRenderer:
         """As `frame_now`, waiting if need be; None for what is not an event (legacy replies)."""
         if not isinstance(item, Delivery):
             return None
-        payload = item.cached(self.key)
+        payload: str | None = item.cached(self.key)
         if payload is None:
             result = self._execute(item)
             if inspect.isawaitable(result):
@@ -121,10 +121,10 @@ class SharedRenderer:
 # Executors by (schema, subscription key), shared by every subscription with that key: each is ~5 KiB, and ten
 # thousand subscriptions usually carry a handful of distinct documents. Bounded, least recently built first out.
 _EXECUTORS_MAX = 256
-_executors: OrderedDict[tuple[Any, ...], Executor] = OrderedDict()
+_executors: OrderedDict[tuple[Any, ...], Executor[Any]] = OrderedDict()
 
 
-def _shared_executor(schema: Any, key: tuple[Any, ...], lane: Lane, raw: Any) -> Executor:
+def _shared_executor(schema: Any, key: tuple[Any, ...], lane: Lane, raw: Any) -> Executor[Any]:
     cache_key = (schema, *key)
     executor = _executors.get(cache_key)
     if executor is None:
@@ -168,8 +168,9 @@ def _variables_in(operation: Node, fragments: dict[str, Node]) -> set[str]:
                 if isinstance(child, Node):
                     walk(child)
 
+    # An executable definition here is always an OperationDefinitionNode (checked by the caller's parse).
     for selection in operation.selection_set.selections:  # type: ignore[attr-defined]
         walk(selection, root=True)
-    for directive in operation.directives or ():  # type: ignore[attr-defined]
+    for directive in operation.directives or ():  # type: ignore[attr-defined]  # as above
         walk(directive)
     return names

@@ -6,6 +6,7 @@ from resolvers.context import Context, parse_id
 from schema import types
 from services import chats, messages, streams, users
 from services.auth import require_service
+from services.messages import DEFAULT_PAGE
 
 Info = strawberry.Info[Context, None]
 
@@ -40,7 +41,7 @@ class Query:
         chat_id: strawberry.ID,
         before: int | None = None,
         after: int | None = None,
-        limit: int = messages.DEFAULT_PAGE,
+        limit: int = DEFAULT_PAGE,
     ) -> list[types.Message]:
         rt = info.context.rt
         page = await messages.list_messages(

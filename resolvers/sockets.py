@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -23,14 +24,14 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from logging_setup import fields
+from realtime import close_codes
 from realtime.admission import Admission
-from realtime.expiry import CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_REASON, TokenExpiry
+from realtime.expiry import TOKEN_EXPIRED_REASON, TokenExpiry
 
 log = logging.getLogger(__name__)
 
 # A client has this long after connecting to send connection_init; then 4408 (both subprotocols).
 CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
-CLOSE_INIT_TIMEOUT = 4408
 # The key of a socket's `GraphQLSocket` in its ASGI scope (on_ws_connect finds it through the request).
 SCOPE_SOCKET = "tailtrail.graphql_socket"
 
@@ -92,11 +93,11 @@ class GraphQLSocket:
     def _init_timed_out(self) -> None:
         if self._pending:
             log.info("graphql socket closing: no connection_init in time", extra=fields(client=self.address))
-            self._close(CLOSE_INIT_TIMEOUT, INIT_TIMEOUT_REASON)
+            self._close(close_codes.INIT_TIMEOUT, INIT_TIMEOUT_REASON)
 
     def _token_expired(self) -> None:
         log.info("graphql socket closing: token expired", extra=fields(client=self.address))
-        self._close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_REASON)
+        self._close(close_codes.TOKEN_EXPIRED, TOKEN_EXPIRED_REASON)
 
     def _close(self, code: int, reason: str) -> None:
         if not self._closed:
@@ -111,7 +112,7 @@ class GraphQLSocket:
 INIT_TIMEOUT_REASON = "Connection initialisation timeout"
 
 
-def socket_of(scope: dict[str, Any]) -> GraphQLSocket | None:
+def socket_of(scope: Mapping[str, Any]) -> GraphQLSocket | None:
     socket = scope.get(SCOPE_SOCKET)
     return socket if isinstance(socket, GraphQLSocket) else None
 

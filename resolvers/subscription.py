@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import strawberry
 from starlette.websockets import WebSocket
 
+from realtime import close_codes
 from realtime.hub import Delivery
 from realtime.outbox import OutboxClosed
 from resolvers import fanout
@@ -18,8 +19,6 @@ from services.streams import StreamWriter, open_stream
 
 Info = strawberry.Info[Context, None]
 
-# WebSocket close code for a consumer too slow to keep up: "try again later" (RFC 6455 1013).
-CLOSE_TRY_AGAIN_LATER = 1013
 # A close handshake with a client that stopped reading cannot complete; give up on it after this long.
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -63,12 +62,12 @@ class Subscription:
                             yield delivery.encoded("graphql", lambda e, c: _convert(e, c, rt))
             except OutboxClosed as closed:
                 if closed.reason == "overflow" and websocket is not None:
-                    await websocket.close(CLOSE_TRY_AGAIN_LATER)
+                    await websocket.close(close_codes.TRY_AGAIN_LATER)
 
 
 async def _close_slow(websocket: WebSocket) -> None:
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(CLOSE_TRY_AGAIN_LATER), CLOSE_TIMEOUT_SECONDS)
+        await asyncio.wait_for(websocket.close(close_codes.TRY_AGAIN_LATER), CLOSE_TIMEOUT_SECONDS)
 
 
 def _convert(event: Any, cursor: str | None, rt: Any) -> Any:

@@ -1,10 +1,13 @@
-"""The GraphQL types (docs/protocols.md), converted from service results. No logic here."""
+"""The GraphQL types (docs/protocols.md), converted from service results; the `ChatEvent` union and its members are
+built from the event registry (realtime.events). No logic here."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, Union, get_type_hints
 
 import strawberry
 from strawberry.scalars import JSON
@@ -71,103 +74,68 @@ class ReadMarker:
     last_read_seq: int
 
 
-# -- events of Subscription.chatEvents --------------------------------------------------------------
+# -- events of Subscription.chatEvents: derived from the event registry (realtime.events) -------------------
 
 CURSOR_DOC = "Resume position: pass the last one you saw as chatEvents(after:) when you reconnect."
 
 
-@strawberry.type(description="Your cursor cannot be replayed: refetch myChats and history; live events follow.")
-class ResyncRequired:
-    reason: str
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Field:
+    name: str  # the event's field
+    attr: str  # the GraphQL type's field (in snake_case)
+    convert: Callable[[Any, Callable[[uuid.UUID], bool] | None], Any]
 
 
-@strawberry.type
-class NewMessage:
-    chat_id: strawberry.ID
-    message: Message
-    cursor: str = strawberry.field(description=CURSOR_DOC)
+def _graphql_field(hint: Any) -> tuple[Any, Callable[[Any, Callable[[uuid.UUID], bool] | None], Any]]:
+    """The GraphQL annotation of an event field's type, and how to convert its value."""
+    if hint == uuid.UUID:
+        return strawberry.ID, lambda v, _: strawberry.ID(str(v))
+    if hint == uuid.UUID | None:
+        return strawberry.ID | None, lambda v, _: _id(v)
+    if hint == tuple[uuid.UUID, ...]:
+        return list[strawberry.ID], lambda v, _: _ids(v)
+    if hint == events.MessageData:
+        return Message, lambda v, online: message(v, sender_online=bool(online(v.sender.id)) if online else False)
+    if hint == dict[str, Any]:
+        return JSON, lambda v, _: v
+    if hint in (str, int, bool, str | None, int | None, bool | None):
+        return hint, lambda v, _: v
+    raise TypeError(f"no GraphQL type for an event field of type {hint!r}: add it to schema.types._graphql_field")
 
 
-@strawberry.type
-class MessagesRead:
-    chat_id: strawberry.ID
-    user_id: strawberry.ID
-    last_read_seq: int
-    cursor: str = strawberry.field(description=CURSOR_DOC)
+def _event_type(cls: type[events.Event]) -> tuple[type, list[_Field]]:
+    """The Strawberry type of one event type: its fields (camelCased by Strawberry), and `cursor` if durable."""
+    hints = get_type_hints(cls)
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {}
+    converters: list[_Field] = []
+    for f in dataclasses.fields(cls):
+        if f.name in events.ENVELOPE_FIELDS or not f.metadata.get("graphql", True):
+            continue
+        name = f.metadata.get("graphql_name", f.name)
+        annotations[name], convert = _graphql_field(hints[f.name])
+        converters.append(_Field(f.name, name, convert))
+    if not cls.ephemeral:
+        annotations["cursor"] = str
+        namespace["cursor"] = strawberry.field(description=CURSOR_DOC)
+    name = cls.graphql_name or cls.__name__
+    plain = type(name, (), {"__annotations__": annotations, **namespace})
+    return strawberry.type(plain, name=name, description=cls.graphql_description), converters
 
 
-@strawberry.type
-class UserTyping:
-    chat_id: strawberry.ID
-    user_id: strawberry.ID
+EVENT_OBJECTS: dict[type[events.Event], tuple[type, list[_Field]]] = {
+    cls: _event_type(cls) for cls in events.EVENT_TYPES.values()
+}
+# GraphQL type name of each event type: the contract between the event schema and this adapter.
+EVENT_TYPENAMES: dict[str, str] = {t: cls.graphql_name or cls.__name__ for t, cls in events.EVENT_TYPES.items()}
 
-
-@strawberry.type
-class UserStoppedTyping:
-    chat_id: strawberry.ID
-    user_id: strawberry.ID
-
-
-@strawberry.type
-class UserJoined:
-    chat_id: strawberry.ID
-    user_id: strawberry.ID
-    cursor: str = strawberry.field(description=CURSOR_DOC)
-
-
-@strawberry.type
-class UserLeft:
-    chat_id: strawberry.ID
-    user_id: strawberry.ID
-    cursor: str = strawberry.field(description=CURSOR_DOC)
-
-
-@strawberry.type(description="A chat with me in it was created; it streams on this subscription from now on.")
-class ChatCreated:
-    chat_id: strawberry.ID
-    name: str | None
-    is_group: bool
-    created_by: strawberry.ID | None
-    member_ids: list[strawberry.ID]
-    cursor: str = strawberry.field(description=CURSOR_DOC)
-
-
-@strawberry.type(description="A member was added to one of my chats (possibly me: the chat now streams here).")
-class ChatMemberAdded:
-    chat_id: strawberry.ID
-    user_id: strawberry.ID
-    added_by: strawberry.ID | None
-    cursor: str = strawberry.field(description=CURSOR_DOC)
-
-
-@strawberry.type(description="A member was removed from one of my chats (if me: the chat stops streaming).")
-class ChatMemberRemoved:
-    chat_id: strawberry.ID
-    user_id: strawberry.ID
-    removed_by: strawberry.ID | None
-    cursor: str = strawberry.field(description=CURSOR_DOC)
-
-
-@strawberry.type
-class GlobalNotification:
-    payload: JSON
-    cursor: str = strawberry.field(description=CURSOR_DOC)
-
-
-ChatEvent = Annotated[
-    NewMessage
-    | MessagesRead
-    | UserTyping
-    | UserStoppedTyping
-    | UserJoined
-    | UserLeft
-    | ChatCreated
-    | ChatMemberAdded
-    | ChatMemberRemoved
-    | GlobalNotification
-    | ResyncRequired,
-    strawberry.union("ChatEvent"),
-]
+if TYPE_CHECKING:
+    ChatEvent: TypeAlias = Any  # built at import from the registry: no static type to name
+else:
+    ChatEvent = Annotated[
+        Union[tuple(gql for gql, _ in EVENT_OBJECTS.values())],  # noqa: UP007 - a union built from the registry
+        strawberry.union("ChatEvent"),
+    ]
 
 
 # -- converters -------------------------------------------------------------------------------------
@@ -250,57 +218,11 @@ def read_marker(view: views.ReadMarker) -> ReadMarker:
     )
 
 
-def event(e: events.Event, *, cursor: str | None = None, is_online: Any = None) -> Any:
+def event(e: events.Event, *, cursor: str | None = None, is_online: Callable[[uuid.UUID], bool] | None = None) -> Any:
     """The GraphQL object of one event (built once per event, shared by every subscriber); `cursor`: the
     resume cursor of the stream once it has the event (every durable event has one)."""
-    c = cursor or ""
-    match e:
-        case events.NewMessage():
-            online = bool(is_online(e.message.sender.id)) if is_online else False
-            return NewMessage(chat_id=_id(e.chat_id), message=message(e.message, sender_online=online), cursor=c)  # type: ignore[arg-type]
-        case events.MessagesRead():
-            return MessagesRead(chat_id=_id(e.chat_id), user_id=_id(e.user_id), last_read_seq=e.last_read_seq, cursor=c)  # type: ignore[arg-type]
-        case events.UserTyping():
-            return UserTyping(chat_id=_id(e.chat_id), user_id=_id(e.user_id))  # type: ignore[arg-type]
-        case events.UserStoppedTyping():
-            return UserStoppedTyping(chat_id=_id(e.chat_id), user_id=_id(e.user_id))  # type: ignore[arg-type]
-        case events.UserJoined():
-            return UserJoined(chat_id=_id(e.chat_id), user_id=_id(e.user_id), cursor=c)  # type: ignore[arg-type]
-        case events.UserLeft():
-            return UserLeft(chat_id=_id(e.chat_id), user_id=_id(e.user_id), cursor=c)  # type: ignore[arg-type]
-        case events.ChatCreated():
-            return ChatCreated(
-                chat_id=_id(e.chat_id),  # type: ignore[arg-type]
-                name=e.name,
-                is_group=e.is_group,
-                created_by=_id(e.created_by),
-                member_ids=_ids(e.member_ids),
-                cursor=c,
-            )
-        case events.MemberAdded():
-            return ChatMemberAdded(chat_id=_id(e.chat_id), user_id=_id(e.user_id), added_by=_id(e.added_by), cursor=c)  # type: ignore[arg-type]
-        case events.MemberRemoved():
-            return ChatMemberRemoved(
-                chat_id=_id(e.chat_id), user_id=_id(e.user_id), removed_by=_id(e.removed_by), cursor=c
-            )  # type: ignore[arg-type]
-        case events.GlobalNotification():
-            return GlobalNotification(payload=e.payload_data, cursor=c)
-        case events.ResyncRequired():
-            return ResyncRequired(reason=e.reason)
-    raise TypeError(f"expected a known event, got {type(e).__name__}")
-
-
-# GraphQL type name of each event type: the contract between the event schema and this adapter.
-EVENT_TYPENAMES: dict[str, str] = {
-    events.NewMessage.type: "NewMessage",
-    events.MessagesRead.type: "MessagesRead",
-    events.UserTyping.type: "UserTyping",
-    events.UserStoppedTyping.type: "UserStoppedTyping",
-    events.UserJoined.type: "UserJoined",
-    events.UserLeft.type: "UserLeft",
-    events.ChatCreated.type: "ChatCreated",
-    events.MemberAdded.type: "ChatMemberAdded",
-    events.MemberRemoved.type: "ChatMemberRemoved",
-    events.GlobalNotification.type: "GlobalNotification",
-    events.ResyncRequired.type: "ResyncRequired",
-}
+    gql, converters = EVENT_OBJECTS[type(e)]
+    values = {f.attr: f.convert(getattr(e, f.name), is_online) for f in converters}
+    if not e.ephemeral:
+        values["cursor"] = cursor or ""
+    return gql(**values)

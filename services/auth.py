@@ -59,9 +59,13 @@ def authenticate(token: str | None, rules: TokenRules) -> Actor:
         raise Unauthenticated("token not yet valid") from None
     except jwt.PyJWTError:
         raise Unauthenticated("invalid token") from None
-    times = {name: claims.get(name) for name in ("exp", "iat", "nbf") if name in claims}
-    if any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in times.values()):
-        raise Unauthenticated("invalid token: exp, iat and nbf must be numbers")
+    times: dict[str, float] = {}
+    for name in ("exp", "iat", "nbf"):
+        if name in claims:
+            value = claims[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise Unauthenticated("invalid token: exp, iat and nbf must be numbers")
+            times[name] = float(value)
     now = time.time()
     expires_at = float(times["exp"])
     issued_at = float(times.get("iat", now))

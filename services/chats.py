@@ -148,7 +148,7 @@ async def _chat_views(
     my_chat_ids = mine.scalar_subquery()
 
     # 1. the chats with my read marker
-    chats_q: Select[tuple[Chat, int]] = (
+    chats_q: Select[Chat, int] = (
         select(Chat, Member.last_read_seq)
         .join(Member, and_(Member.chat_id == Chat.id, Member.user_id == user_id))
         .order_by(Chat.updated_at.desc(), Chat.id)
@@ -162,13 +162,13 @@ async def _chat_views(
     # 2. every participant of those chats, and their read markers
     participants: dict[uuid.UUID, list[UserView]] = defaultdict(list)
     markers: dict[uuid.UUID, list[ReadMarker]] = defaultdict(list)
-    rows = await session.execute(
+    member_rows = await session.execute(
         select(Member.chat_id, User, Member.last_read_seq)
         .join(User, User.id == Member.user_id)
         .where(Member.chat_id.in_(my_chat_ids))
         .order_by(Member.joined_at, User.id)
     )
-    for cid, user, read_seq in rows.all():
+    for cid, user, read_seq in member_rows.all():
         participants[cid].append(user_view(rt, user))
         markers[cid].append(ReadMarker(chat_id=cid, user_id=user.id, last_read_seq=read_seq))
 
@@ -179,21 +179,21 @@ async def _chat_views(
         .group_by(Message.chat_id)
         .subquery()
     )
-    rows = await session.execute(
+    message_rows = await session.execute(
         select(Message, User)
         .join(latest, and_(latest.c.chat_id == Message.chat_id, latest.c.seq == Message.seq))
         .join(User, User.id == Message.sender_id)
     )
-    last_messages = {message.chat_id: message_data(message, sender) for message, sender in rows.all()}
+    last_messages = {message.chat_id: message_data(message, sender) for message, sender in message_rows.all()}
 
     # 4. unread: messages from others after my own read marker, per chat
-    rows = await session.execute(
+    unread_rows = await session.execute(
         select(Message.chat_id, func.count())
         .join(Member, and_(Member.chat_id == Message.chat_id, Member.user_id == user_id))
         .where(Message.seq > Member.last_read_seq, Message.sender_id != user_id)
         .group_by(Message.chat_id)
     )
-    unread = {cid: count for cid, count in rows.all()}
+    unread = {cid: count for cid, count in unread_rows.all()}
 
     return [
         ChatView(

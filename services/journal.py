@@ -137,11 +137,12 @@ def merge(items: list[Recorded]) -> list[Recorded]:
     still waiting in the set."""
     queues: dict[int, deque[Recorded]] = defaultdict(deque)
     pending_seqs: dict[uuid.UUID, list[int]] = defaultdict(list)
-    for item in sorted(items, key=lambda r: (r.event.pos.writer, r.event.pos.n)):  # type: ignore[union-attr]
-        queues[item.event.pos.writer].append(item)  # type: ignore[union-attr]
+    positioned = [(item, item.event.pos) for item in items if item.event.pos is not None]  # all of them: logged
+    for item, pos in sorted(positioned, key=lambda entry: (entry[1].writer, entry[1].n)):
+        queues[pos.writer].append(item)
         chat = _chat_of(item.event)
-        if chat is not None:
-            pending_seqs[chat].append(item.event.seq)  # type: ignore[arg-type]
+        if chat is not None and item.event.seq is not None:
+            pending_seqs[chat].append(item.event.seq)
     for seqs in pending_seqs.values():
         seqs.sort(reverse=True)  # the lowest waiting seq last: pop() gives it
     ordered: list[Recorded] = []
@@ -185,7 +186,7 @@ async def purge_older_than(db: Database, cutoff: datetime) -> int:
         purged = 0
         for writer, upto in floors:
             result = await session.execute(delete(EventLog).where(EventLog.writer == writer, EventLog.n <= upto))
-            purged += int(result.rowcount or 0)  # type: ignore[attr-defined]
+            purged += int(result.rowcount or 0)  # type: ignore[attr-defined]  # a DELETE gives a CursorResult
             await session.execute(
                 update(Writer).where(Writer.slot == writer, Writer.floor_n < upto).values(floor_n=upto)
             )

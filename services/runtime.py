@@ -112,7 +112,8 @@ class Runtime:
         self._outgoing: collections.deque[tuple[list[str], str, Pos]] = collections.deque()  # channels, raw, pos
         self._outgoing_ready = asyncio.Event()
         self._started = False
-        self._catching_up = []
+        # While not None, what arrives from the bus waits here until the log has been read (see `catch_up`).
+        self._catching_up: list[tuple[dict[str, Any], str]] | None = []
         self._resync_from = Vector()
 
     async def start(self) -> None:
@@ -134,7 +135,7 @@ class Runtime:
         self.sequencer.start(baseline)
         # Until the bus is connected and what was recorded since the baseline is read from the log, what
         # arrives waits (see `catch_up`).
-        self._catching_up: list[tuple[dict[str, Any], str]] | None = []
+        self._catching_up = []
         self._resync_from = baseline
         self._started = True
         if self._manage_gc:
@@ -219,10 +220,13 @@ class Runtime:
             await self.bus.publish_many(batch)
 
     def _offer(self, event: Event, raw: str) -> None:
-        if isinstance(event, UserTyping):
-            self.presence.typing_started(event.chat_id, event.user_id, event.origin)
-        elif isinstance(event, UserStoppedTyping):
-            self.presence.typing_stopped(event.chat_id, event.user_id)
+        change = event.typing_change()
+        if change is not None:
+            chat_id, user_id, typing = change
+            if typing:
+                self.presence.typing_started(chat_id, user_id, event.origin)
+            else:
+                self.presence.typing_stopped(chat_id, user_id)
         self.sequencer.offer(event, raw)
 
     def _on_bus_message(self, message: dict[str, Any], raw: str) -> None:

@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from logging_setup import fields
 from realtime import eager
@@ -46,7 +46,7 @@ class Stream:
     # True while a catch-up is read: nothing may be sent past it meanwhile.
     busy: bool = False
 
-    async def take(self) -> list[Delivery | str]:
+    async def take(self) -> list[Delivery | str | eager.Suspended]:
         """Every item ready to send, in order, waiting for at least one; raises `OutboxClosed` when the
         connection must end."""
         if self.replay:
@@ -54,7 +54,7 @@ class Stream:
             return list(replay)
         while True:
             items: list[Any] = await self.conn.outbox.take_all()
-            ready: list[Delivery | str] = []
+            ready: list[Delivery | str | eager.Suspended] = []
             for item in items:
                 if isinstance(item, CatchUp):
                     ready.extend(await self._caught_up(item))
@@ -139,7 +139,8 @@ class StreamWriter:
         if message is None:
             return False
         try:
-            suspended = eager.start(self.send(message))
+            # Both adapters' `send` are coroutine functions (an ASGI send, a Strawberry socket's send).
+            suspended = eager.start(cast(Coroutine[Any, Any, None], self.send(message)))
         except Exception:  # the socket is going away: queue it, and the writer ends the connection
             return False
         if suspended is not None and not stream.conn.outbox.put(suspended, size=len(delivery.raw), ephemeral=False):

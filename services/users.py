@@ -51,12 +51,11 @@ async def upsert_user(
     valid_text(email, "email")
     if isinstance(image_url, str):
         valid_text(image_url, "image_url")
-    keep = isinstance(image_url, _Keep)
     user = await rt.store.upsert_user(
         user_id=user_id or uuid.uuid4(),
         email=email,
-        image_url=None if keep else image_url,
-        keep_image=keep,  # type: ignore[arg-type]
+        image_url=None if isinstance(image_url, _Keep) else image_url,
+        keep_image=isinstance(image_url, _Keep),
     )
     return user_view(rt, user)
 

@@ -147,8 +147,14 @@ class Store(ABC):
     the batching: how many writes share one commit)."""
 
     writer: int = 0
-    transactions: int = 0
-    units: int = 0
+
+    @property
+    @abstractmethod
+    def transactions(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def units(self) -> int: ...
 
     @abstractmethod
     async def start(self) -> None: ...

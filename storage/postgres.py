@@ -149,8 +149,16 @@ class PostgresStore(Store):
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._connection: asyncpg.Connection | None = None
-        self.transactions = 0
-        self.units = 0
+        self._transactions = 0
+        self._units = 0
+
+    @property
+    def transactions(self) -> int:
+        return self._transactions
+
+    @property
+    def units(self) -> int:
+        return self._units
 
     async def start(self) -> None:
         await self._connect()  # claims the writer slot now: the runtime announces it
@@ -213,7 +221,7 @@ class PostgresStore(Store):
         for slot in dict.fromkeys([self.writer, *range(MAX_WRITERS)]):
             if await connection.fetchval(CLAIM_SLOT, SLOT_LOCK_CLASS, slot):
                 await connection.execute(ADD_SLOT, slot)
-                return slot
+                return int(slot)
         raise RuntimeError(f"all {MAX_WRITERS} writer slots are held: too many server processes")
 
     async def _commit(self, connection: asyncpg.Connection, batch: list[_Job[Any]]) -> None:
@@ -239,8 +247,8 @@ class PostgresStore(Store):
                 job.logged.clear()
                 await self._commit(connection, [job])
             return
-        self.transactions += 1
-        self.units += len(batch)
+        self._transactions += 1
+        self._units += len(batch)
         for job, outcome in zip(batch, outcomes, strict=True):
             for entry in job.logged:  # commit, then publish, in commit order
                 assert entry.recorded is not None

@@ -43,9 +43,18 @@ def free_port() -> int:
 class Server:
     """`uvicorn app:app` in a subprocess, on a free port, with the given environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, cli: bool = False, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        cli: bool = False,
+        args: tuple[str, ...] = (),
+        app: str = "app:app",
+    ) -> None:
         self.cli = cli  # start with `python cli.py serve` (socket limits) instead of `uvicorn app:app`
         self.args = args  # more options of that command
+        self.app = app  # the ASGI app uvicorn serves
         self.port = free_port()
         self.env = {**os.environ, "SECRET_KEY": SECRET, "METRICS_TOKEN": METRICS_TOKEN, **env}
         self.log_path = log_path
@@ -61,7 +70,7 @@ class Server:
 
     def start(self) -> Server:
         log = self.log_path.open("ab")
-        uvicorn = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(self.port)]
+        uvicorn = [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port)]
         uvicorn += ["--ws-per-message-deflate", "false", "--timeout-graceful-shutdown", "5"]
         cli = [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
@@ -253,9 +262,12 @@ class Subscriber:
         *,
         init_payload: dict[str, Any] | None = None,
         after: str | None = None,
+        query: str | None = None,
     ) -> None:
         self.api = api
         self.after = after
+        # The subscription document: CHAT_EVENTS, or one that selects `... on GlobalNotification { payload }` too.
+        self.query = query or CHAT_EVENTS
         self.user = user
         self.protocol = protocol
         self.init_payload = init_payload if init_payload is not None else {"token": user.token}
@@ -273,7 +285,7 @@ class Subscriber:
         )
         try:
             async with Client(transport=transport) as session:
-                request = gql(CHAT_EVENTS)
+                request = gql(self.query)
                 request.variable_values = {"after": self.after}
                 async for result in session.subscribe(request):
                     event = result["chatEvents"]
