@@ -27,11 +27,12 @@ from realtime.expiry import TOKEN_EXPIRED_REASON, TokenExpiry
 from realtime.hub import Delivery, new_connection_id
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
+from realtime.stream import Stream, StreamWriter
 from services import activity, chats, messages
 from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError, Forbidden, Unauthenticated
 from services.runtime import Runtime
-from services.streams import Stream, StreamWriter, open_stream
+from services.streams import open_stream
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,14 @@ def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True
 
 
 class LegacySession:
-    def __init__(self, rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, stream: Stream) -> None:
+    def __init__(self, rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream, writer: StreamWriter) -> None:
         self.rt = rt
         self.websocket = websocket
         self.actor = actor
         self.stream = stream
         self.conn = stream.conn
         self.limiter = RateLimiter.for_connection(rt.settings)
-        # Events go out through the raw ASGI `send`, as one message dict per event shared by every recipient.
-        self.writer = StreamWriter(stream, send, render_now=_event_message, render=_item_message)
+        self.writer = writer
         # Why the session ended early, when it did (token expired): the code and reason the socket closes with.
         self.ended: tuple[int, str] | None = None
         self.tasks: tuple[asyncio.Task[None], ...] = ()
@@ -214,7 +214,7 @@ class LegacySession:
     async def write(self) -> None:
         """Send the stream; each event's text is encoded once for all legacy connections."""
         try:
-            await self.writer.run()
+            await self.writer.run(self.stream)
         except OutboxClosed as closed:
             if closed.reason == "overflow":
                 await self.close(close_codes.TRY_AGAIN_LATER, "too slow: resume from your cursor")
@@ -268,20 +268,23 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         return
     cursor = websocket.query_params.get("cursor")
     try:
-        async with open_stream(rt, actor=actor, kind="legacy", cursor=cursor, conn_id=conn_id) as stream:
-            await _serve(rt, websocket, send, actor, stream)
+        # Events go out through the raw ASGI `send`, as one message dict per event shared by every recipient. A
+        # client that stopped reading leaves the writer stuck in a send: on overflow the writer's task is cancelled.
+        writer = StreamWriter(send, render_now=_event_message, render=_item_message)
+        async with open_stream(
+            rt, actor=actor, kind="legacy", transport=writer, cursor=cursor, conn_id=conn_id
+        ) as stream:
+            await _serve(rt, websocket, actor, stream, writer)
     finally:
         rt.admission.release_user(user_id)
 
 
-async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, stream: Stream) -> None:
+async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream, stream_writer: StreamWriter) -> None:
     conn = stream.conn
-    session = LegacySession(rt, websocket, send, actor, stream)
+    session = LegacySession(rt, websocket, actor, stream, stream_writer)
     reader = asyncio.create_task(session.read(), name=f"{conn.id}-read")
     writer = asyncio.create_task(session.write(), name=f"{conn.id}-write")
     session.tasks = (reader, writer)
-    # A client that stopped reading leaves the writer stuck in a send: on overflow, stop waiting for it.
-    conn.on_overflow = lambda: _cancel(writer)
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -300,10 +303,6 @@ async def _serve(rt: Runtime, websocket: WebSocket, send: Send, actor: Actor, st
         code, reason = close_codes.NORMAL, ""
     await session.close(code, reason)
     log.info("legacy connection closed", extra=fields(code=code, client=peer(websocket.scope)))
-
-
-def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
 
 
 def _event_message(delivery: Delivery) -> Message:

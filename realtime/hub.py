@@ -64,25 +64,45 @@ def new_connection_id(kind: str) -> str:
     return f"{kind}-{next(_connection_ids)}"
 
 
+class Transport(Protocol):
+    """A client socket as the fan-out sees it (realtime.stream: `StreamWriter`, `Queued`)."""
+
+    def send_now(self, delivery: Delivery) -> bool:
+        """Send `delivery` at once if nothing is queued before it on the socket (realtime.eager). False: the hub
+        queues it in the connection's outbox instead."""
+        ...
+
+    def overflowed(self) -> None:
+        """The connection's outbox overflowed: end the connection (1013), even if its writer is stuck in a send."""
+        ...
+
+    def release(self) -> None:
+        """The connection is closed: drop what the transport holds (a closed connection is then freed by
+        reference counting alone)."""
+        ...
+
+
 class Connection:
     """One client stream (a legacy socket or a `chatEvents` subscription) of one user."""
 
-    def __init__(self, user_id: uuid.UUID, kind: str, outbox: Outbox[OutboxItem], conn_id: str | None = None) -> None:
+    def __init__(
+        self,
+        user_id: uuid.UUID,
+        kind: str,
+        outbox: Outbox[OutboxItem],
+        transport: Transport,
+        conn_id: str | None = None,
+    ) -> None:
         self.id = conn_id or new_connection_id(kind)
         self.user_id = user_id
         self.kind = kind
         self.outbox = outbox
+        self.transport = transport
         # Chats whose events this connection receives: every chat the user belongs to...
         self.chats: set[uuid.UUID] = set()
         # ...except those this connection paused (legacy `leave_chat`); membership is unchanged.
         self.paused: set[uuid.UUID] = set()
-        # Called once when the outbox overflows: the adapter closes the socket (1013) even if its writer is
-        # stuck sending to a client that stopped reading.
-        self.on_overflow: Callable[[], None] | None = None
         self.overflowed = False
-        # The adapter's way to send a delivery at once, from the fan-out, when nothing is queued before it
-        # (realtime.eager): True if it took the delivery, False to queue it in the outbox as usual.
-        self.write_now: Callable[[Delivery], bool] | None = None
         # True once opening or watching for this connection made the process subscribe to a chat or user it did
         # not receive: the stream reads what it missed from the log (services.streams).
         self.subscribed_new = False
@@ -141,10 +161,10 @@ class Hub:
 
     # -- connections -------------------------------------------------------------------------------
 
-    def open(self, user_id: uuid.UUID, kind: str, conn_id: str | None = None) -> Connection:
+    def open(self, user_id: uuid.UUID, kind: str, transport: Transport, conn_id: str | None = None) -> Connection:
         """Register a connection by user first, so membership events reach it before its chats are loaded."""
         outbox: Outbox[OutboxItem] = Outbox(max_items=self._outbox_max_events, max_bytes=self._outbox_max_bytes)
-        conn = Connection(user_id, kind, outbox, conn_id)
+        conn = Connection(user_id, kind, outbox, transport, conn_id)
         conn.subscribed_new = self._interest.want(users=[user_id])
         self._by_user.setdefault(user_id, set()).add(conn)
         self.open_by_kind[kind] = self.open_by_kind.get(kind, 0) + 1
@@ -152,9 +172,9 @@ class Hub:
 
     def close(self, conn: Connection) -> bool:
         """Forget a connection. True if it was the user's last one in this process."""
-        # The adapter's callbacks reference its tasks and sockets: dropping them here lets a closed connection be
+        # The transport references the adapter's tasks and sockets: releasing them lets a closed connection be
         # freed by reference counting alone, instead of waiting (as a cycle) for a full garbage collection.
-        conn.write_now = conn.on_overflow = None
+        conn.transport.release()
         if conn in self._by_user.get(conn.user_id, ()):
             self.open_by_kind[conn.kind] -= 1
             self.closed_connections += 1
@@ -269,10 +289,7 @@ class Hub:
         for conn in tuple(targets):  # a copy: an overflow callback may close connections
             if conn.user_id == exclude or (paused_chat is not None and paused_chat in conn.paused):
                 continue
-            write_now = conn.write_now
-            if (write_now is not None and write_now(delivery)) or conn.outbox.put(
-                delivery, size=size, ephemeral=ephemeral
-            ):
+            if conn.transport.send_now(delivery) or conn.outbox.put(delivery, size=size, ephemeral=ephemeral):
                 delivered += 1
             elif conn.outbox.closed_reason == "overflow":
                 if not conn.overflowed:  # once per connection: it stays in the hub until its adapter closes it
@@ -280,9 +297,7 @@ class Hub:
                     self.overflows += 1
                     # Named explicitly: this runs in whichever task published, not in the connection's.
                     log.warning("closing slow consumer %s: outbox full", conn.id, extra={"connection_id": conn.id})
-                    if conn.on_overflow is not None:
-                        callback, conn.on_overflow = conn.on_overflow, None
-                        callback()
+                    conn.transport.overflowed()
             else:
                 self.dropped += 1
         self.delivered += delivered

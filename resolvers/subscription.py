@@ -12,10 +12,11 @@ from starlette.websockets import WebSocket
 from realtime import close_codes
 from realtime.hub import Delivery
 from realtime.outbox import OutboxClosed
+from realtime.stream import Queued, StreamWriter
 from resolvers import fanout
 from resolvers.context import Context
 from schema import types
-from services.streams import StreamWriter, open_stream
+from services.streams import open_stream
 
 Info = strawberry.Info[Context, None]
 
@@ -41,20 +42,30 @@ class Subscription:
         rt = ctx.rt
         websocket = ctx.request if isinstance(ctx.request, WebSocket) else None
         lane = fanout.current_lane() if websocket is not None else None
-        async with open_stream(rt, actor=ctx.actor, kind="graphql", cursor=after, conn_id=ctx.stream_id()) as stream:
-            if websocket is not None:
-                # A client that stopped reading leaves the sender stuck in a send: close the socket from here (in
-                # this socket's context: the overflow is noticed in the publisher's task).
-                context = contextvars.copy_context()
-                stream.conn.on_overflow = lambda: rt.spawn(_close_slow(websocket), context=context)
+        on_overflow = None
+        if websocket is not None:
+            # A client that stopped reading leaves the sender stuck in a send: close the socket from here (in this
+            # socket's context: the overflow is noticed in the publisher's task).
+            context, socket = contextvars.copy_context(), websocket
+
+            def close_slow() -> None:
+                rt.spawn(_close_slow(socket), context=context)
+
+            on_overflow = close_slow
+        writer = None
+        if lane is not None and websocket is not None:
+            # graphql-transport-ws: send the events from here, each executed once for all (resolvers.fanout).
+            renderer = fanout.SharedRenderer(lane, info, lambda e, c: _convert(e, c, rt))
+            writer = StreamWriter(
+                websocket.send_text, render_now=renderer.frame_now, render=renderer.frame, on_overflow=on_overflow
+            )
+        transport = writer if writer is not None else Queued(on_overflow)
+        async with open_stream(
+            rt, actor=ctx.actor, kind="graphql", transport=transport, cursor=after, conn_id=ctx.stream_id()
+        ) as stream:
             try:
-                if lane is not None and websocket is not None:
-                    # graphql-transport-ws: send the events from here, each executed once for all (resolvers.fanout).
-                    renderer = fanout.SharedRenderer(lane, info, lambda e, c: _convert(e, c, rt))
-                    writer = StreamWriter(
-                        stream, websocket.send_text, render_now=renderer.frame_now, render=renderer.frame
-                    )
-                    await writer.run()
+                if writer is not None:
+                    await writer.run(stream)
                     return
                 while True:
                     for delivery in await stream.take():

@@ -7,15 +7,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, cast
+from collections.abc import AsyncIterator
 
 from logging_setup import fields
-from realtime import eager
 from realtime.events import ResyncRequired
-from realtime.hub import CatchUp, Connection, Delivery
+from realtime.hub import Delivery, Transport
 from realtime.positions import Vector
+from realtime.stream import Stream
 from services import journal
 from services.auth import Actor, require_user
 from services.chats import user_chat_ids
@@ -28,126 +26,6 @@ log = logging.getLogger(__name__)
 CATCH_UP_WAIT_SECONDS = 2.0
 
 
-CatchUpFrom = Callable[[Vector], Awaitable[tuple[list[Delivery], Vector]]]
-
-
-@dataclass
-class Stream:
-    """What a connection sends, in order: the replay, then live items (skipping those the replay covered).
-
-    `catch_up(after)` reads from the log what the stream missed past `after` when this process starts receiving
-    a chat mid-stream (a `CatchUp` item in the outbox, from the hub): its events, and the new seam."""
-
-    conn: Connection
-    catch_up: CatchUpFrom | None = None
-    replay: list[Delivery] = field(default_factory=list)
-    # Live durable events at or below this vector were in the replay (or seen before the cursor).
-    seam: Vector | None = None
-    # True while a catch-up is read: nothing may be sent past it meanwhile.
-    busy: bool = False
-
-    async def take(self) -> list[Delivery | str | eager.Suspended]:
-        """Every item ready to send, in order, waiting for at least one; raises `OutboxClosed` when the
-        connection must end."""
-        if self.replay:
-            replay, self.replay = self.replay, []
-            return list(replay)
-        while True:
-            items: list[Any] = await self.conn.outbox.take_all()
-            ready: list[Delivery | str | eager.Suspended] = []
-            for item in items:
-                if isinstance(item, CatchUp):
-                    ready.extend(await self._caught_up(item))
-                elif not self.replayed(item):
-                    ready.append(item)
-            if ready:
-                return ready
-
-    async def _caught_up(self, item: CatchUp) -> list[Delivery]:
-        if self.catch_up is None or item.after is None:
-            return []
-        self.busy = True
-        try:
-            missed, seam = await self.catch_up(item.after)
-        finally:
-            self.busy = False
-        self.seam = seam if self.seam is None else self.seam.max(seam)
-        return missed
-
-    def replayed(self, item: Delivery | str) -> bool:
-        """True for a live event the replay already sent."""
-        return (
-            self.seam is not None
-            and isinstance(item, Delivery)
-            and item.event.pos is not None
-            and self.seam.covers(item.event.pos)
-        )
-
-
-class StreamWriter:
-    """The one writer of a socket: sends its stream's items in order — and lets the hub's fan-out send an
-    event right away when nothing is queued or in hand before it, so no task wakes up per delivery.
-
-    `render_now(delivery)` gives what `send` takes for an event, without waiting (None: not possible now, queue
-    it); `render(item)` gives it for any item, waiting if need be (None: nothing to send for it). A send the
-    fan-out started but the socket's backpressure held up (realtime.eager) is finished here, before anything
-    queued after it."""
-
-    def __init__(
-        self,
-        stream: Stream,
-        send: Callable[[Any], Awaitable[None]],
-        *,
-        render_now: Callable[[Delivery], Any | None],
-        render: Callable[[Delivery | str], Awaitable[Any | None]],
-    ) -> None:
-        self.stream = stream
-        self.send = send  # takes what the renderers give: a text, or a whole ASGI message shared by recipients
-        self.render_now = render_now
-        self.render = render
-        self.writing = False  # items taken from the outbox and not yet sent: the fan-out queues behind them
-
-    async def run(self) -> None:
-        """Send until the connection ends (`OutboxClosed`); the fan-out may send directly meanwhile."""
-        conn = self.stream.conn
-        conn.write_now = self.write_now
-        try:
-            while True:
-                items = await self.stream.take()
-                self.writing = True
-                try:
-                    for item in items:
-                        if isinstance(item, eager.Suspended):
-                            await item.finish()
-                            continue
-                        message = await self.render(item)
-                        if message is not None:
-                            await self.send(message)
-                finally:
-                    self.writing = False
-        finally:
-            conn.write_now = None
-
-    def write_now(self, delivery: Delivery) -> bool:
-        """Send `delivery` from the fan-out if nothing is before it on this socket. True if it was taken."""
-        stream = self.stream
-        if self.writing or len(stream.conn.outbox) or stream.replay or stream.busy:
-            return False
-        if stream.replayed(delivery):
-            return True
-        message = self.render_now(delivery)
-        if message is None:
-            return False
-        try:
-            # Both adapters' `send` are coroutine functions (an ASGI send, a Strawberry socket's send).
-            suspended = eager.start(cast(Coroutine[Any, Any, None], self.send(message)))
-        except Exception:  # the socket is going away: queue it, and the writer ends the connection
-            return False
-        if suspended is not None and not stream.conn.outbox.put(suspended, size=len(delivery.raw), ephemeral=False):
-            suspended.coro.close()
-        return True
-
-
 async def current_cursor(rt: Runtime, *, actor: Actor) -> str:
     """The event stream's position now. Read it before a snapshot (chats, history), subscribe after it, and the
     events that happen between the snapshot and the subscription are replayed instead of missed."""
@@ -157,9 +35,16 @@ async def current_cursor(rt: Runtime, *, actor: Actor) -> str:
 
 @contextlib.asynccontextmanager
 async def open_stream(
-    rt: Runtime, *, actor: Actor, kind: str, cursor: str | None = None, conn_id: str | None = None
+    rt: Runtime,
+    *,
+    actor: Actor,
+    kind: str,
+    transport: Transport,
+    cursor: str | None = None,
+    conn_id: str | None = None,
 ) -> AsyncIterator[Stream]:
-    """Open a connection subscribed to all the user's chats (and, live, to chats they join later).
+    """Open a connection subscribed to all the user's chats (and, live, to chats they join later), sending through
+    `transport` (realtime.stream).
 
     The connection is registered with the hub by user *before* its chats are loaded, so a chat created in
     between still reaches it. With a `cursor`, the durable events after it are replayed first: everything up
@@ -174,7 +59,7 @@ async def open_stream(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CATCH_UP_WAIT_SECONDS):
                 await rt.sequencer.reached(after)
-    conn = rt.hub.open(user_id, kind, conn_id)
+    conn = rt.hub.open(user_id, kind, transport, conn_id)
     online = False
     try:
         rt.hub.watch(conn, await user_chat_ids(rt, user_id=user_id))
