@@ -17,16 +17,16 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-import logging_setup
-from config import ConfigError, Settings
-from demo import demo_users
-from http_guard import RequestBodyLimit
 from legacy_ws import legacy_endpoint
-from logging_setup import fields
 from resolvers import graphql_app
+from server import logging_setup
+from server.config import ConfigError, Settings
+from server.demo import demo_users
+from server.http_guard import RequestBodyLimit
+from server.logging_setup import fields
+from server.websocket_guard import WebSocketGuard
 from services.auth import token_from
 from services.runtime import Runtime
-from websocket_guard import WebSocketGuard
 from websocket_manager import websocket_manager
 
 log = logging.getLogger("tailtrail")

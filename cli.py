@@ -19,7 +19,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 
-from config import ConfigError, Settings
+from server.config import ConfigError, Settings
 from services.auth import issue_service_token, issue_user_token
 
 app = typer.Typer(
@@ -101,7 +101,7 @@ def serve(
         )
         raise typer.Exit(2)
     if demo:
-        from demo import connection_help, seed_demo
+        from server.demo import connection_help, seed_demo
 
         asyncio.run(seed_demo(settings))
         print(connection_help(settings, host=host, port=port), flush=True)
@@ -114,7 +114,7 @@ def seed_demo_command() -> None:
 
     Three users and two chats in DATABASE_URL, with fixed ids; running it again changes nothing.
     """
-    from demo import seed_demo
+    from server.demo import seed_demo
 
     asyncio.run(seed_demo(_settings()))
 
@@ -294,7 +294,7 @@ def listening_socket(settings: Settings, *, host: str, port: int) -> socket.sock
 def serve_app(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
-    from logging_setup import log_config
+    from server.logging_setup import log_config
 
     sock = listening_socket(settings, host=host, port=port)
     print(f"serving on http://{host}:{port}", flush=True)
@@ -310,8 +310,8 @@ def serve_app(settings: Settings, *, host: str, port: int, workers: int = 1) -> 
         timeout_graceful_shutdown=10,
         # uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol
         # violations logged as one line (uvicorn_protocols).
-        http="uvicorn_protocols:GuardedHttpToolsProtocol",
-        ws="uvicorn_protocols:GuardedWebSocketProtocol",
+        http="server.uvicorn_protocols:GuardedHttpToolsProtocol",
+        ws="server.uvicorn_protocols:GuardedWebSocketProtocol",
         log_config=log_config(settings.log_format, settings.log_level),
     )
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from config import Settings
+from server.config import Settings
 from services import chats, notifications
 from services.auth import Actor
 from services.runtime import Runtime

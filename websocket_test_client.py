@@ -30,7 +30,7 @@ from typing import Any
 
 import websockets
 
-from config import DEV_SECRET_KEY
+from server.config import DEV_SECRET_KEY
 
 
 def describe(frame: dict[str, Any]) -> str:

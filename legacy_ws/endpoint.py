@@ -20,7 +20,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from legacy_ws import frames
 from legacy_ws.origins import origin_allowed
-from logging_setup import bind_connection, fields, peer
 from realtime import close_codes
 from realtime.events import Event
 from realtime.expiry import TOKEN_EXPIRED_REASON, TokenExpiry
@@ -28,6 +27,7 @@ from realtime.hub import Delivery, new_connection_id
 from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from realtime.stream import Stream, StreamWriter
+from server.logging_setup import bind_connection, fields, peer
 from services import activity, chats, messages
 from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError, Forbidden, Unauthenticated

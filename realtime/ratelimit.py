@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from config import Settings
+from server.config import Settings
 
 # Refusals are counted over this window: a burst that is refused a few times is a burst, a client refused
 # `strikes` times within it is abusing the server.

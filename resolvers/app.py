@@ -18,8 +18,6 @@ from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionContext
 from strawberry.types.unset import UnsetType
 
-from config import Settings
-from logging_setup import bind_connection, fields, peer
 from realtime import close_codes
 from realtime.hub import new_connection_id
 from resolvers import fanout
@@ -31,6 +29,8 @@ from resolvers.mutation import Mutation
 from resolvers.query import Query
 from resolvers.sockets import CONNECTION_INIT_TIMEOUT, SCOPE_SOCKET, GraphQLSocket, LegacyWSHandler, socket_of
 from resolvers.subscription import Subscription
+from server.config import Settings
+from server.logging_setup import bind_connection, fields, peer
 from services.auth import TokenRules, authenticate, token_from, token_from_connection_params
 from services.errors import RateLimited, Unauthenticated
 from services.runtime import Runtime

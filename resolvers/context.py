@@ -14,8 +14,8 @@ from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
-from logging_setup import connection_id
 from resolvers.sockets import socket_of
+from server.logging_setup import connection_id
 from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError
 from services.runtime import Runtime

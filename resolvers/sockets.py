@@ -23,10 +23,10 @@ from starlette.types import Message, Send
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
-from logging_setup import fields
 from realtime import close_codes
 from realtime.admission import Admission
 from realtime.expiry import TOKEN_EXPIRED_REASON, TokenExpiry
+from server.logging_setup import fields
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from config import Settings
+from server.config import Settings
 from services.errors import Forbidden, Unauthenticated
 
 ALGORITHM = "HS256"

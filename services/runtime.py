@@ -9,16 +9,12 @@ import contextvars
 import dataclasses
 import json
 import logging
-import multiprocessing
-import os
 import uuid
 from collections.abc import Coroutine
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from config import ConfigError, Settings
 from models import Database
-from realtime import gcpolicy, metrics
+from realtime import gcpolicy
 from realtime.admission import Admission
 from realtime.bus import CONTROL, EventBus, channels_of
 from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
@@ -27,18 +23,12 @@ from realtime.positions import Pos, Vector
 from realtime.presence import HEARTBEAT_SECONDS, Presence
 from realtime.sequencer import Sequencer
 from realtime.typing_state import TypingTracker
-from services import journal
+from server.config import ConfigError, Settings, uvicorn_workers
+from services import housekeeping, journal, process_metrics
 from storage import Recorded, Store, open_store
 
 log = logging.getLogger(__name__)
 
-# Retention runs every 10 minutes (the window is days: a purge a little late costs a little disk), or a
-# quarter of the window when it is shorter than that.
-RETENTION_INTERVAL_SECONDS = 600
-# Housekeeping: forget silent processes, and look for log entries whose publish was lost (a safety net
-# behind the sequencer's gap filling, for the last event before a quiet spell).
-MAINTENANCE_SECONDS = 1.0
-CATCH_UP_CHECK_SECONDS = 5.0
 # Events read from the log per round trip while catching up.
 FETCH_BATCH = 1000
 # A script's runtime waits at most this long for the server processes' presence snapshots.
@@ -50,25 +40,6 @@ OUTGOING_MAX = 10_000
 PUBLISH_BATCH = 500
 # How long start-up waits for the broker before it reports not-ready and carries on connecting.
 BUS_START_WAIT_SECONDS = 3.0
-
-
-def uvicorn_workers() -> int:
-    """How many uvicorn worker processes this one is part of (1 outside `uvicorn --workers N`)."""
-    if multiprocessing.parent_process() is None:
-        return 1
-    try:
-        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-            args = f.read().decode(errors="replace").split("\0")
-    except OSError:
-        args = []
-    for i, arg in enumerate(args):
-        value = args[i + 1] if arg == "--workers" and i + 1 < len(args) else None
-        if arg.startswith("--workers="):
-            value = arg.split("=", 1)[1]
-        if value and value.isdigit():
-            return int(value)
-    env = os.environ.get("WEB_CONCURRENCY", "")
-    return int(env) if env.isdigit() else 1
 
 
 class Runtime:
@@ -146,8 +117,8 @@ class Runtime:
                 _safe_url(self.settings.broadcast_url),
             )
         self.spawn(self._publish_loop())
-        self.spawn(self._retention_loop())
-        self.spawn(self._maintenance_loop())
+        self.spawn(housekeeping.retention(self))
+        self.spawn(housekeeping.maintenance(self))
 
     async def stop(self) -> None:
         self.sequencer.stop()
@@ -160,6 +131,11 @@ class Runtime:
     @property
     def ready(self) -> bool:
         return self.bus.connected
+
+    @property
+    def catching_up(self) -> bool:
+        """True while what arrives from the bus waits for a catch-up from the log."""
+        return self._catching_up is not None
 
     async def presence_settled(self) -> None:
         """Wait until the other processes have announced who is online (for a process with no connections of
@@ -333,123 +309,9 @@ class Runtime:
         event = UserTyping if typing else UserStoppedTyping
         self.publish_soon(event(chat_id=chat_id, user_id=user_id))
 
-    async def _maintenance_loop(self) -> None:
-        since_check = since_freeze = 0.0
-        while True:
-            await asyncio.sleep(MAINTENANCE_SECONDS)
-            since_freeze += MAINTENANCE_SECONDS
-            if self.gc_policy is not None and since_freeze >= gcpolicy.FREEZE_SECONDS:
-                since_freeze = 0.0
-                self.gc_policy.tick(closed=self.hub.closed_connections, open_now=self.hub.open_connections)
-            for chat_id, user_id in self.presence.expire():
-                # The process that started this typing is gone and will never stop it: stop it here, for
-                # this process's own connections (every process does the same for its own).
-                stop = UserStoppedTyping(chat_id=chat_id, user_id=user_id)
-                self.hub.dispatch(stop, stop.encode())
-            since_check += MAINTENANCE_SECONDS
-            if since_check >= CATCH_UP_CHECK_SECONDS:
-                since_check = 0.0
-                self.sequencer.forget_idle_chats(self.hub.streams_chat)
-                with contextlib.suppress(Exception):
-                    frontier = Vector(self.sequencer.frontier)
-                    if self._catching_up is None and (await journal.current(self.db)).beyond(frontier):
-                        await self.catch_up(frontier)
-
-    async def _retention_loop(self) -> None:
-        """Purge log entries past retention; every process runs it, and running it twice is harmless."""
-        while True:
-            cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
-            try:
-                purged = await journal.purge_older_than(self.db, cutoff)
-                if purged:
-                    log.info("purged %d event log entries older than %s", purged, cutoff.isoformat())
-            except Exception:
-                log.warning("event log retention failed; will retry", exc_info=True)
-            await asyncio.sleep(min(RETENTION_INTERVAL_SECONDS, self.settings.retention_days * 86400 / 4))
-
     def metrics(self) -> str:
-        """This process's metrics in the Prometheus text format."""
-        hub, bus = self.hub, self.bus
-        kinds = {"legacy": 0, "graphql": 0} | hub.open_by_kind
-        return metrics.render(
-            [
-                (
-                    "tailtrail_connections",
-                    "gauge",
-                    "Open client streams by protocol.",
-                    [(f'{{protocol="{kind}"}}', count) for kind, count in sorted(kinds.items())],
-                ),
-                (
-                    "tailtrail_events_published_total",
-                    "counter",
-                    "Events this process published.",
-                    [("", self.events_published)],
-                ),
-                (
-                    "tailtrail_events_received_total",
-                    "counter",
-                    "Events this process received from the event bus (its own included): the share of the cluster's "
-                    "published events this process had to decode.",
-                    [("", self.events_received)],
-                ),
-                (
-                    "tailtrail_events_skipped_total",
-                    "counter",
-                    "Durable events received for no connection of this process, taken in order without being decoded.",
-                    [("", self.sequencer.skipped)],
-                ),
-                (
-                    "tailtrail_events_delivered_total",
-                    "counter",
-                    "Events handed to a local connection.",
-                    [("", hub.delivered)],
-                ),
-                (
-                    "tailtrail_events_dropped_total",
-                    "counter",
-                    "Events not handed to a connection: typing dropped from a full outbox, or a closing connection.",
-                    [("", hub.dropped)],
-                ),
-                (
-                    "tailtrail_outbox_overflows_total",
-                    "counter",
-                    "Slow consumers closed with 1013.",
-                    [("", hub.overflows)],
-                ),
-                (
-                    "tailtrail_sockets_awaiting_init",
-                    "gauge",
-                    "GraphQL WebSockets open but not yet past connection_init.",
-                    [("", self.admission.pending)],
-                ),
-                (
-                    "tailtrail_sockets_refused_total",
-                    "counter",
-                    "WebSockets refused: over MAX_CONNECTIONS_PER_USER, or over MAX_PENDING_SOCKETS_PER_ADDRESS.",
-                    [(f'{{reason="{reason}"}}', count) for reason, count in sorted(self.admission.refused.items())],
-                ),
-                (
-                    "tailtrail_store_transactions_total",
-                    "counter",
-                    "Transactions the writer committed.",
-                    [("", self.store.transactions)],
-                ),
-                (
-                    "tailtrail_store_units_total",
-                    "counter",
-                    "Units of work (a send, a read marker, a membership change, …) those transactions held.",
-                    [("", self.store.units)],
-                ),
-                ("tailtrail_broker_reconnects_total", "counter", "Event bus reconnections.", [("", bus.reconnects)]),
-                (
-                    "tailtrail_broker_publish_failures_total",
-                    "counter",
-                    "Publishes the broker did not take (the events reach other processes from the log).",
-                    [("", bus.publish_failures)],
-                ),
-            ],
-            send_latency=hub.send_latency,
-        )
+        """This process's metrics in the Prometheus text format (services.process_metrics)."""
+        return process_metrics.render(self)
 
     # -- presence (global: every process's connections) ---------------------------------------------
 

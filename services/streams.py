@@ -9,11 +9,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
-from logging_setup import fields
 from realtime.events import ResyncRequired
 from realtime.hub import Delivery, Transport
 from realtime.positions import Vector
 from realtime.stream import Stream
+from server.logging_setup import fields
 from services import journal
 from services.auth import Actor, require_user
 from services.chats import user_chat_ids

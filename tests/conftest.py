@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from config import Settings
+from server.config import Settings
 from services.runtime import Runtime
 from tests.support import Api, Server
 

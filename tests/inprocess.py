@@ -14,7 +14,7 @@ from types import TracebackType
 import uvicorn
 
 from app import create_app
-from config import Settings
+from server.config import Settings
 from services.runtime import Runtime
 from tests.support import SECRET, STARTUP_TIMEOUT, free_port
 

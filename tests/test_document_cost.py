@@ -20,9 +20,9 @@ import httpx
 import pytest
 from graphql import OperationDefinitionNode, parse
 
-from config import Settings
 from resolvers.app import build_schema
 from resolvers.limits import DocumentCost
+from server.config import Settings
 from tests.support import EVENT_TIMEOUT, Server, sqlite_server
 
 FANOUT = 3

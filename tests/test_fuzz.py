@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from websockets.typing import Subprotocol
 
-from config import Settings
+from server.config import Settings
 from services.auth import issue_user_token
 from tests.fuzz_checks import (
     CLOSED,

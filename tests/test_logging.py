@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import websockets
 
-from config import ConfigError, Settings
-from logging_setup import bind_connection, connection_id
 from realtime.typing_state import TypingTracker
+from server.config import ConfigError, Settings
+from server.logging_setup import bind_connection, connection_id
 from tests.legacy_client import LegacyClient
 from tests.support import EVENT_TIMEOUT, Api, Server, Subscriber, User
 

@@ -280,7 +280,7 @@ async def _not(awaitable: Any) -> bool:
 
 WEBSOCKET_MANAGER_SCRIPT = """
 import asyncio, json, sys
-from config import Settings
+from server.config import Settings
 from websocket_manager import websocket_manager
 
 async def main():

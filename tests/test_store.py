@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from config import Settings
 from models import EventLog, Message, User, utcnow
 from models.group_commit import GroupCommit
+from server.config import Settings
 from services import chats, messages, users
 from services.auth import Actor
 from services.errors import Forbidden

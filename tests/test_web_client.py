@@ -20,8 +20,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, WebSocketRoute, expect, sync_playwright
 
-from config import Settings
-from demo import DEMO_USERS, seed_demo
+from server.config import Settings
+from server.demo import DEMO_USERS, seed_demo
 from services.auth import issue_service_token
 from tests.conftest import unavailable
 from tests.support import EVENT_TIMEOUT, Server

@@ -13,7 +13,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from logging_setup import fields, peer
+from server.logging_setup import fields, peer
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -225,3 +226,22 @@ class Settings:
             typing_burst=_integer(env, "TYPING_BURST", cls.typing_burst),
             typing_broadcast_interval=_number(env, "TYPING_BROADCAST_INTERVAL", cls.typing_broadcast_interval),
         )
+
+
+def uvicorn_workers() -> int:
+    """How many uvicorn worker processes this one is part of (1 outside `uvicorn --workers N`)."""
+    if multiprocessing.parent_process() is None:
+        return 1
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            args = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        args = []
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--workers" and i + 1 < len(args) else None
+        if arg.startswith("--workers="):
+            value = arg.split("=", 1)[1]
+        if value and value.isdigit():
+            return int(value)
+    env = os.environ.get("WEB_CONCURRENCY", "")
+    return int(env) if env.isdigit() else 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from config import Settings
+from server.config import Settings
 from services import chats, messages, users
 from services.auth import Actor, issue_service_token, issue_user_token
 from services.errors import NotFound

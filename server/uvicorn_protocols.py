@@ -27,9 +27,9 @@ from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from config import Settings
-from logging_setup import SCOPE_CONNECTION_ID, fields
 from realtime import close_codes
+from server.config import Settings
+from server.logging_setup import SCOPE_CONNECTION_ID, fields
 
 log = logging.getLogger("tailtrail.transport")
 

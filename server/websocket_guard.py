@@ -18,10 +18,10 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from config import Settings
 from realtime import close_codes
 from realtime.ratelimit import RateLimiter
 from resolvers.limits import request_shape_error
+from server.config import Settings
 
 log = logging.getLogger(__name__)
 
