@@ -30,33 +30,24 @@ import contextvars
 import json
 import logging
 import time
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
-import redis.asyncio
-from broadcaster import Broadcast
-
+from realtime.broker import BROKER_TIMEOUT, LocalSession, RedisSession, Session
 from realtime.events import Event
 from realtime.presence import HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
 
 CONTROL = "tailtrail.control"
-# The one channel of `memory://` (one process: nothing to route).
-LOCAL = "tailtrail.events"
 # Four missed heartbeats: long enough to ride out a GC pause or a busy loop, short enough that a dead broker
 # is noticed within two seconds.
 SILENCE_SECONDS = 4 * HEARTBEAT_SECONDS
 # Reconnect backoff: doubling from 0.1 s up to 1 s, so a broker that comes back is used again within a second.
 BACKOFF_START, BACKOFF_MAX = 0.1, 1.0
-# A publish or connect that takes longer than this is treated as a broker fault, never a hang.
-BROKER_TIMEOUT = 2.0
 # A channel no local connection needs is kept this long: clients reconnecting at once (a deploy, a flaky
 # network) find it subscribed and need no catch-up from the log.
 DROP_DELAY_SECONDS = 30.0
-# Channels named in one SUBSCRIBE or UNSUBSCRIBE command at most.
-SUBSCRIBE_BATCH = 1000
 
 
 def chat_channel(chat_id: object) -> str:
@@ -69,133 +60,6 @@ def user_channel(user_id: object) -> str:
 
 class BrokerSilent(Exception):
     """Our own heartbeat did not come back: the subscription is dead even if publishing works."""
-
-
-class _Session(ABC):
-    """One connection to the broker: subscribe, unsubscribe, publish, and the messages that arrive."""
-
-    routed = True
-
-    @abstractmethod
-    async def subscribe(self, channels: list[str], *, confirmed: bool = True) -> None: ...
-
-    @abstractmethod
-    async def unsubscribe(self, channels: list[str]) -> None: ...
-
-    @abstractmethod
-    async def publish(self, items: list[tuple[list[str], str]]) -> None: ...
-
-    @abstractmethod
-    def messages(self) -> AsyncIterator[str]: ...
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-
-class _LocalSession(_Session):
-    """`memory://`: broadcaster in one process; every message on one channel (there is nothing to route)."""
-
-    routed = False
-
-    def __init__(self, url: str) -> None:
-        self._broadcast = Broadcast(url)
-        self._subscription: Any = None
-        self._subscriber: Any = None
-
-    async def open(self) -> None:
-        await self._broadcast.connect()
-        self._subscription = self._broadcast.subscribe(LOCAL)
-        self._subscriber = await self._subscription.__aenter__()
-
-    async def subscribe(self, channels: list[str], *, confirmed: bool = True) -> None:
-        pass
-
-    async def unsubscribe(self, channels: list[str]) -> None:
-        pass
-
-    async def publish(self, items: list[tuple[list[str], str]]) -> None:
-        for _, raw in items:
-            await self._broadcast.publish(LOCAL, raw)
-
-    async def messages(self) -> AsyncIterator[str]:
-        async for item in self._subscriber:
-            if item is None:
-                return
-            yield item.message
-
-    async def close(self) -> None:
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.__aexit__(None, None, None)
-        await self._broadcast.disconnect()
-
-
-class _RedisSession(_Session):
-    """Redis pub/sub on two connections of our own: one subscribing (its subscriptions change with the
-    connections of this process), one publishing (many messages per round trip, in order)."""
-
-    def __init__(self, url: str) -> None:
-        self._publisher = redis.asyncio.Redis.from_url(url)
-        self._client = redis.asyncio.Redis.from_url(url)
-        self._pubsub = self._client.pubsub()
-        # Channels whose SUBSCRIBE Redis has not confirmed yet, and who waits for them.
-        self._unconfirmed: dict[str, asyncio.Future[None]] = {}
-
-    async def open(self) -> None:
-        # redis-py annotates ping() for its synchronous and asynchronous clients at once.
-        await cast(Awaitable[bool], self._publisher.ping())
-
-    async def subscribe(self, channels: list[str], *, confirmed: bool = True) -> None:
-        """Subscribe, and (`confirmed`) return once Redis confirmed every channel: from then on it delivers what
-        is published on them. (Confirmations arrive through `messages`, which must be running.)"""
-        if not confirmed:
-            await self._pubsub.subscribe(*channels)
-            return
-        loop = asyncio.get_running_loop()
-        waits = []
-        for channel in channels:
-            future = self._unconfirmed.get(channel)
-            if future is None:
-                future = self._unconfirmed[channel] = loop.create_future()
-            waits.append(future)
-        for start in range(0, len(channels), SUBSCRIBE_BATCH):
-            await self._pubsub.subscribe(*channels[start : start + SUBSCRIBE_BATCH])
-        await asyncio.wait_for(asyncio.gather(*waits), BROKER_TIMEOUT)
-
-    async def unsubscribe(self, channels: list[str]) -> None:
-        for start in range(0, len(channels), SUBSCRIBE_BATCH):
-            await self._pubsub.unsubscribe(*channels[start : start + SUBSCRIBE_BATCH])
-
-    async def publish(self, items: list[tuple[list[str], str]]) -> None:
-        async with self._publisher.pipeline(transaction=False) as pipe:
-            for channels, raw in items:
-                for channel in channels:
-                    pipe.publish(channel, raw)
-            await asyncio.wait_for(pipe.execute(), BROKER_TIMEOUT)
-
-    async def messages(self) -> AsyncIterator[str]:
-        while True:
-            message = await self._pubsub.get_message(timeout=None)
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "subscribe":
-                channel = message["channel"]
-                future = self._unconfirmed.pop(channel.decode() if isinstance(channel, bytes) else channel, None)
-                if future is not None and not future.done():
-                    future.set_result(None)
-            elif kind == "message":
-                data = message["data"]
-                yield data.decode() if isinstance(data, bytes) else data
-
-    async def close(self) -> None:
-        for future in self._unconfirmed.values():
-            if not future.done():
-                future.cancel()
-        pubsub_closing: Awaitable[None] = self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
-        for closing in (pubsub_closing, self._client.aclose(), self._publisher.aclose()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(closing, BROKER_TIMEOUT)
 
 
 class EventBus:
@@ -215,7 +79,7 @@ class EventBus:
         self._heartbeat_message = heartbeat
         self._process_id = process_id
         self._on_connected = on_connected
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._last_echo = 0.0
@@ -292,7 +156,7 @@ class EventBus:
         """Return once every wanted channel is subscribed (confirmed by the broker)."""
         await self._settled.wait()
 
-    async def _follow(self, session: _Session) -> None:
+    async def _follow(self, session: Session) -> None:
         """Keep the session's subscriptions equal to the wanted channels."""
         while True:
             self._changed.clear()
@@ -342,7 +206,7 @@ class EventBus:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _run_session(self, first: bool) -> None:
-        session: _LocalSession | _RedisSession = _LocalSession(self.url) if not self.routed else _RedisSession(self.url)
+        session: Session = LocalSession(self.url) if not self.routed else RedisSession(self.url)
         await asyncio.wait_for(session.open(), BROKER_TIMEOUT)
         self._subscribed = set()
         try:
@@ -370,7 +234,7 @@ class EventBus:
                 self._settled.clear()
             await session.close()
 
-    async def _beat(self, session: _Session) -> None:
+    async def _beat(self, session: Session) -> None:
         while True:
             await asyncio.wait_for(
                 session.publish([([CONTROL], json.dumps(self._heartbeat_message()))]), BROKER_TIMEOUT
@@ -379,7 +243,7 @@ class EventBus:
             if time.monotonic() - self._last_echo > SILENCE_SECONDS:
                 raise BrokerSilent(f"no heartbeat for {SILENCE_SECONDS}s")
 
-    async def _read(self, session: _Session, first: bool) -> None:
+    async def _read(self, session: Session, first: bool) -> None:
         async for raw in session.messages():
             try:
                 message = json.loads(raw)

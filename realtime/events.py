@@ -2,7 +2,7 @@
 
 An event type is a frozen dataclass registered with `@registered`. Its declaration says everything the rest of
 the code derives from it:
-- its fields (the dataclass fields *are* the event schema: `payload_schema()` describes them, and tests check
+- its fields (the dataclass fields *are* the event schema: `realtime.codec.payload_schema` describes them, and tests check
   both protocols' output against it) and its wire name `type`;
 - whether it is durable (stored in the event log, resumable, with a cursor) or `ephemeral`;
 - how it is routed (`route()`: a chat's members, one user; `to_others`: not to the acting user), and whom it
@@ -12,7 +12,7 @@ the code derives from it:
   `metadata={"graphql_name": ...}` to rename it). `schema/types.py` builds the `ChatEvent` union from here.
 
 An event is encoded once when it is published (`encode`) and decoded once per process when it arrives
-(`decode`). docs/architecture.md walks through adding an event type.
+(`realtime.codec.decode`). docs/architecture.md walks through adding an event type.
 """
 
 from __future__ import annotations
@@ -324,40 +324,6 @@ class ResyncRequired(Event):
         return Route()
 
 
-class EventDecodeError(ValueError):
-    pass
-
-
-def decode(raw: str) -> Event:
-    """The inverse of `Event.encode` (used once per event per process)."""
-    try:
-        envelope = json.loads(raw)
-    except ValueError as exc:
-        raise EventDecodeError(f"expected an encoded event, got {raw[:200]!r}") from exc
-    return decode_envelope(envelope)
-
-
-def decode_envelope(envelope: Any) -> Event:
-    """An event from its parsed JSON envelope."""
-    try:
-        cls = EVENT_TYPES[envelope["type"]]
-        data = envelope["data"]
-        raw_pos = envelope.get("pos")
-        pos = None if raw_pos is None else Pos.decode(raw_pos)
-        seq = envelope.get("seq")
-        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
-            raise TypeError("seq")
-        origin = envelope.get("origin")
-        if origin is not None and not isinstance(origin, str):
-            raise TypeError("origin")
-        event = cls.from_envelope(data, envelope)
-        if pos is not None or seq is not None or origin is not None:
-            event = dataclasses.replace(event, pos=pos, seq=seq, origin=origin)
-        return event
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EventDecodeError(f"expected an encoded event, got {str(envelope)[:200]!r}") from exc
-
-
 def legacy_message(m: MessageData) -> dict[str, Any]:
     """A message in the legacy protocol (`new_message` data, `messages` replies): its fields at the top level."""
     return {
@@ -396,14 +362,14 @@ ENVELOPE_FIELDS = frozenset({"pos", "seq", "origin"})
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
+def hints_of(cls: type) -> dict[str, Any]:
     if cls not in _HINTS:
         _HINTS[cls] = get_type_hints(cls)
     return _HINTS[cls]
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
-    hints = _hints(cls)
+    hints = hints_of(cls)
     meta = ENVELOPE_FIELDS if issubclass(cls, Event) else frozenset()
     kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name not in meta}
     return cls(**kwargs)
@@ -421,40 +387,3 @@ def _convert(hint: Any, value: Any) -> Any:
     if hint == tuple[uuid.UUID, ...]:
         return tuple(uuid.UUID(v) for v in value)
     return value
-
-
-def payload_schema(cls: type) -> dict[str, Any]:
-    """The JSON shape of a dataclass: field name -> JSON type name, or a nested schema.
-
-    JSON type names: "string" (also UUIDs and ISO timestamps), "integer", "boolean", "object",
-    "array"; a trailing "?" marks a nullable field.
-    """
-    schema: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in ENVELOPE_FIELDS and issubclass(cls, Event):
-            continue
-        hint = _hints(cls)[f.name]
-        schema[f.name] = _json_type(hint)
-    return schema
-
-
-def _json_type(hint: Any) -> Any:
-    nullable = False
-    args = getattr(hint, "__args__", ())
-    if type(None) in args:
-        nullable = True
-        hint = next(a for a in args if a is not type(None))
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        nested = payload_schema(hint)
-        return {"?": nested} if nullable else nested
-    if hint in (uuid.UUID, str, datetime):
-        name = "string"
-    elif hint is bool:
-        name = "boolean"
-    elif hint is int:
-        name = "integer"
-    elif getattr(hint, "__origin__", None) in (tuple, list):
-        name = "array"
-    else:
-        name = "object"
-    return name + ("?" if nullable else "")

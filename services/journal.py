@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, false, func, or_, select, update
 
 from models import Database, EventLog, Member, Writer
-from realtime.events import Event, decode_envelope
+from realtime.codec import decode_envelope
+from realtime.events import Event
 from realtime.positions import Pos, Vector
 from storage import Recorded
 

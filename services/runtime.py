@@ -17,7 +17,8 @@ from models import Database
 from realtime import gcpolicy
 from realtime.admission import Admission
 from realtime.bus import CONTROL, EventBus, channels_of
-from realtime.events import Event, UserStoppedTyping, UserTyping, decode_envelope
+from realtime.codec import decode_envelope
+from realtime.events import Event, UserStoppedTyping, UserTyping
 from realtime.hub import Hub
 from realtime.positions import Pos, Vector
 from realtime.presence import HEARTBEAT_SECONDS, Presence

@@ -31,13 +31,24 @@ from realtime.events import (
     Event,
     MemberAdded,
     MemberRemoved,
-    MessageData,
     MessagesRead,
-    NewMessage,
-    UserRef,
 )
 from realtime.positions import Pos
 from storage.base import Changed, Created, Logged, NewChat, Publish, ReadMoved, Refusal, Sent, Store
+from storage.postgres_statements import (
+    ADD_SLOT,
+    CLAIM_SLOT,
+    INSERT_LOG,
+    IS_MEMBER,
+    MAX_WRITERS,
+    NEXT_POSITIONS,
+    SLOT_LOCK_CLASS,
+    SendInput,
+    log_row,
+    next_seq,
+    send_all,
+    sent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,93 +60,12 @@ MAX_BATCH = 500
 # After the writer's connection fails, wait this long before connecting again (a restarting server).
 RECONNECT_SECONDS = 0.5
 
-# All the sends of a batch: $1 the units' indexes, $2 chats, $3 senders, $4 contents, $5 client ids, $6 new
-# message ids, $7 the time. Each input row comes back once: 'new' with its seq and sender, 'retry' with the
-# message stored earlier under the same client id, or nothing (refused: not a member, or not provisioned).
-# Chats are locked in id order, so that two batches never wait for each other in a cycle.
-SEND_BATCH = """
-WITH input AS (
-    SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[])
-        AS t(idx, chat_id, sender_id, content, client_id, message_id)
-),
-allowed AS MATERIALIZED (
-    SELECT i.*, u.email, u.image_url FROM input i
-    JOIN users u ON u.id = i.sender_id
-    WHERE EXISTS (SELECT 1 FROM members m WHERE m.chat_id = i.chat_id AND m.user_id = i.sender_id)
-),
-retried AS MATERIALIZED (
-    SELECT a.idx, a.email, a.image_url, m.id, m.seq, m.content, m.created_at, m.updated_at
-    FROM allowed a JOIN messages m
-        ON m.chat_id = a.chat_id AND m.sender_id = a.sender_id AND m.client_id = a.client_id
-),
-fresh AS MATERIALIZED (
-    SELECT a.* FROM allowed a WHERE NOT EXISTS (SELECT 1 FROM retried r WHERE r.idx = a.idx)
-),
-counts AS MATERIALIZED (SELECT chat_id, count(*) AS n FROM fresh GROUP BY chat_id),
-locked AS MATERIALIZED (
-    SELECT c.id FROM chats c WHERE c.id IN (SELECT chat_id FROM counts) ORDER BY c.id FOR UPDATE
-),
-bumped AS MATERIALIZED (
-    UPDATE chats c SET last_seq = c.last_seq + k.n, updated_at = $7
-    FROM counts k WHERE c.id = k.chat_id AND c.id IN (SELECT id FROM locked)
-    RETURNING c.id, c.last_seq - k.n AS base
-),
-numbered AS MATERIALIZED (
-    SELECT f.*, b.base + row_number() OVER (PARTITION BY f.chat_id ORDER BY f.idx) AS seq
-    FROM fresh f JOIN bumped b ON b.id = f.chat_id
-),
-inserted AS (
-    INSERT INTO messages (id, chat_id, seq, sender_id, content, client_id, created_at, updated_at)
-    SELECT message_id, chat_id, seq, sender_id, content, client_id, $7, $7 FROM numbered
-)
-SELECT idx, seq, email, image_url, message_id AS id, false AS retry, NULL::text AS content,
-       NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at FROM numbered
-UNION ALL
-SELECT idx, seq, email, image_url, id, true, content, created_at, updated_at FROM retried
-"""
-# The writer's own counter: its row is touched by its holder only (a PostgreSQL advisory lock of the writer
-# connection's session holds the slot), so no two processes ever wait on it.
-NEXT_POSITIONS = "UPDATE writers SET last_n = last_n + $2 WHERE slot = $1 RETURNING last_n"
-INSERT_LOG = """
-INSERT INTO event_log (writer, n, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at)
-SELECT * FROM unnest($1::int[], $2::bigint[], $3::uuid[], $4::bigint[], $5::uuid[], $6::uuid[], $7::text[],
-                     $8::text[], $9::timestamptz[])
-"""
-# Writer slots: advisory locks (class, slot) on the writer connection's session; a slot is free again when the
-# session that held it ends (its process stopped or died).
-SLOT_LOCK_CLASS = 7310002
-MAX_WRITERS = 1024
-CLAIM_SLOT = "SELECT pg_try_advisory_lock($1, $2)"
-ADD_SLOT = "INSERT INTO writers (slot, last_n, floor_n) VALUES ($1, 0, 0) ON CONFLICT (slot) DO NOTHING"
-NEXT_SEQ = "UPDATE chats SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 RETURNING last_seq"
-NEXT_SEQ_OF_MEMBER = (
-    "UPDATE chats SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 "
-    "AND EXISTS (SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $3) RETURNING last_seq"
-)
-IS_MEMBER = "SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $2"
-
-
-async def _next_seq(connection: asyncpg.Connection, chat_id: uuid.UUID, member: uuid.UUID | None) -> int | None:
-    if member is None:
-        value = await connection.fetchval(NEXT_SEQ, chat_id, utcnow())
-    else:
-        value = await connection.fetchval(NEXT_SEQ_OF_MEMBER, chat_id, utcnow(), member)
-    return None if value is None else int(value)
-
-
-@dataclass(slots=True)
-class _SendInput:
-    chat_id: uuid.UUID
-    sender_id: uuid.UUID
-    content: str
-    client_id: str | None
-
 
 @dataclass(slots=True)
 class _Job(Generic[T]):
     future: asyncio.Future[T]
     unit: Unit[T] | None = None  # a unit of its own, or
-    send: _SendInput | None = None  # a send, run with the batch's other sends
+    send: SendInput | None = None  # a send, run with the batch's other sends
     logged: list[Logged] = field(default_factory=list)
 
 
@@ -265,8 +195,11 @@ class PostgresStore(Store):
             sends = [(i, job) for i, job in enumerate(batch) if job.send is not None]
             if sends:
                 now = utcnow()
-                for i, outcome in _sent(sends, await _send_all(connection, sends, now), now):
+                inputs = [(i, job.send) for i, job in sends if job.send is not None]
+                for i, outcome, logged_send in sent(inputs, await send_all(connection, inputs, now), now):
                     outcomes[i] = outcome
+                    if logged_send is not None:
+                        batch[i].logged.append(logged_send)
             for i, job in enumerate(batch):
                 if job.unit is not None:
                     outcomes[i] = await job.unit(connection, job.logged)
@@ -275,7 +208,7 @@ class PostgresStore(Store):
                 last = int(await connection.fetchval(NEXT_POSITIONS, self.writer, len(logged)))
                 first = last - len(logged) + 1
                 rows = [entry.at(Pos(self.writer, n)) for n, entry in enumerate(logged, start=first)]
-                await connection.execute(INSERT_LOG, *zip(*(_log_row(row) for row in rows), strict=True))
+                await connection.execute(INSERT_LOG, *zip(*(log_row(row) for row in rows), strict=True))
         return outcomes
 
     # -- messages -----------------------------------------------------------------------------------------
@@ -285,7 +218,7 @@ class PostgresStore(Store):
     ) -> Sent:
         job: _Job[Sent] = _Job(
             asyncio.get_running_loop().create_future(),
-            send=_SendInput(chat_id=chat_id, sender_id=sender_id, content=content, client_id=client_id),
+            send=SendInput(chat_id=chat_id, sender_id=sender_id, content=content, client_id=client_id),
         )
         return await self._queue(job)
 
@@ -305,7 +238,7 @@ class PostgresStore(Store):
             await connection.execute(
                 "UPDATE members SET last_read_seq = $3 WHERE chat_id = $1 AND user_id = $2", chat_id, user_id, latest
             )
-            seq = await _next_seq(connection, chat_id, None)
+            seq = await next_seq(connection, chat_id, None)
             logged.append(Logged(MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=latest), seq=seq))
             return ReadMoved(last_read_seq=latest)
 
@@ -365,7 +298,7 @@ class PostgresStore(Store):
                 return Changed(refused=Refusal.UNKNOWN_USER)
             if await connection.fetchval(IS_MEMBER, chat_id, user_id) is not None:
                 return Changed(changed=False)
-            seq = await _next_seq(connection, chat_id, None)
+            seq = await next_seq(connection, chat_id, None)
             await connection.execute(
                 "INSERT INTO members (chat_id, user_id, joined_at, last_read_seq, joined_seq) VALUES ($1, $2, $3, 0, $4)",
                 chat_id,
@@ -396,7 +329,7 @@ class PostgresStore(Store):
             )
             if removed is None:
                 return Changed(changed=False)
-            seq = await _next_seq(connection, chat_id, None)
+            seq = await next_seq(connection, chat_id, None)
             logged.append(
                 Logged(MemberRemoved(chat_id=chat_id, user_id=user_id, removed_by=by), seq=seq, subject_user_id=user_id)
             )
@@ -406,7 +339,7 @@ class PostgresStore(Store):
 
     async def record_chat_event(self, event: Event, *, chat_id: uuid.UUID, member: uuid.UUID | None) -> bool:
         async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> bool:
-            seq = await _next_seq(connection, chat_id, member)
+            seq = await next_seq(connection, chat_id, member)
             if seq is None:
                 return False
             logged.append(Logged(event, seq=seq))
@@ -454,61 +387,3 @@ class PostgresStore(Store):
         async with self._db.read() as session:
             rows = await session.execute(select(Member.chat_id).where(Member.user_id == user_id))
             return list(rows.scalars())
-
-
-async def _send_all(connection: asyncpg.Connection, sends: list[tuple[int, _Job[Any]]], now: datetime) -> list[Any]:
-    inputs = [job.send for _, job in sends if job.send is not None]
-    return list(
-        await connection.fetch(
-            SEND_BATCH,
-            [i for i, _ in sends],
-            [s.chat_id for s in inputs],
-            [s.sender_id for s in inputs],
-            [s.content for s in inputs],
-            [s.client_id for s in inputs],
-            [uuid.uuid4() for _ in inputs],
-            now,
-        )
-    )
-
-
-def _sent(sends: list[tuple[int, _Job[Any]]], rows: list[Any], now: datetime) -> list[tuple[int, Sent]]:
-    """Each send's outcome from the batch statement's rows; a new message's `NewMessage` is logged on its job."""
-    by_index = {row["idx"]: row for row in rows}
-    outcomes = []
-    for i, job in sends:
-        send = job.send
-        assert send is not None
-        row = by_index.get(i)
-        if row is None:
-            outcomes.append((i, Sent(refused=Refusal.NOT_MEMBER)))
-            continue
-        retry = row["retry"]
-        data = MessageData(
-            id=row["id"],
-            chat_id=send.chat_id,
-            seq=row["seq"],
-            content=row["content"] if retry else send.content,
-            created_at=row["created_at"] if retry else now,
-            updated_at=row["updated_at"] if retry else now,
-            sender=UserRef(id=send.sender_id, email=row["email"], image_url=row["image_url"]),
-            client_id=send.client_id,
-        )
-        if not retry:
-            job.logged.append(Logged(NewMessage(chat_id=send.chat_id, message=data), seq=data.seq))
-        outcomes.append((i, Sent(message=data, retry=retry)))
-    return outcomes
-
-
-def _log_row(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        row["writer"],
-        row["n"],
-        row["chat_id"],
-        row["seq"],
-        row["target_user_id"],
-        row["subject_user_id"],
-        row["type"],
-        row["payload"],
-        row["created_at"],
-    )

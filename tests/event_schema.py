@@ -1,4 +1,4 @@
-"""Check a protocol's output for one event against the event's schema (`realtime.events.payload_schema`).
+"""Check a protocol's output for one event against the event's schema (`realtime.codec.payload_schema`).
 
 Shared by the GraphQL tests (`camel=True`: field names in camelCase) and the legacy JSON protocol tests
 (`camel=False`: snake_case, as the schema spells them). A schema maps a field name to a JSON type name —

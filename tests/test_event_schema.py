@@ -1,4 +1,4 @@
-"""Every event type's GraphQL output matches its one schema (`realtime.events.payload_schema`).
+"""Every event type's GraphQL output matches its one schema (`realtime.codec.payload_schema`).
 
 Each event type in `EVENT_TYPES` is produced through the real server and received on a real `chatEvents`
 subscription whose selection set is generated from the schema, so a field added to an event but not to its
@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 import tests.support
-from realtime.events import EVENT_TYPES, GlobalNotification, payload_schema
+from realtime.codec import payload_schema
+from realtime.events import EVENT_TYPES, GlobalNotification
 from schema.types import EVENT_TYPENAMES
 from tests.event_schema import assert_matches, camel_case, graphql_selection
 from tests.legacy_client import legacy

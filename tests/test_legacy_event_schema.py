@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from realtime.events import EVENT_TYPES, GlobalNotification, NewMessage, payload_schema
+from realtime.codec import payload_schema
+from realtime.events import EVENT_TYPES, GlobalNotification, NewMessage
 from tests.event_schema import assert_matches
 from tests.legacy_client import LegacyClient, legacy
 from tests.support import Api

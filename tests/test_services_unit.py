@@ -12,7 +12,8 @@ from typing import Any, get_type_hints
 import pytest
 from sqlalchemy import event
 
-from realtime.events import EVENT_TYPES, Event, EventDecodeError, decode
+from realtime.codec import EventDecodeError, decode
+from realtime.events import EVENT_TYPES, Event
 from realtime.outbox import Outbox, OutboxClosed
 from services import chats, messages, users
 from services.auth import Actor
