@@ -65,6 +65,9 @@ class ServerProcess:
                 SECRET_KEY=SECRET,
                 RATE_LIMIT_PER_SECOND="1000000",
                 RATE_LIMIT_BURST="1000000",
+                # Every bench client comes from one address and opens its sockets 500 at a time.
+                MAX_CONNECTIONS_PER_ADDRESS="0",
+                MAX_PENDING_SOCKETS_PER_ADDRESS="100000",
             )
         return env
 

@@ -18,6 +18,8 @@ from realtime.hub import CatchUp, Connection, Delivery
 from realtime.positions import Vector
 
 CatchUpFrom = Callable[[Vector], Awaitable[tuple[list[Delivery], Vector]]]
+# What both adapters' `send` return: a coroutine (an ASGI send, a Strawberry socket's send), stepped by eager.start.
+Sending = Coroutine[Any, Any, None]
 
 
 @dataclass
@@ -132,8 +134,7 @@ class StreamWriter:
         if message is None:
             return False
         try:
-            # Both adapters' `send` are coroutine functions (an ASGI send, a Strawberry socket's send).
-            suspended = eager.start(cast(Coroutine[Any, Any, None], self.send(message)))
+            suspended = eager.start(cast(Sending, self.send(message)))
         except Exception:  # the socket is going away: queue it, and the writer ends the connection
             return False
         if suspended is not None and not stream.conn.outbox.put(suspended, size=len(delivery.raw), ephemeral=False):
