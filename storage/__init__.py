@@ -1,19 +1,7 @@
 """The storage seam (`storage.base.Store`) and its backends, one per database: `open_store` picks by URL."""
 
 from models import Database
-from storage.base import (
-    Changed,
-    Created,
-    Logged,
-    NewChat,
-    Publish,
-    ReadMoved,
-    Recorded,
-    Refusal,
-    Sent,
-    Store,
-    direct_key,
-)
+from storage.base import NewChat, Publish, Recorded, Refusal, Store, direct_key
 
 
 def open_store(db: Database, publish: Publish) -> Store:
@@ -27,17 +15,4 @@ def open_store(db: Database, publish: Publish) -> Store:
     return PostgresStore(db, publish)
 
 
-__all__ = [
-    "Changed",
-    "Created",
-    "Logged",
-    "NewChat",
-    "Publish",
-    "ReadMoved",
-    "Recorded",
-    "Refusal",
-    "Sent",
-    "Store",
-    "direct_key",
-    "open_store",
-]
+__all__ = ["NewChat", "Recorded", "Refusal", "Store", "direct_key", "open_store"]

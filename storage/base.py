@@ -139,6 +139,14 @@ class NewChat:
         return Logged(event, seq=0)
 
 
+def log_at_seq(logged: list[Logged], event: Event, seq: int | None) -> bool:
+    """Log a chat's `event` at its `seq`; False, and nothing logged, without one (no such chat, or not a member)."""
+    if seq is None:
+        return False
+    logged.append(Logged(event, seq=seq))
+    return True
+
+
 class Store(ABC):
     """Every durable change of the product. Backends: `storage.sqlite` and `storage.postgres`.
 

@@ -34,7 +34,7 @@ from realtime.events import (
     MessagesRead,
 )
 from realtime.positions import Pos
-from storage.base import Changed, Created, Logged, NewChat, Publish, ReadMoved, Refusal, Sent, Store
+from storage.base import Changed, Created, Logged, NewChat, Publish, ReadMoved, Refusal, Sent, Store, log_at_seq
 from storage.postgres_statements import (
     ADD_SLOT,
     CLAIM_SLOT,
@@ -339,11 +339,7 @@ class PostgresStore(Store):
 
     async def record_chat_event(self, event: Event, *, chat_id: uuid.UUID, member: uuid.UUID | None) -> bool:
         async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> bool:
-            seq = await next_seq(connection, chat_id, member)
-            if seq is None:
-                return False
-            logged.append(Logged(event, seq=seq))
-            return True
+            return log_at_seq(logged, event, await next_seq(connection, chat_id, member))
 
         return await self._run(unit)
 

@@ -39,6 +39,7 @@ from storage.base import (
     Refusal,
     Sent,
     Store,
+    log_at_seq,
 )
 
 T = TypeVar("T")
@@ -316,11 +317,7 @@ class SqliteStore(Store):
 
     async def record_chat_event(self, event: Event, *, chat_id: uuid.UUID, member: uuid.UUID | None) -> bool:
         def unit(connection: sqlite3.Connection, logged: list[Logged]) -> bool:
-            seq = _next_seq(connection, chat_id, member)
-            if seq is None:
-                return False
-            logged.append(Logged(event, seq=seq))
-            return True
+            return log_at_seq(logged, event, _next_seq(connection, chat_id, member))
 
         return await self._run(unit)
 
