@@ -26,14 +26,14 @@ def render(rt: Runtime) -> str:
                 "tailtrail_events_published_total",
                 "counter",
                 "Events this process published.",
-                [("", rt.events_published)],
+                [("", rt.relay.events_published)],
             ),
             (
                 "tailtrail_events_received_total",
                 "counter",
                 "Events this process received from the event bus (its own included): the share of the cluster's "
                 "published events this process had to decode.",
-                [("", rt.events_received)],
+                [("", rt.relay.events_received)],
             ),
             (
                 "tailtrail_events_skipped_total",
