@@ -1,0 +1,92 @@
+"""The relay alone (services.relay), with stand-ins for the process's other parts: a committed event reaches this
+process's connections at once and goes out on its channels followed by how far its writer got; what the bus brings
+while a catch-up is due waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from realtime.bus import CONTROL, chat_channel
+from realtime.events import Event, MessageData, NewMessage, UserRef
+from realtime.positions import Pos, Vector
+from services.relay import Relay
+from services.runtime import Runtime
+from storage import Recorded
+
+
+class Bus:
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[list[str], str]]] = []
+        self.published = asyncio.Event()
+        self.publish_failures = 0
+
+    async def publish_many(self, batch: list[tuple[list[str], str]]) -> bool:
+        self.batches.append(batch)
+        self.published.set()
+        return True
+
+
+class Sequencer:
+    def __init__(self) -> None:
+        self.offered: list[Event] = []
+        self.announced: list[tuple[int, int]] = []
+
+    def offer(self, event: Event, raw: str) -> None:
+        self.offered.append(event)
+
+    def announce(self, writer: int, n: int) -> None:
+        self.announced.append((writer, n))
+
+
+class Parts:
+    """What the relay uses of the runtime."""
+
+    def __init__(self) -> None:
+        self.bus, self.sequencer, self.process_id = Bus(), Sequencer(), "p1"
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.tasks.append(asyncio.create_task(coro))
+
+
+def _recorded(writer: int, n: int) -> Recorded:
+    now = datetime.now(UTC)
+    chat = uuid.uuid4()
+    sender = UserRef(id=uuid.uuid4(), email="a@example.test", image_url=None)
+    data = MessageData(uuid.uuid4(), chat, 1, "hi", now, now, sender, None)
+    event = dataclasses.replace(NewMessage(chat_id=chat, message=data), pos=Pos(writer, n), seq=1)
+    return Recorded(event, event.encode())
+
+
+async def test_a_committed_event_is_offered_here_at_once_then_published_with_how_far_its_writer_got() -> None:
+    parts = Parts()
+    relay = Relay(cast(Runtime, parts))
+    recorded = _recorded(3, 7)
+    relay.publish_recorded(recorded)
+    assert parts.sequencer.offered == [recorded.event]  # this process's connections: at once
+    publisher = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(parts.bus.published.wait(), 5)
+    finally:
+        publisher.cancel()
+    assert isinstance(recorded.event, NewMessage)
+    (batch,) = parts.bus.batches
+    assert batch[0] == ([chat_channel(recorded.event.chat_id)], recorded.raw)
+    assert batch[1][0] == [CONTROL]
+    assert json.loads(batch[1][1]) == {"type": "_upto", "writer": 3, "n": 7}
+    assert relay.events_published == 1
+
+
+async def test_what_the_bus_brings_waits_while_a_catch_up_is_due() -> None:
+    parts = Parts()
+    relay = Relay(cast(Runtime, parts))
+    relay.start(Vector())
+    assert relay.catching_up
+    relay.on_bus_message({"type": "_upto", "writer": 1, "n": 5}, "")
+    assert parts.sequencer.announced == []  # held until the log has been read
