@@ -67,10 +67,6 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def message_data(m: events.MessageData) -> dict[str, Any]:
-    return events.legacy_message(m)
-
-
 def event_frame(event: events.Event, cursor: str | None = None) -> str:
     """The wire text of one event (encoded once per event, shared by every legacy connection): its `type` and
     the data its declaration gives (`Event.legacy_data`).
@@ -148,7 +144,7 @@ def chat_status_frame(status: views.ChatStatus) -> str:
 def messages_frame(chat_id: Any, page: list[events.MessageData], *, max_bytes: int, keep_newest: bool) -> str:
     """Reply to `get_messages` (new, additive): a page of history, ascending by seq, at most `max_bytes` long
     (cut at the oldest messages when `keep_newest`, else at the newest; always at least one message)."""
-    items = [message_data(m) for m in page]
+    items = [events.legacy_message(m) for m in page]
     sizes = [len(json.dumps(item, ensure_ascii=False).encode()) + 1 for item in items]
     total = sum(sizes)
     while len(items) > 1 and total > max_bytes:

@@ -51,8 +51,8 @@ async def maintenance(rt: Runtime) -> None:
             rt.sequencer.forget_idle_chats(rt.hub.streams_chat)
             with contextlib.suppress(Exception):
                 frontier = Vector(rt.sequencer.frontier)
-                if not rt.catching_up and (await journal.current(rt.db)).beyond(frontier):
-                    await rt.catch_up(frontier)
+                if not rt.relay.catching_up and (await journal.current(rt.db)).beyond(frontier):
+                    await rt.relay.catch_up(frontier)
 
 
 async def retention(rt: Runtime) -> None:

@@ -63,20 +63,14 @@ class Relay:
         """True while what arrives from the bus waits for a catch-up from the log."""
         return self._catching_up is not None
 
-    async def publish(self, event: Event) -> None:
-        """Publish an ephemeral event (never raises). This process's own connections get it at once."""
-        await self.rt.bus.publish_raw(self._publish_here(event))
-
     def publish_soon(self, event: Event) -> None:
-        """`publish` without waiting: this process's connections get it now, the other processes a moment later."""
-        self.rt.spawn(self.rt.bus.publish_raw(self._publish_here(event)))
-
-    def _publish_here(self, event: Event) -> str:
+        """Publish an ephemeral event (never raises, never waits): this process's connections get it now, the other
+        processes a moment later."""
         event = dataclasses.replace(event, origin=self.rt.process_id)
         raw = event.encode()
         self.events_published += 1
         self._offer(event, raw)
-        return raw
+        self.rt.spawn(self.rt.bus.publish_raw(raw))
 
     def publish_recorded(self, recorded: Recorded) -> None:
         """Publish a durable event whose data is committed (never raises, never waits). Local connections get

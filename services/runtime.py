@@ -17,9 +17,8 @@ from models import Database
 from realtime import gcpolicy
 from realtime.admission import Admission
 from realtime.bus import EventBus
-from realtime.events import Event, UserStoppedTyping, UserTyping
+from realtime.events import UserStoppedTyping, UserTyping
 from realtime.hub import Hub
-from realtime.positions import Vector
 from realtime.presence import HEARTBEAT_SECONDS, Presence
 from realtime.sequencer import Sequencer
 from realtime.typing_state import TypingTracker
@@ -123,10 +122,6 @@ class Runtime:
     def ready(self) -> bool:
         return self.bus.connected
 
-    @property
-    def catching_up(self) -> bool:
-        return self.relay.catching_up
-
     async def presence_settled(self) -> None:
         """Wait until the other processes have announced who is online (for a process with no connections of
         its own, such as a script using `websocket_manager`): two heartbeats, then every peer's snapshot."""
@@ -136,19 +131,6 @@ class Runtime:
                 while not self.presence.settled():
                     self.presence.updated.clear()
                     await self.presence.updated.wait()
-
-    # -- events (services.relay) ------------------------------------------------------------------------
-
-    async def publish(self, event: Event) -> None:
-        """Publish an ephemeral event (never raises). This process's own connections get it at once."""
-        await self.relay.publish(event)
-
-    def publish_soon(self, event: Event) -> None:
-        """`publish` without waiting: this process's connections get it now, the other processes a moment later."""
-        self.relay.publish_soon(event)
-
-    async def catch_up(self, since: Vector) -> int:
-        return await self.relay.catch_up(since)
 
     def _send_control(self, message: dict[str, Any]) -> None:
         self.bus.send_control(message)
@@ -167,7 +149,7 @@ class Runtime:
 
     def _announce_typing(self, chat_id: uuid.UUID, user_id: uuid.UUID, typing: bool) -> None:
         event = UserTyping if typing else UserStoppedTyping
-        self.publish_soon(event(chat_id=chat_id, user_id=user_id))
+        self.relay.publish_soon(event(chat_id=chat_id, user_id=user_id))
 
     def metrics(self) -> str:
         """This process's metrics in the Prometheus text format (services.process_metrics)."""

@@ -192,11 +192,10 @@ class PostgresStore(Store):
     async def _transaction(self, connection: asyncpg.Connection, batch: list[_Job[Any]]) -> list[Any]:
         outcomes: list[Any] = [None] * len(batch)
         async with connection.transaction():
-            sends = [(i, job) for i, job in enumerate(batch) if job.send is not None]
+            sends = [(i, job.send) for i, job in enumerate(batch) if job.send is not None]
             if sends:
                 now = utcnow()
-                inputs = [(i, job.send) for i, job in sends if job.send is not None]
-                for i, outcome, logged_send in sent(inputs, await send_all(connection, inputs, now), now):
+                for i, outcome, logged_send in sent(sends, await send_all(connection, sends, now), now):
                     outcomes[i] = outcome
                     if logged_send is not None:
                         batch[i].logged.append(logged_send)
