@@ -2,25 +2,33 @@
 
 import logging
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule, ValidationRule
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
-from strawberry.http import GraphQLRequestData
-from strawberry.types import ExecutionContext
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
+from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from realtime import close_codes
 from realtime.hub import new_connection_id
-from resolvers import fanout
+from resolvers import fanout, http
 from resolvers.context import Context
 from resolvers.documents import SharedDocuments
 from resolvers.errors import CodedErrors
@@ -39,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # Strawberry's own init timeout (graphql-transport-ws only), a backstop behind resolvers.sockets' (both).
 STRAWBERRY_INIT_TIMEOUT = CONNECTION_INIT_TIMEOUT + timedelta(seconds=5)
+# GraphiQL's page; it loads its scripts from the same directory, served at /web/graphiql/ (app.py).
+GRAPHIQL_PAGE = Path(__file__).resolve().parent.parent / "web" / "graphiql" / "index.html"
 
 
 class Schema(strawberry.Schema):
@@ -86,13 +96,23 @@ class GraphQLApp(GraphQL[Context, None]):
             # The legacy graphql-ws protocol keeps idle connections alive through proxies with "ka" frames.
             keep_alive=True,
             keep_alive_interval=15,
+            # WebSockets first (the order a client offering both gets), then the two HTTP streams (resolvers.http).
+            subscription_protocols=(
+                GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                GRAPHQL_WS_PROTOCOL,
+                MULTIPART_SUBSCRIPTION_PROTOCOL,
+                GRAPHQL_SSE_PROTOCOL,
+            ),
             connection_init_wait_timeout=STRAWBERRY_INIT_TIMEOUT,
             max_subscriptions_per_connection=rt.settings.max_subscriptions_per_connection,
             allowed_origins=rt.settings.allowed_origins,
         )
         self.rt = rt
+        http.quiet_cut_offs()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            return await self._serve_http(scope, receive, send)
         if scope["type"] != "websocket":
             return await super().__call__(scope, receive, send)
         # The socket's id, for every record logged while serving it (logging_setup) and for its streams' names.
@@ -113,6 +133,60 @@ class GraphQLApp(GraphQL[Context, None]):
         finally:
             socket.end()
             log.info("graphql socket closed", extra=fields(client=client))
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream = scope[http.SCOPE_HTTP_STREAM] = http.HttpStream(receive)
+        await super().__call__(scope, stream.receive, send)
+        stream.ended()
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """The response's headers and status before it is made: its media type follows `Accept` (resolvers.http)."""
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = http.response_media_type(request.headers.get("accept"))
+        return sub_response
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        if http.is_request_error(result):
+            return http.without_data(response)
+        return response
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = sub_response.media_type or http.JSON
+        response.headers["content-type"] = f"{media_type}; charset=utf-8"
+        request_error = isinstance(response_data, dict) and "data" not in response_data
+        if request_error and media_type == http.GRAPHQL_RESPONSE_JSON and not sub_response.status_code:
+            response.status_code = 400
+        return response
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: Any,
+        sub_response: Response,
+    ) -> Any:
+        """A subscription sent without asking for a stream gets BAD_REQUEST (resolvers.http), not an execution."""
+        if (
+            isinstance(request_data, GraphQLRequestData)
+            and request_data.protocol == "http"
+            and http.is_subscription(
+                request_data.query, request_data.operation_name, max_tokens=self.rt.settings.graphql_max_tokens
+            )
+        ):
+            return http.stream_needed()
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the server's own files (web/graphiql/), not Strawberry's page on a CDN: works offline."""
+        return FileResponse(GRAPHIQL_PAGE, media_type="text/html")
 
     async def parse_http_body(
         self, request_adapter: AsyncHTTPRequestAdapter

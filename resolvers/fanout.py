@@ -27,7 +27,9 @@ from typing import Any
 from graphql import DocumentNode, ExecutionResult, GraphQLError
 from graphql.execution import Executor
 from graphql.language import FieldNode, FragmentSpreadNode, Node, VariableNode
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 
 from realtime.events import Event
 from realtime.hub import Delivery
@@ -66,6 +68,13 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         _lane.set(Lane(operation.id, operation.query, operation.variables, operation.operation_name))
         await super().run_operation(operation)
+
+    async def send_message(self, message: Message) -> None:
+        """Nothing more goes out once this server has closed the socket (a slow consumer's 1013): an operation
+        ending after that has no `complete` to send."""
+        socket = self.context.request
+        if not isinstance(socket, WebSocket) or socket.application_state != WebSocketState.DISCONNECTED:
+            await super().send_message(message)
 
 
 class SharedRenderer:

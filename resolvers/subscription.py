@@ -3,7 +3,9 @@
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncGenerator
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
 import strawberry
@@ -13,10 +15,15 @@ from realtime import close_codes
 from realtime.hub import Delivery
 from realtime.outbox import OutboxClosed
 from realtime.stream import Queued, StreamWriter
-from resolvers import fanout
+from resolvers import fanout, http
 from resolvers.context import Context
 from schema import types
+from server.logging_setup import fields
+from services.auth import require_user
+from services.errors import RateLimited
 from services.streams import open_stream
+
+log = logging.getLogger(__name__)
 
 Info = strawberry.Info[Context, None]
 
@@ -43,6 +50,7 @@ class Subscription:
         websocket = ctx.request if isinstance(ctx.request, WebSocket) else None
         lane = fanout.current_lane() if websocket is not None else None
         on_overflow = None
+        admitted: uuid.UUID | None = None  # a user counted for this stream (HTTP), released when it ends
         if websocket is not None:
             # A client that stopped reading leaves the sender stuck in a send: close the socket from here (in this
             # socket's context: the overflow is noticed in the publisher's task).
@@ -52,6 +60,13 @@ class Subscription:
                 rt.spawn(_close_slow(socket), context=context)
 
             on_overflow = close_slow
+        elif (request_stream := http.http_stream_of(ctx.request.scope)) is not None:
+            # Streamed over HTTP: the request holds a connection as a socket does, and counts as one.
+            user_id = require_user(ctx.actor)
+            if not rt.admission.admit_user(user_id):
+                raise RateLimited(f"at most {rt.admission.per_user} connections per user")
+            admitted = user_id
+            on_overflow = _cut_off(request_stream)
         writer = None
         if lane is not None and websocket is not None:
             # graphql-transport-ws: send the events from here, each executed once for all (resolvers.fanout).
@@ -60,20 +75,39 @@ class Subscription:
                 websocket.send_text, render_now=renderer.frame_now, render=renderer.frame, on_overflow=on_overflow
             )
         transport = writer if writer is not None else Queued(on_overflow)
-        async with open_stream(
-            rt, actor=ctx.actor, kind="graphql", transport=transport, cursor=after, conn_id=ctx.stream_id()
-        ) as stream:
-            try:
-                if writer is not None:
-                    await writer.run(stream)
-                    return
-                while True:
-                    for delivery in await stream.take():
-                        if isinstance(delivery, Delivery):  # replies exist only on the legacy protocol
-                            yield delivery.encoded("graphql", lambda e, c: _convert(e, c, rt))
-            except OutboxClosed as closed:
-                if closed.reason == "overflow" and websocket is not None:
-                    await websocket.close(close_codes.TRY_AGAIN_LATER)
+        try:
+            async with open_stream(
+                rt, actor=ctx.actor, kind="graphql", transport=transport, cursor=after, conn_id=ctx.stream_id()
+            ) as stream:
+                try:
+                    if writer is not None:
+                        try:
+                            await writer.run(stream)
+                        except Exception:
+                            if not stream.conn.overflowed:
+                                raise
+                            # Closed with 1013 for its overflow: a send still in hand fails, as it should.
+                        return
+                    while True:
+                        for delivery in await stream.take():
+                            if isinstance(delivery, Delivery):  # replies exist only on the legacy protocol
+                                yield delivery.encoded("graphql", lambda e, c: _convert(e, c, rt))
+                except OutboxClosed as closed:
+                    if closed.reason == "overflow" and websocket is not None:
+                        await websocket.close(close_codes.TRY_AGAIN_LATER)
+        finally:
+            if admitted is not None:
+                rt.admission.release_user(admitted)
+
+
+def _cut_off(stream: http.HttpStream) -> Callable[[], None]:
+    """The overflow of an HTTP stream: its response ends where it is (the client resumes with `after:`)."""
+
+    def cut_off() -> None:
+        log.info("http stream cut off: the client stopped reading", extra=fields(reason="overflow"))
+        stream.cut_off()
+
+    return cut_off
 
 
 async def _close_slow(websocket: WebSocket) -> None:
