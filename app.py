@@ -12,6 +12,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -105,6 +106,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         middleware=[
+            # Browser pages on the ALLOWED_ORIGINS may call the API over HTTP too (WebSockets check the same list
+            # themselves: CORS does not apply to them). Tokens travel in headers, never cookies: no credentials.
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Accept"],
+                max_age=600,
+            ),
             Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes),
             Middleware(WebSocketGuard, settings=settings),
         ],

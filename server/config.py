@@ -102,7 +102,8 @@ class Settings:
     resume_max_events: int = 10_000
     # A process silent this long (SIGKILL, lost machine) is forgotten: its users go offline, its typing stops.
     presence_timeout: float = 15.0
-    # Browser origins allowed to open WebSockets, besides same-origin and non-browser clients.
+    # Browser origins allowed to open WebSockets and to call the API over HTTP (CORS), besides same-origin pages
+    # and non-browser clients.
     allowed_origins: tuple[str, ...] = ()
     # Logs on stderr: "text" lines or "json" objects, one per record, each with its connection id.
     log_format: str = "text"
