@@ -20,7 +20,9 @@ from typing import Any
 
 from graphql import GraphQLError
 from starlette.types import Message, Send
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from realtime import close_codes
@@ -120,7 +122,32 @@ def socket_of(scope: Mapping[str, Any]) -> GraphQLSocket | None:
 class LegacyWSHandler(BaseGraphQLWSHandler[Any, Any]):
     """Strawberry's handler of the older `graphql-ws` subprotocol (subscriptions-transport-ws), running queries and
     mutations too, as that protocol allows: Strawberry's refuses every operation but a subscription ("queries are
-    not allowed"), which left clients of that protocol without `refreshToken` on their socket."""
+    not allowed"), which left clients of that protocol without `refreshToken` on their socket.
+
+    A refused `connection_init` (bad token, too many connections) is answered with `connection_error` and the
+    socket closed with 4403, as graphql-transport-ws closes it; Strawberry's closed it with 1011, "internal
+    error", which tells a client the server broke."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload: object = message.get("payload")  # typed as an object, but it is what the client sent
+        if payload is not None and not isinstance(payload, dict):
+            await self.send_message({"type": "connection_error", "payload": {"message": "payload: expected an object"}})
+            await self.websocket.close(code=close_codes.BAD_MESSAGE, reason="connection_init payload")
+            return
+        self.context.connection_params = payload
+        try:
+            acknowledgement = await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError as refused:
+            await self.send_message({"type": "connection_error", "payload": refused.payload})
+            await self.websocket.close(code=close_codes.FORBIDDEN, reason="Forbidden")
+            return
+        if isinstance(acknowledgement, dict):
+            await self.send_message({"type": "connection_ack", "payload": acknowledgement})
+        else:
+            await self.send_message({"type": "connection_ack"})
+        self.connection_acknowledged = True
+        if self.keep_alive:
+            self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
 
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
