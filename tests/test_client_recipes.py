@@ -238,3 +238,22 @@ async def test_legacy_javascript_recipe_runs_as_written(api: Api, chat: Chat, wo
         await out.until("connected")
         await out.until(f"chat {chat.id}: 0 unread")  # the get_my_chats reply
         await receives_a_message(api, out, chat, notification="global_notification")
+
+
+@pytest.mark.parametrize(
+    ("heading", "name"),
+    [
+        ("HTTP streaming: Apollo Client (multipart)", "chat-events-http.mjs"),
+        ("HTTP streaming: `graphql-sse`", "chat-events-sse.mjs"),
+    ],
+)
+async def test_http_streaming_recipes_run_as_written(
+    api: Api, chat: Chat, workdir: Path, heading: str, name: str
+) -> None:
+    """No WebSocket: chatEvents arrives over an HTTP response (multipart/mixed, text/event-stream)."""
+    script = write(workdir, name, heading, "js")
+    env = {"TAILTRAIL_URL": f"{api.server.url}/graphql", "TAILTRAIL_TOKEN": chat.bob.token}
+    async with running("node", script, cwd=workdir, env=env) as out:
+        await out.until("subscribing")
+        await receives_a_message(api, out, chat, notification="GlobalNotification")
+    assert "graphql socket opened" not in api.server.log().split(chat.bob.id)[-1]

@@ -41,7 +41,9 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 # PascalCase words the documentation puts in backticks that are not GraphQL names (none may be one).
 NOT_GRAPHQL = {
-    "Authorization",  # the HTTP header
+    "Authorization",  # HTTP headers
+    "Accept",
+    "Content-Type",
     "Bearer",  # the HTTP authentication scheme
     "WebSocket",  # the browser's (and Node.js's) WebSocket class
     "Observable",  # RxJS's, which Apollo Client 4 returns (docs/clients.md)
