@@ -163,8 +163,10 @@ class NewMessage(Event):
 @registered
 @dataclass(frozen=True, slots=True)
 class MessagesRead(Event):
+    """A member's read marker moved: a read receipt for the other members, and for the reader's own other devices
+    the news that they have read there (their unread counts agree without a reload)."""
+
     type: ClassVar[str] = "messages_read"
-    to_others: ClassVar[bool] = True
     chat_id: uuid.UUID
     user_id: uuid.UUID
     last_read_seq: int

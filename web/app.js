@@ -236,7 +236,16 @@ function receiveMessage(message) {
 }
 
 function receiveRead({ chatId, userId, lastReadSeq }) {
-  // Only the others' markers come as events (not my own devices'): they are read receipts.
+  if (userId === state.me.id) {
+    // Read on one of my devices (this one or another): what is up to the marker is no longer unread here either.
+    const chat = state.chats.get(chatId);
+    if (chat && lastReadSeq >= (chat.lastMessage?.seq ?? 0) && chat.unread > 0) {
+      chat.unread = 0;
+      renderChats();
+    }
+    return;
+  }
+  // The others' markers are read receipts.
   const readers = state.readBy.get(chatId) ?? new Map();
   readers.set(userId, Math.max(readers.get(userId) ?? 0, lastReadSeq));
   state.readBy.set(chatId, readers);
