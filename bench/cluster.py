@@ -41,6 +41,7 @@ from typing import Any
 from sqlalchemy import insert
 
 from bench.procstat import cpu_model, cpu_seconds
+from bench.seed import group_row
 from bench.servers import ROOT, SECRET
 from bench.wsclient import WebSocket, connect
 from models import Chat, Database, Member, User, utcnow
@@ -123,19 +124,7 @@ async def seed(url: str, plan: ClusterPlan, senders: int) -> tuple[Users, list[u
         ids = [uuid.uuid4() for _ in range(count)]
         chats = [uuid.uuid4() for _ in range(senders)]
         big = uuid.uuid4()
-        chat_rows = [
-            {
-                "id": c,
-                "name": None,
-                "is_group": True,
-                "created_by": None,
-                "direct_key": None,
-                "created_at": now,
-                "updated_at": now,
-                "last_seq": 0,
-            }
-            for c in [*chats, big]
-        ]
+        chat_rows = [group_row(c, None, now) for c in [*chats, big]]
         members = [
             {"chat_id": c, "user_id": ids[2 * k + j], "joined_at": now, "last_read_seq": 0, "joined_seq": 0}
             for k, c in enumerate(chats)

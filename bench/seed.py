@@ -9,7 +9,7 @@ Tokens are signed by `services.auth`, as `python cli.py token` signs them.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert
 
@@ -21,6 +21,20 @@ from services.auth import issue_user_token
 TOKEN_TTL = timedelta(hours=6)
 # Rows per INSERT: SQLite allows 32,766 bound parameters per statement.
 BATCH = 2000
+
+
+def group_row(chat_id: uuid.UUID, name: str | None, now: datetime) -> dict[str, object]:
+    """A `chats` row of a group with no messages yet, made by no one in particular."""
+    return {
+        "id": chat_id,
+        "name": name,
+        "is_group": True,
+        "created_by": None,
+        "direct_key": None,
+        "created_at": now,
+        "updated_at": now,
+        "last_seq": 0,
+    }
 
 
 async def seed_database(database_url: str, plan: Plan) -> None:
@@ -36,18 +50,7 @@ async def seed_database(database_url: str, plan: Plan) -> None:
         members = []
         for chat_id, member_indexes in plan.chats():
             cid = uuid.UUID(chat_id)
-            chats.append(
-                {
-                    "id": cid,
-                    "name": f"bench {len(chats)}",
-                    "is_group": True,
-                    "created_by": None,
-                    "direct_key": None,
-                    "created_at": now,
-                    "updated_at": now,
-                    "last_seq": 0,
-                }
-            )
+            chats.append(group_row(cid, f"bench {len(chats)}", now))
             members += [
                 {
                     "chat_id": cid,
