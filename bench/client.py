@@ -412,6 +412,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         client.log(f"workload {workload}")
         result[workload] = await getattr(client, workload)()
     result["unexpected_frames"] = client.tally.unexpected
+    result["presence_frames"] = client.tally.presence
     result["unexpected_sample"] = client.tally.unexpected_sample
     return result
 

@@ -49,6 +49,10 @@ class Dialect:
         """Answer a protocol-level ping carried in a message; False if the message is not one."""
         return False
 
+    def presence(self, data: bytes, start: int, end: int) -> bool:
+        """A presence event (someone came online or went offline): live state, not a delivery."""
+        return False
+
     async def _connect(self, path: str, subprotocol: str | None = None) -> WebSocket:
         return await connect(self.host, self.port, path, subprotocol=subprotocol, within=CONNECT_TIMEOUT)
 
@@ -97,6 +101,10 @@ class Legacy(Dialect):
     def send_frame(self, room: str, content: str, client_id: str) -> bytes:
         return _json({"type": "send_message", "data": {"chat_id": room, "content": content, "client_id": client_id}})
 
+    def presence(self, data: bytes, start: int, end: int) -> bool:
+        # legacy `user_online` / `user_offline`; GraphQL `UserOnline` / `UserOffline`
+        return any(data.find(name, start, end) >= 0 for name in PRESENCE_NAMES)
+
 
 class GraphQL(Legacy):
     async def open_receiver(self, user: int, rooms: list[str]) -> WebSocket:
@@ -117,5 +125,7 @@ class GraphQL(Legacy):
             return True
         return False
 
+
+PRESENCE_NAMES = (b'"user_online"', b'"user_offline"', b'"UserOnline"', b'"UserOffline"')
 
 DIALECTS: dict[str, type[Dialect]] = {"baseline": Baseline, "socketio": SocketIO, "legacy": Legacy, "graphql": GraphQL}

@@ -43,6 +43,7 @@ class Tally:
         self.window_deliveries = 0  # every bench message received while a window is open, any phase
         self.unexpected = 0
         self.unexpected_sample = ""
+        self.presence = 0  # presence events received (this product's; not deliveries, not unexpected)
 
     def begin(self, peers: Sequence[Peer]) -> int:
         """Start a new phase over `peers`; the id to stamp on its messages."""
@@ -67,6 +68,9 @@ class Tally:
 
     def not_a_delivery(self, peer: Peer, data: bytes, start: int, end: int) -> None:
         if self.dialect.keep_alive(peer.ws, data, start, end):
+            return
+        if self.dialect.presence(data, start, end):
+            self.presence += 1
             return
         self.unexpected += 1
         if not self.unexpected_sample:

@@ -200,6 +200,35 @@ class UserStoppedTyping(Event):
 
 @registered
 @dataclass(frozen=True, slots=True)
+class UserOnline(Event):
+    """A member of the chat came online: their first connection anywhere, after they had been offline for longer
+    than the grace period (services.presence_feed). One per chat shared with them."""
+
+    type: ClassVar[str] = "user_online"
+    ephemeral: ClassVar[bool] = True
+    to_others: ClassVar[bool] = True
+    graphql_description: ClassVar[str | None] = "A member of one of my chats came online."
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+@registered
+@dataclass(frozen=True, slots=True)
+class UserOffline(Event):
+    """A member of the chat went offline: their last connection closed (or their process died) and they did not
+    come back within the grace period. One per chat shared with them."""
+
+    type: ClassVar[str] = "user_offline"
+    ephemeral: ClassVar[bool] = True
+    to_others: ClassVar[bool] = True
+    graphql_description: ClassVar[str | None] = "A member of one of my chats went offline; `lastSeen` is when."
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+    last_seen: datetime
+
+
+@registered
+@dataclass(frozen=True, slots=True)
 class UserJoined(Event):
     """A user (re)opened a chat's stream on a connection (legacy `join_chat`); membership unchanged."""
 

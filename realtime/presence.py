@@ -44,6 +44,12 @@ class Presence:
         self._typing: dict[tuple[uuid.UUID, uuid.UUID], str] = {}
         # Set whenever a peer's snapshot arrives (see `settled`).
         self.updated = asyncio.Event()
+        # Set whenever the global online set may have changed (a local connection, a peer's delta, snapshot or
+        # silence): what services.presence_feed waits for.
+        self.changed = asyncio.Event()
+        # Users a peer's snapshot brought (a process starting, or one whose delta was missed): online already
+        # before we heard, so not news for services.presence_feed (`take_snapshot_arrivals`).
+        self._snapshot_arrivals: set[uuid.UUID] = set()
 
     # -- local truth --------------------------------------------------------------------------------
 
@@ -64,6 +70,7 @@ class Presence:
         return True
 
     def _changed(self, user_id: uuid.UUID, *, online: bool) -> None:
+        self.changed.set()
         self._version += 1
         self._send(
             {
@@ -74,6 +81,11 @@ class Presence:
                 "online": online,
             }
         )
+
+    def take_snapshot_arrivals(self) -> set[uuid.UUID]:
+        """The users peers' snapshots have added since the last call."""
+        arrivals, self._snapshot_arrivals = self._snapshot_arrivals, set()
+        return arrivals
 
     # -- the global view ----------------------------------------------------------------------------
 
@@ -123,13 +135,17 @@ class Presence:
         version = message.get("version")
         if kind == "_presence_snapshot":
             peer.version = int(version) if isinstance(version, int) else -1
-            peer.users = {uuid.UUID(u) for u in message.get("users", [])}
+            users = {uuid.UUID(u) for u in message.get("users", [])}
+            self._snapshot_arrivals |= users - peer.users
+            peer.users = users
             self.updated.set()
+            self.changed.set()
         elif kind == "_presence_delta":
             if version == peer.version + 1:
                 user = uuid.UUID(message["user"])
                 (peer.users.add if message.get("online") else peer.users.discard)(user)
                 peer.version = version
+                self.changed.set()
             else:
                 self._ask(sender, peer)
         elif kind == "_heartbeat" and version != peer.version:
@@ -157,6 +173,7 @@ class Presence:
         dead = {pid for pid, peer in self._peers.items() if peer.last_heard < deadline}
         for pid in dead:
             del self._peers[pid]
+            self.changed.set()
         orphaned = [key for key, origin in self._typing.items() if origin in dead]
         for key in orphaned:
             del self._typing[key]

@@ -98,7 +98,7 @@ def _graphql_field(hint: Any) -> tuple[Any, Callable[[Any, Callable[[uuid.UUID],
         return Message, lambda v, online: message(v, sender_online=bool(online(v.sender.id)) if online else False)
     if hint == dict[str, Any]:
         return JSON, lambda v, _: v
-    if hint in (str, int, bool, str | None, int | None, bool | None):
+    if hint in (str, int, bool, str | None, int | None, bool | None, datetime, datetime | None):
         return hint, lambda v, _: v
     raise TypeError(f"no GraphQL type for an event field of type {hint!r}: add it to schema.types._graphql_field")
 

@@ -102,6 +102,12 @@ class Settings:
     resume_max_events: int = 10_000
     # A process silent this long (SIGKILL, lost machine) is forgotten: its users go offline, its typing stops.
     presence_timeout: float = 15.0
+    # A user offline for less than this (a reconnect, a page reload, a phone between networks) was never offline:
+    # `user_offline` goes to their chat partners only after it, and a `user_online` only after a real absence.
+    presence_grace: float = 5.0
+    # Presence events go to chats of at most this many members. In a bigger group every arrival would be news to
+    # everyone (a crowd coming online costs members² events); its members read presence from `chatStatus`.
+    presence_max_members: int = 100
     # Browser origins allowed to open WebSockets and to call the API over HTTP (CORS), besides same-origin pages
     # and non-browser clients.
     allowed_origins: tuple[str, ...] = ()
@@ -197,6 +203,8 @@ class Settings:
             retention_days=_number(env, "RETENTION_DAYS", cls.retention_days, minimum=1e-6),
             resume_max_events=_integer(env, "RESUME_MAX_EVENTS", cls.resume_max_events),
             presence_timeout=_number(env, "PRESENCE_TIMEOUT", cls.presence_timeout, minimum=1.0),
+            presence_grace=_number(env, "PRESENCE_GRACE", cls.presence_grace),
+            presence_max_members=_integer(env, "PRESENCE_MAX_MEMBERS", cls.presence_max_members),
             max_frame_bytes=_integer(env, "MAX_FRAME_BYTES", cls.max_frame_bytes, minimum=1024),
             rate_limit_per_second=_number(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second, minimum=0.1),
             rate_limit_burst=_integer(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),

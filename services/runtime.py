@@ -24,6 +24,7 @@ from realtime.sequencer import Sequencer
 from realtime.typing_state import TypingTracker
 from server.config import ConfigError, Settings, uvicorn_workers
 from services import housekeeping, journal, process_metrics
+from services.presence_feed import PresenceFeed
 from services.relay import Relay
 from storage import Store, open_store
 
@@ -109,6 +110,7 @@ class Runtime:
         self.spawn(self.relay.run())
         self.spawn(housekeeping.retention(self))
         self.spawn(housekeeping.maintenance(self))
+        self.spawn(PresenceFeed(self).run())
 
     async def stop(self) -> None:
         self.sequencer.stop()

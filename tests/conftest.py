@@ -74,9 +74,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return str(request.getfixturevalue("postgres_url"))
 
 
-# The suite's server expires typing after 1 s so the expiry test is quick. Its command and typing limits are lifted:
-# tests fire commands faster than people do; the limits have tests of their own, on servers with defaults.
+# The suite's server expires typing after 1 s so the expiry test is quick, and says a user went offline 1 s after
+# their last connection closed (PRESENCE_GRACE). Its command and typing limits are lifted: tests fire commands
+# faster than people do; the limits have tests of their own, on servers with defaults.
 SUITE_TYPING_TTL = "1"
+SUITE_PRESENCE_GRACE = "1"
 SUITE_LIMITS = {
     "RATE_LIMIT_PER_SECOND": "10000",
     "RATE_LIMIT_BURST": "10000",
@@ -89,7 +91,8 @@ SUITE_LIMITS = {
 @pytest.fixture(scope="session")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("server") / "server.log"
-    srv = Server({"DATABASE_URL": database_url, "TYPING_TTL": SUITE_TYPING_TTL, **SUITE_LIMITS}, log).start()
+    env = {"DATABASE_URL": database_url, "TYPING_TTL": SUITE_TYPING_TTL, "PRESENCE_GRACE": SUITE_PRESENCE_GRACE}
+    srv = Server({**env, **SUITE_LIMITS}, log).start()
     yield srv
     srv.stop()
 

@@ -214,6 +214,7 @@ class User:
         return f"<User {self.email}>"
 
 
+PRESENCE_EVENTS = ("UserOnline", "UserOffline")
 CHAT_EVENTS = """
 subscription($after: String) {
   chatEvents(after: $after) {
@@ -223,6 +224,8 @@ subscription($after: String) {
     ... on MessagesRead { cursor chatId userId lastReadSeq }
     ... on UserTyping { chatId userId }
     ... on UserStoppedTyping { chatId userId }
+    ... on UserOnline { chatId userId }
+    ... on UserOffline { chatId userId lastSeen }
     ... on UserJoined { cursor chatId userId }
     ... on UserLeft { cursor chatId userId }
     ... on ChatCreated { cursor chatId name isGroup createdBy memberIds }
@@ -263,8 +266,10 @@ class Subscriber:
         init_payload: dict[str, Any] | None = None,
         after: str | None = None,
         query: str | None = None,
+        presence: bool = False,
     ) -> None:
         self.api = api
+        self.presence = presence  # keep UserOnline / UserOffline (others are not told of them)
         self.after = after
         # The subscription document: CHAT_EVENTS, or one that selects `... on GlobalNotification { payload }` too.
         self.query = query or CHAT_EVENTS
@@ -294,6 +299,8 @@ class Subscriber:
                         self._probe_seen = payload["probe"]
                         self._probe_event.set()
                         continue
+                    if event["__typename"] in PRESENCE_EVENTS and not self.presence:
+                        continue  # the comings and goings of the other test users: only presence tests ask for them
                     await self.events.put(event)
         except asyncio.CancelledError:
             raise
@@ -368,9 +375,9 @@ class Subscriber:
 
 @contextlib.asynccontextmanager
 async def subscribed(
-    api: Api, user: User, protocol: str = TRANSPORT_WS, *, after: str | None = None
+    api: Api, user: User, protocol: str = TRANSPORT_WS, *, after: str | None = None, presence: bool = False
 ) -> AsyncIterator[Subscriber]:
-    sub = Subscriber(api, user, protocol, after=after)
+    sub = Subscriber(api, user, protocol, after=after, presence=presence)
     await sub.start()
     try:
         yield sub

@@ -55,6 +55,7 @@ NOT_GRAPHQL = {
     "Hub",  # the product's Python classes that docs/architecture.md walks through
     "Relay",
     "StreamWriter",
+    "Queued",
     "Transport",
 }
 

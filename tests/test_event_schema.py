@@ -71,6 +71,16 @@ async def user_stopped_typing(w: World) -> None:
     await mutate(w, "mutation($c: ID!) { setTyping(chatId: $c, isTyping: false) }", {"c": w.chat_id})
 
 
+async def user_online(w: World) -> None:
+    """The actor's first connection (the world's actor acts over HTTP only, so it is offline until now)."""
+    async with legacy(w.api, w.actor) as client:
+        await client.marker("online")
+
+
+async def user_offline(w: World) -> None:
+    await user_online(w)  # and the connection closed: offline after the suite server's PRESENCE_GRACE
+
+
 async def user_joined(w: World) -> None:
     async with legacy(w.api, w.actor) as client:
         await client.send("join_chat", {"chat_id": w.chat_id})
@@ -120,6 +130,8 @@ PRODUCERS: dict[str, Callable[[World], Awaitable[None]]] = {
     "messages_read": messages_read,
     "user_typing": user_typing,
     "user_stopped_typing": user_stopped_typing,
+    "user_online": user_online,
+    "user_offline": user_offline,
     "user_joined": user_joined,
     "user_left": user_left,
     "chat_created": chat_created,
@@ -159,7 +171,7 @@ async def test_graphql_output_of_event_matches_its_schema(
     chat_id = await api.new_chat(actor, watcher, name="schema", is_group=True)
     world = World(api=api, actor=actor, watcher=watcher, outsider=outsider, chat_id=chat_id)
 
-    async with subscribed(api, watcher, after=RESUME_FROM.get(event_type)) as sub:
+    async with subscribed(api, watcher, after=RESUME_FROM.get(event_type), presence=True) as sub:
         await producer(world)
         event = await sub.next(typename)
 

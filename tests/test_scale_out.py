@@ -30,6 +30,7 @@ from tests.test_resume import reconnect_under_fire
 
 # Presence bound for these tests: a SIGKILLed process's users are offline within this (default 15 s).
 PRESENCE_TIMEOUT = 3.0
+PRESENCE_GRACE = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ def cluster(scale_database_url: str, redis_server: RedisServer, tmp_path: Path) 
         "DATABASE_URL": scale_database_url,
         "BROADCAST_URL": redis_server.url,
         "PRESENCE_TIMEOUT": str(PRESENCE_TIMEOUT),
+        "PRESENCE_GRACE": str(PRESENCE_GRACE),
         "TYPING_TTL": "60",  # typing ends here by an explicit stop or a death, never by the clock
         "TYPING_BROADCAST_INTERVAL": "0",  # each change at once: the tests follow typing across processes
     }
@@ -272,6 +274,27 @@ async def test_presence_agrees_and_a_killed_process_users_go_offline_typing_clea
         assert time.monotonic() - killed <= PRESENCE_TIMEOUT + 3, "offline later than the configured bound allows"
         status = await b.data("{ chatStatus { chats { typingUserIds onlineUserIds } } }", token=bob.token)
         assert status["chatStatus"]["chats"] == [{"typingUserIds": [], "onlineUserIds": []}]
+
+
+async def test_presence_events_cross_processes_and_a_killed_process_user_goes_offline(cluster: list[Server]) -> None:
+    """Alice's first connection, on A, is news to Bob, on B; A dies: Bob hears she went offline within the bound
+    (PRESENCE_TIMEOUT for B to forget A, then PRESENCE_GRACE)."""
+    a, b = Api(cluster[0]), Api(cluster[1])
+    alice, bob = await a.new_user("alice"), await a.new_user("bob")
+    chat_id = await a.new_chat(alice, bob)
+    async with subscribed(b, bob, presence=True) as bob_on_b, legacy(b, bob) as bob_legacy_on_b:
+        async with legacy(a, alice):
+            online = await bob_on_b.next("UserOnline")
+            assert (online["chatId"], online["userId"]) == (chat_id, alice.id)
+            assert (await bob_legacy_on_b.next("user_online"))["data"]["user_id"] == alice.id
+            assert cluster[0].proc is not None
+            cluster[0].proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            bound = PRESENCE_TIMEOUT + PRESENCE_GRACE
+            offline = await bob_on_b.next("UserOffline", timeout=bound + 10)
+            assert time.monotonic() - killed <= bound + 3, "offline later than the configured bound allows"
+            assert (offline["chatId"], offline["userId"]) == (chat_id, alice.id)
+            assert (await bob_legacy_on_b.next("user_offline"))["data"]["user_id"] == alice.id
 
 
 async def _not(awaitable: Any) -> bool:

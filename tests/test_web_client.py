@@ -48,6 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Development mode (no SECRET_KEY), demo data seeded: what `python cli.py serve --demo` serves."""
     tmp = tmp_path_factory.mktemp("web")
     env = {"SECRET_KEY": "", "BROADCAST_URL": "memory://", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'demo.db'}"}
+    env["PRESENCE_GRACE"] = "1"  # a closed page's user shows offline a second later
     asyncio.run(seed_demo(Settings.from_env(env)))
     srv = Server(env, tmp / "server.log").start()
     try:
@@ -171,6 +172,33 @@ def test_two_people_chat_and_each_sees_typing_message_and_read_receipt(server: S
     expect(chat_button(alice, "Trail crew").locator(".badge")).to_be_hidden()
     expect(my_message(bob, "Count me in").locator(".receipt")).to_have_text("✓✓ Read by alice")
 
+    assert PAGE_ERRORS == []
+
+
+def test_presence_dots_go_live_and_a_read_on_one_device_clears_the_other(server: Server, browser: Browser) -> None:
+    alice_user, bob_user, _ = DEMO_USERS
+    phone, laptop = sign_in(browser, server, alice_user.email), sign_in(browser, server, alice_user.email)
+    bobs_dot = chat_button(laptop, "bob").locator(".presence")
+    expect(bobs_dot).to_have_attribute("data-online", "false")
+
+    # Bob comes online: Alice's dot for him lights up, live.
+    bob = sign_in(browser, server, bob_user.email)
+    expect(bobs_dot).to_have_attribute("data-online", "true")
+    expect(chat_button(phone, "bob").locator(".presence")).to_have_attribute("data-online", "true")
+
+    # He writes: both of Alice's devices count it; she reads it on her phone, and her laptop's count clears.
+    chat_button(bob, "alice").click()
+    bob.locator("#message-input").fill("Are you there?")
+    bob.locator("#message-input").press("Enter")
+    for page in (phone, laptop):
+        expect(chat_button(page, "bob").locator(".preview")).to_have_text("Are you there?")
+    chat_button(phone, "bob").click()
+    expect(phone.locator(".message", has_text="Are you there?")).to_be_visible()
+    expect(chat_button(laptop, "bob").locator(".badge")).to_be_hidden()
+
+    # Bob leaves: his dot goes out once the grace is over.
+    bob.context.close()
+    expect(bobs_dot).to_have_attribute("data-online", "false")
     assert PAGE_ERRORS == []
 
 

@@ -14,6 +14,8 @@ const EVENTS = `subscription Events($after: String) {
     ... on MessagesRead { cursor chatId userId lastReadSeq }
     ... on UserTyping { chatId userId }
     ... on UserStoppedTyping { chatId userId }
+    ... on UserOnline { userId }
+    ... on UserOffline { userId }
     ... on ChatCreated { cursor }
     ... on ChatMemberAdded { cursor }
     ... on ChatMemberRemoved { cursor }
@@ -27,7 +29,7 @@ const CURSOR = "query Cursor { eventCursor }";
 const SNAPSHOT = `query Snapshot {
   me { id email }
   myChats { id name isGroup unreadCount participants { id email } lastMessage { ...Msg } readMarkers { userId lastReadSeq } }
-  chatStatus { chats { chatId typingUserIds } }
+  chatStatus { chats { chatId typingUserIds onlineUserIds } }
 } ${MESSAGE}`;
 const HISTORY = `query History($chatId: ID!) { messages(chatId: $chatId, limit: 50) { ...Msg } } ${MESSAGE}`;
 const SEND = `mutation Send($chatId: ID!, $content: String!, $clientId: String) {
@@ -150,6 +152,7 @@ const state = {
   active: null, // the open chat's id
   messages: new Map(), // chat id -> messages ascending by seq (loaded chats only)
   typing: new Map(), // chat id -> Set of user ids typing now
+  online: new Set(), // ids of the users of my chats who are online now (the snapshot, then UserOnline / UserOffline)
   readBy: new Map(), // chat id -> Map user id -> last read seq of the others (read receipts)
   cursor: null, // the last durable event applied (at first, eventCursor): a reconnect resumes after it
   loading: false, // a snapshot is being read: events are held until it is taken
@@ -199,6 +202,10 @@ function apply(event) {
     case "UserTyping":
     case "UserStoppedTyping":
       setTyping(event.chatId, event.userId, event.__typename === "UserTyping");
+      break;
+    case "UserOnline":
+    case "UserOffline":
+      setOnline(event.userId, event.__typename === "UserOnline");
       break;
     case "GlobalNotification":
       showNotification(event.payload);
@@ -250,6 +257,13 @@ function receiveRead({ chatId, userId, lastReadSeq }) {
   readers.set(userId, Math.max(readers.get(userId) ?? 0, lastReadSeq));
   state.readBy.set(chatId, readers);
   if (chatId === state.active) renderConversation();
+}
+
+function setOnline(userId, online) {
+  if (online === state.online.has(userId)) return; // one event per shared chat: the first one says it all
+  if (online) state.online.add(userId);
+  else state.online.delete(userId);
+  renderChats();
 }
 
 function setTyping(chatId, userId, typing) {
@@ -318,7 +332,8 @@ function takeSnapshot(data) {
     }
     state.readBy.set(chat.id, readers);
   }
-  // Typing is not replayed: who types now is what the server says now.
+  // Neither typing nor presence is replayed: who types and who is online now is what the server says now.
+  state.online = new Set(data.chatStatus.chats.flatMap((c) => c.onlineUserIds));
   state.typing = new Map(
     data.chatStatus.chats.map((c) => [c.chatId, new Set(c.typingUserIds.filter((id) => id !== state.me.id))]),
   );
@@ -395,7 +410,11 @@ function renderChats() {
       const badge = element("span", { className: "badge", textContent: String(chat.unread) });
       badge.hidden = chat.unread === 0;
       const preview = element("span", { className: "preview", textContent: chat.lastMessage?.content ?? "" });
-      const button = element("button", { type: "button" }, element("span", { className: "title", textContent: chatTitle(chat) }), badge, preview);
+      // The dot: somebody else in the chat is online now.
+      const online = chat.participants.some((p) => p.id !== state.me.id && state.online.has(p.id));
+      const dot = element("span", { className: "presence", title: online ? "online" : "offline" });
+      dot.dataset.online = String(online);
+      const button = element("button", { type: "button" }, dot, element("span", { className: "title", textContent: chatTitle(chat) }), badge, preview);
       button.dataset.chatId = chat.id;
       button.setAttribute("aria-current", String(chat.id === state.active));
       button.addEventListener("click", () => openChat(chat.id).catch(showError));
