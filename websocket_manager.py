@@ -8,6 +8,7 @@ shared broker (`BROADCAST_URL=redis://…`) and database its notifications reach
     await websocket_manager.notify_chat_participants(chat_id, {"type": "system_message", "message": "…"})
     await websocket_manager.send_global_notification(user_id, {"type": "account_warning", "message": "…"})
     online = await websocket_manager.get_online_users()
+    await websocket_manager.block_user(blocker_id, blocked_id)  # mirror a block the main app keeps
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from server.config import Settings
-from services import chats, notifications
+from services import blocks, chats, notifications
 from services.auth import Actor
 from services.runtime import Runtime
 
@@ -88,6 +89,20 @@ class WebsocketManager:
 
     async def get_user_chats_list(self, user_id: uuid.UUID | str) -> list[str]:
         return [str(c) for c in await chats.user_chat_ids(self.runtime, user_id=_uuid(user_id))]
+
+    async def block_user(self, blocker_id: uuid.UUID | str, blocked_id: uuid.UUID | str) -> bool:
+        """Mirror a block the main app keeps: `blocked_id`'s messages and typing stop reaching `blocker_id`, on every
+        server process (services.blocks). Idempotent."""
+        return await self._set_block(blocker_id, blocked_id, blocked=True)
+
+    async def unblock_user(self, blocker_id: uuid.UUID | str, blocked_id: uuid.UUID | str) -> bool:
+        """Undo `block_user`. Idempotent."""
+        return await self._set_block(blocker_id, blocked_id, blocked=False)
+
+    async def _set_block(self, blocker_id: uuid.UUID | str, blocked_id: uuid.UUID | str, *, blocked: bool) -> bool:
+        return await blocks.set_block(
+            self.runtime, actor=_SYSTEM, user_id=_uuid(blocked_id), blocked=blocked, blocker_id=_uuid(blocker_id)
+        )
 
 
 websocket_manager = WebsocketManager()

@@ -28,7 +28,7 @@ from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from realtime.stream import Stream, StreamWriter
 from server.logging_setup import bind_connection, fields, peer
-from services import activity, chats, messages
+from services import activity, blocks, chats, messages, reactions
 from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError, Forbidden, Unauthenticated
 from services.runtime import Runtime
@@ -43,13 +43,17 @@ Handler = Callable[["LegacySession", dict[str, Any]], Awaitable[None]]
 
 
 def _chat_id(data: dict[str, Any]) -> uuid.UUID:
-    value = data.get("chat_id")
+    return _uuid(data, "chat_id")
+
+
+def _uuid(data: dict[str, Any], name: str) -> uuid.UUID:
+    value = data.get(name)
     if not isinstance(value, str):
-        raise BadRequest("chat_id: expected a UUID string", details={"field": "chat_id"})
+        raise BadRequest(f"{name}: expected a UUID string", details={"field": name})
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise BadRequest("chat_id: expected a UUID string", details={"field": "chat_id"}) from None
+        raise BadRequest(f"{name}: expected a UUID string", details={"field": name}) from None
 
 
 def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
@@ -106,6 +110,34 @@ class LegacySession:
             client_id=_field(data, "client_id", str, required=False),
         )
 
+    async def handle_edit_message(self, data: dict[str, Any]) -> None:
+        """Additive: `{message_id, content, client_id?}`. Like a send, the answer is the event: `message_edited` to
+        every member, the sender's own connections included (a retry or the same content: none)."""
+        await messages.edit_message(
+            self.rt,
+            actor=self.actor,
+            message_id=_uuid(data, "message_id"),
+            content=_field(data, "content", str),
+            client_id=_field(data, "client_id", str, required=False),
+        )
+
+    async def handle_delete_message(self, data: dict[str, Any]) -> None:
+        """Additive: `{message_id}` -> `message_deleted` to every member (already deleted: none)."""
+        await messages.delete_message(self.rt, actor=self.actor, message_id=_uuid(data, "message_id"))
+
+    async def handle_add_reaction(self, data: dict[str, Any]) -> None:
+        """Additive: `{message_id, emoji}` -> `reaction_changed` to every member (already there: none)."""
+        await self._react(data, add=True)
+
+    async def handle_remove_reaction(self, data: dict[str, Any]) -> None:
+        """Additive: `{message_id, emoji}` -> `reaction_changed` to every member (not there: none)."""
+        await self._react(data, add=False)
+
+    async def _react(self, data: dict[str, Any], *, add: bool) -> None:
+        await reactions.set_reaction(
+            self.rt, actor=self.actor, message_id=_uuid(data, "message_id"), emoji=_field(data, "emoji", str), add=add
+        )
+
     async def handle_typing(self, data: dict[str, Any]) -> None:
         await activity.set_typing(
             self.rt,
@@ -123,6 +155,27 @@ class LegacySession:
 
     async def handle_leave_chat(self, data: dict[str, Any]) -> None:
         await activity.set_chat_stream(self.rt, actor=self.actor, conn=self.conn, chat_id=_chat_id(data), open=False)
+
+    async def handle_exit_chat(self, data: dict[str, Any]) -> None:
+        """Additive: `{chat_id}` -> leave the chat for good (`leave_chat` only pauses this socket's stream). The
+        answer is the event: `member_removed` (removed_by: the leaver) to every member, the leaver included."""
+        await chats.leave_chat(self.rt, actor=self.actor, chat_id=_chat_id(data))
+
+    async def handle_block_user(self, data: dict[str, Any]) -> None:
+        """Additive: `{user_id}` -> reply `blocked_users`; `block_changed` to every connection of mine if it changed."""
+        await self._block(data, blocked=True)
+
+    async def handle_unblock_user(self, data: dict[str, Any]) -> None:
+        """Additive: `{user_id}` -> reply `blocked_users`; `block_changed` to every connection of mine if it changed."""
+        await self._block(data, blocked=False)
+
+    async def handle_get_blocked_users(self, data: dict[str, Any]) -> None:
+        """Additive: `{}` -> reply `blocked_users {user_ids}`."""
+        self.conn.reply(frames.blocked_users_frame(await blocks.blocked_users(self.rt, actor=self.actor)))
+
+    async def _block(self, data: dict[str, Any], *, blocked: bool) -> None:
+        await blocks.set_block(self.rt, actor=self.actor, user_id=_uuid(data, "user_id"), blocked=blocked)
+        await self.handle_get_blocked_users(data)
 
     async def handle_get_messages(self, data: dict[str, Any]) -> None:
         """History (additive command): `{chat_id, before?, after?, limit?}` -> reply `messages`.
@@ -164,6 +217,14 @@ class LegacySession:
         "leave_chat": handle_leave_chat,
         "get_messages": handle_get_messages,
         "refresh_token": handle_refresh_token,
+        "edit_message": handle_edit_message,
+        "delete_message": handle_delete_message,
+        "add_reaction": handle_add_reaction,
+        "remove_reaction": handle_remove_reaction,
+        "exit_chat": handle_exit_chat,
+        "block_user": handle_block_user,
+        "unblock_user": handle_unblock_user,
+        "get_blocked_users": handle_get_blocked_users,
     }
 
     # -- the two directions ------------------------------------------------------------------------

@@ -25,6 +25,14 @@ CommandType = Literal[
     "leave_chat",
     "get_messages",  # new, additive: history by seq
     "refresh_token",  # new, additive: a fresh token for the open socket, before the current one expires
+    "edit_message",  # new, additive: the sender edits a message
+    "delete_message",  # new, additive: the sender deletes a message (a tombstone stays)
+    "add_reaction",  # new, additive: a member reacts to a message
+    "remove_reaction",  # new, additive
+    "exit_chat",  # new, additive: leave a chat for good (`leave_chat` only pauses the socket's stream)
+    "block_user",  # new, additive: the blocked user's messages and typing stop reaching the user
+    "unblock_user",  # new, additive
+    "get_blocked_users",  # new, additive
 ]
 
 
@@ -51,6 +59,11 @@ class ErrorData(TypedDict, total=False):
     message: str
     code: str
     details: dict[str, Any]
+
+
+def blocked_users_frame(user_ids: list[Any]) -> str:
+    """Reply to `block_user`, `unblock_user` and `get_blocked_users` (new, additive): whom the user blocks now."""
+    return encode({"type": "blocked_users", "data": {"user_ids": [str(u) for u in user_ids]}})
 
 
 def token_refreshed_frame(expires_at: float) -> str:
@@ -112,6 +125,7 @@ def my_chats_frame(chats: list[views.ChatView], *, connected: set[Any]) -> str:
                         "last_message_time": None if c.last_message is None else _iso(c.last_message.created_at),
                         "unread_count": c.unread_count,
                         "is_connected": c.id in connected,
+                        "admin_id": None if c.admin_id is None else str(c.admin_id),
                     }
                     for c in chats
                 ],
@@ -141,10 +155,16 @@ def chat_status_frame(status: views.ChatStatus) -> str:
     )
 
 
-def messages_frame(chat_id: Any, page: list[events.MessageData], *, max_bytes: int, keep_newest: bool) -> str:
+def history_message(m: views.MessageView) -> dict[str, Any]:
+    """A message of history: as `new_message` carries it, with its reactions as the requesting user sees them."""
+    reactions = [{"emoji": r.emoji, "count": r.count, "reacted_by_me": r.reacted_by_me} for r in m.reactions]
+    return {**events.legacy_message(m), "reactions": reactions}
+
+
+def messages_frame(chat_id: Any, page: list[views.MessageView], *, max_bytes: int, keep_newest: bool) -> str:
     """Reply to `get_messages` (new, additive): a page of history, ascending by seq, at most `max_bytes` long
     (cut at the oldest messages when `keep_newest`, else at the newest; always at least one message)."""
-    items = [events.legacy_message(m) for m in page]
+    items = [history_message(m) for m in page]
     sizes = [len(json.dumps(item, ensure_ascii=False).encode()) + 1 for item in items]
     total = sum(sizes)
     while len(items) > 1 and total > max_bytes:

@@ -102,6 +102,11 @@ class Message(Base):
     client_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The last edit (None: never edited) and its client id: a retried edit with the same id changes nothing.
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    edit_client_id: Mapped[str | None] = mapped_column(String(100))
+    # A tombstone: the row stays (its seq, sender and time), its content is emptied.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # History pages, the last message of a chat and unread counts all walk (chat_id, seq).
@@ -110,6 +115,40 @@ class Message(Base):
         # NULL client ids never collide (SQL unique semantics on both databases).
         UniqueConstraint("chat_id", "sender_id", "client_id", name="uq_messages_client"),
     )
+
+
+class Reaction(Base):
+    """One user's reaction with one emoji to one message."""
+
+    __tablename__ = "reactions"
+
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    emoji: Mapped[str] = mapped_column(String(16), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserBlock(Base):
+    """`blocker_id` blocks `blocked_id`: the blocked user's messages and typing do not reach the blocker, and they
+    cannot start a 1:1 chat with the blocker or add them to a group (services.blocks). `blocked_id` has no foreign
+    key: blocking an id nobody has is stored like any other, so the answer reveals nothing about the id."""
+
+    __tablename__ = "user_blocks"
+
+    blocker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    blocked_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChatDeparture(Base):
+    """`user_id` left the group `chat_id` of their own accord: nobody else may add them back (services.chats); the
+    row goes when they are a member again."""
+
+    __tablename__ = "chat_departures"
+
+    chat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class EventLog(Base):
@@ -154,4 +193,17 @@ class Writer(Base):
     floor_n: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-__all__ = ["Base", "Chat", "EventLog", "Member", "Message", "UTCDateTime", "User", "Writer", "utcnow"]
+__all__ = [
+    "Base",
+    "Chat",
+    "ChatDeparture",
+    "EventLog",
+    "Member",
+    "Message",
+    "Reaction",
+    "UTCDateTime",
+    "User",
+    "UserBlock",
+    "Writer",
+    "utcnow",
+]

@@ -51,7 +51,7 @@ def payload_schema(cls: type) -> dict[str, Any]:
     """The JSON shape of a dataclass: field name -> JSON type name, or a nested schema.
 
     JSON type names: "string" (also UUIDs and ISO timestamps), "integer", "boolean", "object",
-    "array"; a trailing "?" marks a nullable field.
+    "array"; a trailing "?" marks a nullable field. An array of dataclasses is a list of one nested schema.
     """
     schema: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -78,6 +78,9 @@ def _json_type(hint: Any) -> Any:
     elif hint is int:
         name = "integer"
     elif getattr(hint, "__origin__", None) in (tuple, list):
+        item = hint.__args__[0]
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            return [payload_schema(item)]
         name = "array"
     else:
         name = "object"

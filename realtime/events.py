@@ -17,133 +17,39 @@ An event is encoded once when it is published (`encode`) and decoded once per pr
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar, get_type_hints
+from typing import Any, ClassVar
 
-from realtime.positions import Pos
+from realtime.event_base import (
+    ENVELOPE_FIELDS,
+    EVENT_TYPES,
+    Event,
+    MessageData,
+    ReactionCount,
+    Route,
+    UserRef,
+    hints_of,
+    jsonable,
+    legacy_message,
+    registered,
+    uuid_or_none,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class UserRef:
-    """A user as events carry it."""
-
-    id: uuid.UUID
-    email: str
-    image_url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MessageData:
-    """A stored message as events and service results carry it."""
-
-    id: uuid.UUID
-    chat_id: uuid.UUID
-    seq: int
-    content: str
-    created_at: datetime
-    updated_at: datetime
-    sender: UserRef
-    client_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Who receives an event: the members of `chat_id`, or the user `user_id`; never `exclude_user_id`."""
-
-    chat_id: uuid.UUID | None = None
-    user_id: uuid.UUID | None = None
-    exclude_user_id: uuid.UUID | None = None
-
-
-# The registry: wire name -> event type, in declaration order (the order of GraphQL's `ChatEvent` union).
-EVENT_TYPES: dict[str, type[Event]] = {}
-
-E = TypeVar("E", bound="type[Event]")
-
-
-def registered(cls: E) -> E:
-    """Class decorator (outermost, above `@dataclass`): add an event type to the registry."""
-    if cls.type in EVENT_TYPES:
-        raise ValueError(f"event type {cls.type!r} is declared twice")
-    EVENT_TYPES[cls.type] = cls
-    return cls
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    type: ClassVar[str]
-    # The GraphQL object type of the event in the `ChatEvent` union (default: the class name), and its description.
-    graphql_name: ClassVar[str | None] = None
-    graphql_description: ClassVar[str | None] = None
-    # Ephemeral events (typing) are not stored and are the first dropped for a slow consumer.
-    ephemeral: ClassVar[bool] = False
-    # "To the others": the acting user's own connections do not receive it.
-    to_others: ClassVar[bool] = False
-    # A durable event's position in the event log: its writer and that writer's counter (realtime.positions;
-    # None if ephemeral or not yet recorded). Clients see positions only as the opaque cursor of what they got.
-    pos: Pos | None = field(default=None, kw_only=True, compare=False)
-    # A chat's durable event's seq in that chat: a chat's events are delivered in seq order.
-    seq: int | None = field(default=None, kw_only=True, compare=False)
-    # The process that published an ephemeral event (typing): it alone expires it, unless it dies.
-    origin: str | None = field(default=None, kw_only=True, compare=False)
-
-    def route(self) -> Route:
-        chat_id: uuid.UUID = getattr(self, "chat_id")  # noqa: B009 - every chat event has one
-        actor: uuid.UUID | None = getattr(self, "user_id", None) if self.to_others else None
-        return Route(chat_id=chat_id, exclude_user_id=actor)
-
-    # What dispatching the event does besides delivering it; the hub, the bus and the runtime ask, never test
-    # the event's class.
-
-    def starts_streaming(self) -> tuple[uuid.UUID, ...]:
-        """Users whose connections start streaming the event's chat, before the event itself is delivered."""
-        return ()
-
-    def stops_streaming(self) -> tuple[uuid.UUID, ...]:
-        """Users whose connections stop streaming the event's chat, after the event itself is delivered."""
-        return ()
-
-    def typing_change(self) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
-        """(chat, user, typing now) if the event says who is typing where (kept for `chatStatus`)."""
-        return None
-
-    def sent_at(self) -> datetime | None:
-        """When the message the event delivers was sent (the send-to-deliver latency histogram), if it is one."""
-        return None
-
-    def payload(self) -> dict[str, Any]:
-        """The event's data as JSON-ready snake_case values."""
-        return {
-            f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ENVELOPE_FIELDS
-        }
-
-    def legacy_data(self) -> Any:
-        """The `data` of the event's legacy frame (snake_case, `chat_id` included): its payload, unless it says
-        otherwise."""
-        return self.payload()
-
-    @classmethod
-    def from_envelope(cls, data: Any, envelope: dict[str, Any]) -> Event:
-        """The event (without its position, seq and origin) from its envelope's `data`: the inverse of `payload`."""
-        event: Event = _build(cls, data)
-        return event
-
-    def encode(self) -> str:
-        return json.dumps(self._envelope(), separators=(",", ":"))
-
-    def _envelope(self) -> dict[str, Any]:
-        envelope: dict[str, Any] = {"type": self.type, "data": self.payload()}
-        if self.pos is not None:
-            envelope["pos"] = self.pos.encode()
-        if self.seq is not None:
-            envelope["seq"] = self.seq
-        if self.origin is not None:
-            envelope["origin"] = self.origin
-        return envelope
+# The registry's machinery lives in realtime.event_base; the rest of the code imports it from here, with the events.
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "EVENT_TYPES",
+    "Event",
+    "MessageData",
+    "ReactionCount",
+    "Route",
+    "UserRef",
+    "hints_of",
+    "legacy_message",
+    "registered",
+]
 
 
 @registered
@@ -152,6 +58,9 @@ class NewMessage(Event):
     type: ClassVar[str] = "new_message"
     chat_id: uuid.UUID
     message: MessageData
+
+    def route(self) -> Route:
+        return Route(chat_id=self.chat_id, from_user_id=self.message.sender.id)
 
     def sent_at(self) -> datetime | None:
         return self.message.created_at
@@ -178,6 +87,7 @@ class UserTyping(Event):
     type: ClassVar[str] = "user_typing"
     ephemeral: ClassVar[bool] = True
     to_others: ClassVar[bool] = True
+    blockable: ClassVar[bool] = True
     chat_id: uuid.UUID
     user_id: uuid.UUID
 
@@ -191,6 +101,7 @@ class UserStoppedTyping(Event):
     type: ClassVar[str] = "user_stopped_typing"
     ephemeral: ClassVar[bool] = True
     to_others: ClassVar[bool] = True
+    blockable: ClassVar[bool] = True
     chat_id: uuid.UUID
     user_id: uuid.UUID
 
@@ -324,9 +235,9 @@ class GlobalNotification(Event):
         route = envelope["route"]
         return GlobalNotification(
             payload_data=data,
-            target_user_id=_uuid_or_none(route.get("user_id")),
-            chat_id=_uuid_or_none(route.get("chat_id")),
-            exclude_user_id=_uuid_or_none(route.get("exclude_user_id")),
+            target_user_id=uuid_or_none(route.get("user_id")),
+            chat_id=uuid_or_none(route.get("chat_id")),
+            exclude_user_id=uuid_or_none(route.get("exclude_user_id")),
         )
 
     def payload(self) -> dict[str, Any]:
@@ -334,8 +245,80 @@ class GlobalNotification(Event):
 
     def _envelope(self) -> dict[str, Any]:
         envelope = super(GlobalNotification, self)._envelope()
-        envelope["route"] = _jsonable(self.route())
+        envelope["route"] = jsonable(self.route())
         return envelope
+
+
+@registered
+@dataclass(frozen=True, slots=True)
+class MessageEdited(Event):
+    """The sender edited a message: its new content, to every member (the sender's other devices included)."""
+
+    type: ClassVar[str] = "message_edited"
+    graphql_description: ClassVar[str | None] = "A message of one of my chats was edited by its sender."
+    blockable: ClassVar[bool] = True  # not to users who block the sender (their messages do not reach them either)
+    chat_id: uuid.UUID
+    message_id: uuid.UUID
+    user_id: uuid.UUID
+    content: str
+    edited_at: datetime
+    client_id: str | None
+
+
+@registered
+@dataclass(frozen=True, slots=True)
+class MessageDeleted(Event):
+    """A message became a tombstone (empty content, `deleted_at` set); `deleted_by` None: a service deleted it."""
+
+    type: ClassVar[str] = "message_deleted"
+    graphql_description: ClassVar[str | None] = (
+        "A message of one of my chats was deleted: it stays in history as a tombstone (content empty, deletedAt set)."
+    )
+    chat_id: uuid.UUID
+    message_id: uuid.UUID
+    deleted_by: uuid.UUID | None
+    deleted_at: datetime
+
+
+@registered
+@dataclass(frozen=True, slots=True)
+class ReactionChanged(Event):
+    """`user_id` added (`added`) or removed a reaction; `counts`: the message's reactions after the change. One
+    rendering serves every member, so "did I react" is the client's: `user_id` and `added` say whose change it is."""
+
+    type: ClassVar[str] = "reaction_changed"
+    graphql_description: ClassVar[str | None] = (
+        "A member added or removed a reaction to a message; counts are the message's reactions after the change."
+    )
+    blockable: ClassVar[bool] = True  # not to users who block the reacting user
+    chat_id: uuid.UUID
+    message_id: uuid.UUID
+    user_id: uuid.UUID
+    emoji: str
+    added: bool
+    counts: tuple[ReactionCount, ...]
+
+
+@registered
+@dataclass(frozen=True, slots=True)
+class BlockChanged(Event):
+    """`user_id` blocked (`blocked`) or unblocked `blocked_user_id`: to the blocker's own connections, on every
+    process, which from then on drop (or again take) the blocked user's messages and typing (services.blocks)."""
+
+    type: ClassVar[str] = "block_changed"
+    graphql_description: ClassVar[str | None] = (
+        "I blocked or unblocked a user (on one of my devices, or the main app for me): while `blocked`, their "
+        "messages and typing do not reach me."
+    )
+    user_id: uuid.UUID
+    blocked_user_id: uuid.UUID
+    blocked: bool
+
+    def route(self) -> Route:
+        return Route(user_id=self.user_id)
+
+    def block_change(self) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
+        return (self.user_id, self.blocked_user_id, self.blocked)
 
 
 @registered
@@ -353,68 +336,3 @@ class ResyncRequired(Event):
 
     def route(self) -> Route:
         return Route()
-
-
-def legacy_message(m: MessageData) -> dict[str, Any]:
-    """A message in the legacy protocol (`new_message` data, `messages` replies): its fields at the top level."""
-    return {
-        "id": str(m.id),
-        "content": m.content,
-        "created_at": m.created_at.isoformat(),
-        "updated_at": m.updated_at.isoformat(),
-        # A message on its way to its readers is unread; the per-member truth is `unread_count`.
-        "is_read": False,
-        "chat_id": str(m.chat_id),
-        "sender": {"id": str(m.sender.id), "email": m.sender.email, "image_url": m.sender.image_url},
-        "seq": m.seq,
-        "client_id": m.client_id,
-    }
-
-
-def _uuid_or_none(value: str | None) -> uuid.UUID | None:
-    return None if value is None else uuid.UUID(value)
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, uuid.UUID):
-        return str(obj)
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
-# Fields of an event's envelope, not of its payload.
-ENVELOPE_FIELDS = frozenset({"pos", "seq", "origin"})
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def hints_of(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = get_type_hints(cls)
-    return _HINTS[cls]
-
-
-def _build(cls: type, data: dict[str, Any]) -> Any:
-    hints = hints_of(cls)
-    meta = ENVELOPE_FIELDS if issubclass(cls, Event) else frozenset()
-    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name not in meta}
-    return cls(**kwargs)
-
-
-def _convert(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    if hint in (uuid.UUID, uuid.UUID | None):
-        return uuid.UUID(value)
-    if hint is datetime:
-        return datetime.fromisoformat(value)
-    if hint in (UserRef, MessageData):
-        return _build(hint, value)
-    if hint == tuple[uuid.UUID, ...]:
-        return tuple(uuid.UUID(v) for v in value)
-    return value

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from realtime.eager import Suspended
-from realtime.events import Event
+from realtime.events import Event, Route
 from realtime.metrics import Histogram
 from realtime.outbox import Outbox
 from realtime.positions import Vector
@@ -102,6 +102,10 @@ class Connection:
         self.chats: set[uuid.UUID] = set()
         # ...except those this connection paused (legacy `leave_chat`); membership is unchanged.
         self.paused: set[uuid.UUID] = set()
+        # Users the connection's user blocks: their messages and typing are not delivered here (Route.from_user_id).
+        # Loaded when the stream opens (`blocks_loaded`), kept current by `BlockChanged` events (`block`).
+        self.blocked: frozenset[uuid.UUID] = frozenset()
+        self._block_changes: dict[uuid.UUID, bool] | None = {}  # what arrived before the load: applied on top
         self.overflowed = False
         # True once opening or watching for this connection made the process subscribe to a chat or user it did
         # not receive: the stream reads what it missed from the log (services.streams).
@@ -113,6 +117,24 @@ class Connection:
     def reply(self, text: str) -> None:
         """Queue a reply to this connection's own command, in order with its events (one writer per socket)."""
         self.outbox.put(text, size=len(text), ephemeral=False)
+
+    def blocks(self, route: Route) -> bool:
+        """True for an event this connection does not receive: it reports a user its user blocks."""
+        return route.from_user_id is not None and route.from_user_id in self.blocked
+
+    def block(self, user_id: uuid.UUID, blocked: bool) -> None:
+        """The user blocked (or unblocked) `user_id` (a `BlockChanged` event)."""
+        self.blocked = self.blocked | {user_id} if blocked else self.blocked - {user_id}
+        if self._block_changes is not None:
+            self._block_changes[user_id] = blocked
+
+    def blocks_loaded(self, blocked: Iterable[uuid.UUID]) -> None:
+        """The block list as read when the stream opened. A change that arrived while it was read is newer or the
+        same: it is applied on top, so the read cannot undo it."""
+        current = set(blocked)
+        for user_id, state in (self._block_changes or {}).items():
+            (current.add if state else current.discard)(user_id)
+        self.blocked, self._block_changes = frozenset(current), None
 
 
 class Interest(Protocol):
@@ -263,6 +285,11 @@ class Hub:
         """Route one event from the bus to every local connection that should see it (`after`: the streams'
         progress once they have it, for its cursor)."""
         route = event.route()
+        change = event.block_change()
+        if change is not None:
+            blocker, other, blocked = change
+            for conn in self.connections_of(blocker):
+                conn.block(other, blocked)
         starting: list[Connection] = []  # connections that start streaming a chat this process did not receive
         if route.chat_id is not None:
             for user_id in event.starts_streaming():
@@ -285,9 +312,12 @@ class Hub:
         ephemeral = event.ephemeral
         exclude = route.exclude_user_id
         paused_chat = route.chat_id if route.user_id is None else None
+        author = route.from_user_id
         delivered = 0
         for conn in tuple(targets):  # a copy: an overflow callback may close connections
             if conn.user_id == exclude or (paused_chat is not None and paused_chat in conn.paused):
+                continue
+            if author is not None and author in conn.blocked:
                 continue
             if conn.transport.send_now(delivery) or conn.outbox.put(delivery, size=size, ephemeral=ephemeral):
                 delivered += 1

@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.scalars import JSON
 
+from realtime.events import MessageData
 from resolvers.context import Context, parse_id
 from schema import types
-from services import activity, chats, messages, notifications, users
+from services import activity, blocks, chats, messages, notifications, reactions, users
 from services.errors import BadRequest
 
 Info = strawberry.Info[Context, None]
@@ -17,6 +18,27 @@ def _object(value: object, name: str) -> dict[str, object]:
     if not isinstance(value, dict):
         raise BadRequest(f"{name}: expected a JSON object")
     return value
+
+
+def _message(info: Info, data: MessageData) -> types.Message:
+    return types.message(data, sender_online=info.context.rt.is_online(data.sender.id))
+
+
+async def _react(info: Info, message_id: strawberry.ID, emoji: str, *, add: bool) -> types.Message:
+    view = await reactions.set_reaction(
+        info.context.rt, actor=info.context.actor, message_id=parse_id(message_id, "messageId"), emoji=emoji, add=add
+    )
+    return _message(info, view)
+
+
+async def _set_block(info: Info, user_id: strawberry.ID, blocker_id: strawberry.ID | None, *, blocked: bool) -> bool:
+    return await blocks.set_block(
+        info.context.rt,
+        actor=info.context.actor,
+        user_id=parse_id(user_id, "userId"),
+        blocked=blocked,
+        blocker_id=None if blocker_id is None else parse_id(blocker_id, "blockerId"),
+    )
 
 
 @strawberry.type
@@ -30,6 +52,40 @@ class Mutation:
             rt, actor=info.context.actor, chat_id=parse_id(chat_id, "chatId"), content=content, client_id=client_id
         )
         return types.message(data, sender_online=rt.is_online(data.sender.id))
+
+    @strawberry.mutation(
+        description="Edit a message I sent (every member gets MessageEdited). `clientId` makes a retried edit "
+        "idempotent; a deleted message cannot be edited (BAD_REQUEST)."
+    )
+    async def edit_message(
+        self, info: Info, id: strawberry.ID, content: str, client_id: str | None = None
+    ) -> types.Message:
+        view = await messages.edit_message(
+            info.context.rt,
+            actor=info.context.actor,
+            message_id=parse_id(id, "id"),
+            content=content,
+            client_id=client_id,
+        )
+        return _message(info, view)
+
+    @strawberry.mutation(
+        description="Delete a message I sent (or any, with a service token): it stays in history as a tombstone, "
+        "content empty and deletedAt set; every member gets MessageDeleted. Deleting it again changes nothing."
+    )
+    async def delete_message(self, info: Info, id: strawberry.ID) -> types.Message:
+        view = await messages.delete_message(info.context.rt, actor=info.context.actor, message_id=parse_id(id, "id"))
+        return _message(info, view)
+
+    @strawberry.mutation(
+        description="React to a message of one of my chats (every member gets ReactionChanged); again: no change."
+    )
+    async def add_reaction(self, info: Info, message_id: strawberry.ID, emoji: str) -> types.Message:
+        return await _react(info, message_id, emoji, add=True)
+
+    @strawberry.mutation(description="Take my reaction back (every member gets ReactionChanged); none: no change.")
+    async def remove_reaction(self, info: Info, message_id: strawberry.ID, emoji: str) -> types.Message:
+        return await _react(info, message_id, emoji, add=False)
 
     @strawberry.mutation(description="Move my read marker to the chat's latest message.")
     async def mark_read(self, info: Info, chat_id: strawberry.ID) -> types.ReadMarker:
@@ -89,6 +145,26 @@ class Mutation:
             chat_id=parse_id(chat_id, "chatId"),
             user_id=parse_id(user_id, "userId"),
         )
+
+    @strawberry.mutation(
+        description="Leave a chat. A group: my membership ends (ChatMemberRemoved, removedBy me) and nobody else may "
+        "add me back; I may re-join by adding myself. A 1:1 chat: hidden for me and read-only for the other member "
+        "until I create it again with createChat (the same chat, its history)."
+    )
+    async def leave_chat(self, info: Info, chat_id: strawberry.ID) -> bool:
+        return await chats.leave_chat(info.context.rt, actor=info.context.actor, chat_id=parse_id(chat_id, "chatId"))
+
+    @strawberry.mutation(
+        description="Block a user (idempotent): their messages and typing stop reaching me, and they cannot start a "
+        "1:1 chat with me or add me to a group. `blockerId`: with a service token only, whose block list (the main "
+        "app mirroring its own blocks); a user token blocks for its own user."
+    )
+    async def block_user(self, info: Info, user_id: strawberry.ID, blocker_id: strawberry.ID | None = None) -> bool:
+        return await _set_block(info, user_id, blocker_id, blocked=True)
+
+    @strawberry.mutation(description="Unblock a user (idempotent); `blockerId` as for blockUser.")
+    async def unblock_user(self, info: Info, user_id: strawberry.ID, blocker_id: strawberry.ID | None = None) -> bool:
+        return await _set_block(info, user_id, blocker_id, blocked=False)
 
     @strawberry.mutation(
         description="Create or update a user (service token only). Leaving `imageUrl` out keeps the stored "

@@ -4,7 +4,7 @@ import strawberry
 
 from resolvers.context import Context, parse_id
 from schema import types
-from services import chats, messages, streams, users
+from services import blocks, chats, messages, streams, users
 from services.auth import require_service
 from services.messages import DEFAULT_PAGE
 
@@ -60,6 +60,10 @@ class Query:
     )
     async def event_cursor(self, info: Info) -> str:
         return await streams.current_cursor(info.context.rt, actor=info.context.actor)
+
+    @strawberry.field(description="The users I block (their ids).")
+    async def blocked_users(self, info: Info) -> list[strawberry.ID]:
+        return [strawberry.ID(str(u)) for u in await blocks.blocked_users(info.context.rt, actor=info.context.actor)]
 
     @strawberry.field(description="Users online now (service token only).")
     async def online_users(self, info: Info) -> list[strawberry.ID]:

@@ -35,6 +35,27 @@ class Message:
     updated_at: datetime
     sender: User
     client_id: str | None
+    edited_at: datetime | None = strawberry.field(description="When the content was last edited (null: never).")
+    deleted_at: datetime | None = strawberry.field(
+        description="Set when the message was deleted: a tombstone, its content is the empty string."
+    )
+    reactions: list[Reaction] = strawberry.field(
+        description="Reactions, one per emoji in order of first use (in history; always empty in events: "
+        "ReactionChanged carries changes)."
+    )
+
+
+@strawberry.type
+class Reaction:
+    emoji: str
+    count: int
+    reacted_by_me: bool
+
+
+@strawberry.type(description="How many users reacted to a message with one emoji.")
+class ReactionCount:
+    emoji: str
+    count: int
 
 
 @strawberry.type
@@ -50,6 +71,10 @@ class Chat:
     read_markers: list[ReadMarker] = strawberry.field(
         description="Every member's read marker (the seq of the last message they have read): read receipts. "
         "The other members' changes arrive live as MessagesRead."
+    )
+    admin_id: strawberry.ID | None = strawberry.field(
+        description="A group's admin, who may remove other members: its creator while a member, else the member "
+        "who has been in it longest (the smallest id among those who joined together). Null for a 1:1 chat."
     )
 
 
@@ -98,6 +123,8 @@ def _graphql_field(hint: Any) -> tuple[Any, Callable[[Any, Callable[[uuid.UUID],
         return Message, lambda v, online: message(v, sender_online=bool(online(v.sender.id)) if online else False)
     if hint == dict[str, Any]:
         return JSON, lambda v, _: v
+    if hint == tuple[events.ReactionCount, ...]:
+        return list[ReactionCount], lambda v, _: [ReactionCount(emoji=c.emoji, count=c.count) for c in v]
     if hint in (str, int, bool, str | None, int | None, bool | None, datetime, datetime | None):
         return hint, lambda v, _: v
     raise TypeError(f"no GraphQL type for an event field of type {hint!r}: add it to schema.types._graphql_field")
@@ -176,6 +203,12 @@ def message(data: events.MessageData, *, sender_online: bool = False) -> Message
             last_seen=None,
         ),
         client_id=data.client_id,
+        edited_at=data.edited_at,
+        deleted_at=data.deleted_at,
+        reactions=[
+            Reaction(emoji=r.emoji, count=r.count, reacted_by_me=r.reacted_by_me)
+            for r in (data.reactions if isinstance(data, views.MessageView) else ())
+        ],
     )
 
 
@@ -192,6 +225,7 @@ def chat(view: views.ChatView) -> Chat:
         last_message=None if last is None else message(last, sender_online=online.get(last.sender.id, False)),
         unread_count=view.unread_count,
         read_markers=[read_marker(m) for m in view.read_markers],
+        admin_id=_id(view.admin_id),
     )
 
 

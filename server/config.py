@@ -13,6 +13,8 @@ DEFAULT_BROADCAST_URL = "memory://"
 DEV_SECRET_KEY = "tailtrail-dev-insecure-key-do-not-use-in-production"
 # An HS256 key must be at least as long as the hash (RFC 7518 §3.2: 256 bits); a shorter one can be guessed.
 MIN_SECRET_KEY_BYTES = 32
+# HISTORY_VISIBILITY's values: a group's earlier messages are "shared" with every member, or shown from "joined" on.
+HISTORY_VISIBILITIES = ("shared", "joined")
 
 
 class ConfigError(ValueError):
@@ -71,6 +73,8 @@ class Settings:
     outbox_max_bytes: int = 1024 * 1024
     # Message content limits (docs/protocols.md).
     max_message_length: int = 10_000
+    # Distinct emoji on one message (a further one is refused with BAD_REQUEST; existing ones can still be added).
+    max_reactions_per_message: int = 20
     # GraphQL WebSocket subscriptions per connection (docs/protocols.md); one chatEvents stream is all a client needs.
     max_subscriptions_per_connection: int = 10
     # Inbound WebSocket frame limit: 64 KiB (Centrifugo's default) holds a 10,000-character message sent as
@@ -153,6 +157,12 @@ class Settings:
     typing_per_second: float = 10.0
     typing_burst: int = 20
     typing_broadcast_interval: float = 1.0
+    # Members of one chat: `createChat` with more, or `addChatMember` to a full chat, is refused (BAD_REQUEST). A
+    # chat is a conversation, not a broadcast channel; the bound also caps one call's work and one message's fan-out.
+    max_chat_members: int = 256
+    # Who sees a group's messages from before they joined (Matrix's terms): "shared", every member sees the whole
+    # history; "joined", a member sees what was sent since they (last) joined. 1:1 chats always show everything.
+    history_visibility: str = "shared"
 
     @property
     def dev_mode(self) -> bool:
@@ -197,6 +207,7 @@ class Settings:
             outbox_max_events=_integer(env, "OUTBOX_MAX_EVENTS", cls.outbox_max_events),
             outbox_max_bytes=_integer(env, "OUTBOX_MAX_BYTES", cls.outbox_max_bytes, minimum=1024),
             max_message_length=_integer(env, "MAX_MESSAGE_LENGTH", cls.max_message_length),
+            max_reactions_per_message=_integer(env, "MAX_REACTIONS_PER_MESSAGE", cls.max_reactions_per_message),
             max_subscriptions_per_connection=_integer(
                 env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", cls.max_subscriptions_per_connection
             ),
@@ -234,6 +245,8 @@ class Settings:
             typing_per_second=_number(env, "TYPING_PER_SECOND", cls.typing_per_second, minimum=0.01),
             typing_burst=_integer(env, "TYPING_BURST", cls.typing_burst),
             typing_broadcast_interval=_number(env, "TYPING_BROADCAST_INTERVAL", cls.typing_broadcast_interval),
+            max_chat_members=_integer(env, "MAX_CHAT_MEMBERS", cls.max_chat_members, minimum=2),
+            history_visibility=_choice(env, "HISTORY_VISIBILITY", cls.history_visibility, HISTORY_VISIBILITIES),
         )
 
 

@@ -10,13 +10,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 from realtime.events import ResyncRequired
-from realtime.hub import Delivery, Transport
+from realtime.hub import Connection, Delivery, Transport
 from realtime.positions import Vector
 from realtime.stream import Stream
 from server.logging_setup import fields
 from services import journal
 from services.auth import Actor, require_user
-from services.chats import user_chat_ids
 from services.runtime import Runtime
 from services.users import touch_last_seen
 
@@ -62,11 +61,14 @@ async def open_stream(
     conn = rt.hub.open(user_id, kind, transport, conn_id)
     online = False
     try:
-        rt.hub.watch(conn, await user_chat_ids(rt, user_id=user_id))
+        first = await rt.store.stream_start(user_id=user_id)
+        rt.hub.watch(conn, first.chat_ids)
+        conn.blocks_loaded(first.blocked_ids)
         live_from = rt.sequencer.vector  # read right after watch, with no await in between
 
         async def catch_up(after: Vector) -> tuple[list[Delivery], Vector]:
-            return await _missed(rt, user_id=user_id, after=after)
+            missed, seam = await _missed(rt, user_id=user_id, after=after)
+            return _unblocked(conn, missed), seam
 
         stream = Stream(conn, catch_up=catch_up)
         if conn.subscribed_new:
@@ -79,6 +81,7 @@ async def open_stream(
                 stream.replay, stream.seam = await _missed(rt, user_id=user_id, after=start)
         elif cursor is not None:
             stream.replay, stream.seam = await _replay(rt, user_id=user_id, cursor=cursor, upto=live_from)
+        stream.replay = _unblocked(conn, stream.replay)
         rt.mark_online(user_id)
         online = True
         log.info(
@@ -148,6 +151,11 @@ async def _missed(rt: Runtime, *, user_id: uuid.UUID, after: Vector) -> tuple[li
         reached = reached.with_(item.event.pos)
         missed.append(Delivery(item.event, item.raw, reached))
     return missed, after.max(upto)
+
+
+def _unblocked(conn: Connection, deliveries: list[Delivery]) -> list[Delivery]:
+    """What the connection receives of replayed events: none from a user it blocks (as live: realtime.hub)."""
+    return [d for d in deliveries if not conn.blocks(d.event.route())]
 
 
 def _resync(reason: str) -> Delivery:

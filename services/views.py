@@ -23,6 +23,23 @@ class UserView:
 
 
 @dataclass(frozen=True, slots=True)
+class ReactionView:
+    """One emoji's reactions to a message, as one viewer sees them."""
+
+    emoji: str
+    count: int
+    reacted_by_me: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView(MessageData):
+    """A message as history shows it to one viewer: with its reactions (in order of each emoji's first use). Events
+    carry plain `MessageData` (a new message has no reactions; `reaction_changed` carries changes)."""
+
+    reactions: tuple[ReactionView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ChatView:
     id: uuid.UUID
     name: str | None
@@ -35,6 +52,8 @@ class ChatView:
     last_read_seq: int
     # Every member's read marker, in participant order: read receipts.
     read_markers: tuple[ReadMarker, ...] = ()
+    # Who may remove other members of a group: its creator while a member, else its longest-standing member.
+    admin_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

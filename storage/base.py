@@ -76,9 +76,14 @@ class Refusal(enum.Enum):
     NOT_MEMBER = "not a member"  # the acting user is not a member of the chat (or the chat does not exist)
     NO_CHAT = "no such chat"
     NOT_GROUP = "not a group chat"
-    NOT_CREATOR = "not the chat's creator"
-    UNKNOWN_USER = "unknown user"
+    NOT_ADMIN = "not the chat's admin"  # its creator while a member, else its longest-standing member
+    UNKNOWN_USER = "unknown user"  # or one the actor may not add (they block the actor, or left the group)
+    FULL = "the chat has as many members as allowed"
     NOT_PROVISIONED = "the acting user is not provisioned"
+    NO_MESSAGE = "no such message"  # to a service; a user is told NOT_MEMBER (nothing is revealed)
+    NOT_SENDER = "not the message's sender"
+    DELETED = "the message is deleted"
+    TOO_MANY_REACTIONS = "the message has as many distinct reactions as allowed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,8 @@ class ReadMoved:
 
 @dataclass(frozen=True, slots=True)
 class Changed:
-    """A membership change's outcome: whether it changed anything, or a refusal."""
+    """A membership change's (or a message edit's, deletion's, reaction's) outcome: whether it changed anything,
+    or a refusal."""
 
     changed: bool = False
     refused: Refusal | None = None
@@ -115,6 +121,14 @@ class Created:
     chat_id: uuid.UUID | None = None
     existed: bool = False
     refused: Refusal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    """What a connection reads when it opens (`Store.stream_start`)."""
+
+    chat_ids: list[uuid.UUID]
+    blocked_ids: list[uuid.UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,21 +197,57 @@ class Store(ABC):
     async def mark_read(self, *, chat_id: uuid.UUID, user_id: uuid.UUID) -> ReadMoved:
         """Move the member's read marker to the chat's latest message; record `MessagesRead` if it moved."""
 
+    @abstractmethod
+    async def edit_message(
+        self, *, message_id: uuid.UUID, user_id: uuid.UUID, content: str, client_id: str | None
+    ) -> Changed:
+        """Replace the content of a message `user_id` sent (still a member; not deleted) and record `MessageEdited`;
+        unchanged, no event, if the content is the same or `client_id` is the last edit's (a retry)."""
+
+    @abstractmethod
+    async def delete_message(self, *, message_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
+        """Make a message a tombstone (content emptied, reactions removed) and record `MessageDeleted` — `by` its
+        sender (still a member) or a service (None); unchanged, no event, if it is deleted already."""
+
+    @abstractmethod
+    async def set_reaction(
+        self, *, message_id: uuid.UUID, user_id: uuid.UUID, emoji: str, add: bool, max_emoji: int
+    ) -> Changed:
+        """Add (`add`) or remove a member's reaction and record `ReactionChanged` with the message's counts after it;
+        unchanged, no event, if it already was so. Adding to a deleted message, or a distinct emoji beyond
+        `max_emoji`, is refused."""
+
     # -- chats and membership ---------------------------------------------------------------------------
 
     @abstractmethod
     async def create_chat(self, chat: NewChat) -> Created:
-        """Create the chat with its members and record `ChatCreated` (its seq 0) — unless a member is unknown,
-        or a 1:1 chat of the same two users exists (then that one is the answer)."""
+        """Create the chat with its members and record `ChatCreated` (its seq 0) — unless a member is unknown or
+        blocks the creator (UNKNOWN_USER, the same refusal), or a 1:1 chat of the same two users exists (then that
+        one is the answer, and a creator who had left it is a member again: `MemberAdded`)."""
 
     @abstractmethod
-    async def add_member(self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
-        """Add a member to a group chat (`by` a member, or a service: None) and record `MemberAdded`."""
+    async def add_member(
+        self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None, max_members: int
+    ) -> Changed:
+        """Add a member to a group chat (`by` a member, a former member re-joining by themselves, or a service:
+        None) and record `MemberAdded` — unless the chat holds `max_members` already (FULL), or the user is unknown,
+        blocks `by` or left the group (UNKNOWN_USER, the same refusal for each)."""
 
     @abstractmethod
     async def remove_member(self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
-        """Remove a member from a group chat (`by` that member, the creator, or a service: None) and record
-        `MemberRemoved`."""
+        """Remove a member from a group chat (`by` that member, the chat's admin, or a service: None) and record
+        `MemberRemoved`; a member who removes themselves has left (see `leave_chat`)."""
+
+    @abstractmethod
+    async def leave_chat(self, *, chat_id: uuid.UUID, user_id: uuid.UUID) -> Changed:
+        """The member leaves the chat and `MemberRemoved` is recorded (removed by themselves). A group remembers
+        the departure: nobody else may add them back. A 1:1 chat stays, read-only for the other member, until the
+        leaver creates it again (`create_chat`)."""
+
+    @abstractmethod
+    async def set_block(self, *, blocker_id: uuid.UUID, blocked_id: uuid.UUID, blocked: bool) -> Changed:
+        """Block (or unblock) a user and record `BlockChanged` if that changed anything; NOT_PROVISIONED for an
+        unknown blocker. Any `blocked_id` is taken, known or not."""
 
     @abstractmethod
     async def record_chat_event(self, event: Event, *, chat_id: uuid.UUID, member: uuid.UUID | None) -> bool:
@@ -223,6 +273,11 @@ class Store(ABC):
     async def user_chat_ids(self, *, user_id: uuid.UUID) -> list[uuid.UUID]:
         """The chats of a user. Not a write, but every connection's first query: each backend serves it
         without queueing behind a small connection pool in a reconnect storm."""
+
+    @abstractmethod
+    async def stream_start(self, *, user_id: uuid.UUID) -> StreamStart:
+        """What a connection of the user reads when it opens: their chats and the users they block (served like
+        `user_chat_ids`)."""
 
 
 def direct_key(members: Sequence[uuid.UUID]) -> str:

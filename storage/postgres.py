@@ -27,19 +27,17 @@ import asyncpg
 from sqlalchemy import make_url, select
 
 from models import Database, Member, User, utcnow
-from realtime.events import (
-    Event,
-    MemberAdded,
-    MemberRemoved,
-    MessagesRead,
-)
+from models.tables import UserBlock
+from realtime.events import Event
 from realtime.positions import Pos
-from storage.base import Changed, Created, Logged, NewChat, Publish, ReadMoved, Refusal, Sent, Store, log_at_seq
+from storage import postgres_members as members
+from storage.base import Logged, Publish, Sent, StreamStart, log_at_seq
+from storage.membership import MembershipStore, Program
+from storage.messaging import MessagingStore
 from storage.postgres_statements import (
     ADD_SLOT,
     CLAIM_SLOT,
     INSERT_LOG,
-    IS_MEMBER,
     MAX_WRITERS,
     NEXT_POSITIONS,
     SLOT_LOCK_CLASS,
@@ -69,7 +67,7 @@ class _Job(Generic[T]):
     logged: list[Logged] = field(default_factory=list)
 
 
-class PostgresStore(Store):
+class PostgresStore(MembershipStore, MessagingStore):
     def __init__(self, db: Database, publish: Publish, *, max_batch: int = MAX_BATCH) -> None:
         self._db = db
         self._publish = publish
@@ -221,120 +219,10 @@ class PostgresStore(Store):
         )
         return await self._queue(job)
 
-    async def mark_read(self, *, chat_id: uuid.UUID, user_id: uuid.UUID) -> ReadMoved:
-        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> ReadMoved:
-            row = await connection.fetchrow(
-                "SELECT m.last_read_seq, (SELECT coalesce(max(seq), 0) FROM messages WHERE chat_id = $1) AS latest "
-                "FROM members m WHERE m.chat_id = $1 AND m.user_id = $2 FOR UPDATE",
-                chat_id,
-                user_id,
-            )
-            if row is None:
-                return ReadMoved(refused=Refusal.NOT_MEMBER)
-            if row["latest"] <= row["last_read_seq"]:
-                return ReadMoved(last_read_seq=row["last_read_seq"])
-            latest = int(row["latest"])
-            await connection.execute(
-                "UPDATE members SET last_read_seq = $3 WHERE chat_id = $1 AND user_id = $2", chat_id, user_id, latest
-            )
-            seq = await next_seq(connection, chat_id, None)
-            logged.append(Logged(MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=latest), seq=seq))
-            return ReadMoved(last_read_seq=latest)
-
-        return await self._run(unit)
-
     # -- chats and membership -------------------------------------------------------------------------------
 
-    async def create_chat(self, chat: NewChat) -> Created:
-        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> Created:
-            if chat.direct_key is not None:
-                existing = await connection.fetchval("SELECT id FROM chats WHERE direct_key = $1", chat.direct_key)
-                if existing is not None:
-                    return Created(chat_id=existing, existed=True)
-            members = list(chat.members)
-            known = await connection.fetchval("SELECT count(*) FROM users WHERE id = ANY($1::uuid[])", members)
-            if known != len(members):
-                return Created(refused=Refusal.UNKNOWN_USER)
-            inserted = await connection.fetchval(
-                "INSERT INTO chats (id, name, is_group, created_by, direct_key, created_at, updated_at, last_seq) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $6, 0) ON CONFLICT (direct_key) DO NOTHING RETURNING id",
-                chat.id,
-                chat.name,
-                chat.is_group,
-                chat.created_by,
-                chat.direct_key,
-                chat.created_at,
-            )
-            if inserted is None:  # the same 1:1 chat, created by a unit that committed in the meantime
-                existing = await connection.fetchval("SELECT id FROM chats WHERE direct_key = $1", chat.direct_key)
-                return Created(chat_id=existing, existed=True)
-            await connection.execute(
-                "INSERT INTO members (chat_id, user_id, joined_at, last_read_seq, joined_seq) "
-                "SELECT $1, unnest($2::uuid[]), $3, 0, 0",
-                chat.id,
-                members,
-                chat.created_at,
-            )
-            logged.append(chat.creation())
-            return Created(chat_id=chat.id)
-
-        return await self._run(unit)
-
-    async def _group(self, connection: asyncpg.Connection, chat_id: uuid.UUID) -> Refusal | None:
-        is_group = await connection.fetchval("SELECT is_group FROM chats WHERE id = $1 FOR UPDATE", chat_id)
-        if is_group is None:
-            return Refusal.NO_CHAT
-        return None if is_group else Refusal.NOT_GROUP
-
-    async def add_member(self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
-        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> Changed:
-            if by is not None and await connection.fetchval(IS_MEMBER, chat_id, by) is None:
-                return Changed(refused=Refusal.NOT_MEMBER)
-            refused = await self._group(connection, chat_id)
-            if refused is not None:
-                return Changed(refused=refused)
-            if await connection.fetchval("SELECT 1 FROM users WHERE id = $1", user_id) is None:
-                return Changed(refused=Refusal.UNKNOWN_USER)
-            if await connection.fetchval(IS_MEMBER, chat_id, user_id) is not None:
-                return Changed(changed=False)
-            seq = await next_seq(connection, chat_id, None)
-            await connection.execute(
-                "INSERT INTO members (chat_id, user_id, joined_at, last_read_seq, joined_seq) VALUES ($1, $2, $3, 0, $4)",
-                chat_id,
-                user_id,
-                utcnow(),
-                seq,
-            )
-            logged.append(
-                Logged(MemberAdded(chat_id=chat_id, user_id=user_id, added_by=by), seq=seq, subject_user_id=user_id)
-            )
-            return Changed(changed=True)
-
-        return await self._run(unit)
-
-    async def remove_member(self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
-        async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> Changed:
-            if by is not None and await connection.fetchval(IS_MEMBER, chat_id, by) is None:
-                return Changed(refused=Refusal.NOT_MEMBER)
-            row = await connection.fetchrow("SELECT is_group, created_by FROM chats WHERE id = $1 FOR UPDATE", chat_id)
-            if row is None:
-                return Changed(refused=Refusal.NO_CHAT)
-            if by is not None and by != user_id and row["created_by"] != by:
-                return Changed(refused=Refusal.NOT_CREATOR)
-            if not row["is_group"]:
-                return Changed(refused=Refusal.NOT_GROUP)
-            removed = await connection.fetchval(
-                "DELETE FROM members WHERE chat_id = $1 AND user_id = $2 RETURNING 1", chat_id, user_id
-            )
-            if removed is None:
-                return Changed(changed=False)
-            seq = await next_seq(connection, chat_id, None)
-            logged.append(
-                Logged(MemberRemoved(chat_id=chat_id, user_id=user_id, removed_by=by), seq=seq, subject_user_id=user_id)
-            )
-            return Changed(changed=True)
-
-        return await self._run(unit)
+    async def _program(self, make: Callable[[list[Logged]], Program[T]]) -> T:
+        return await self._run(members.unit(make))
 
     async def record_chat_event(self, event: Event, *, chat_id: uuid.UUID, member: uuid.UUID | None) -> bool:
         async def unit(connection: asyncpg.Connection, logged: list[Logged]) -> bool:
@@ -382,3 +270,9 @@ class PostgresStore(Store):
         async with self._db.read() as session:
             rows = await session.execute(select(Member.chat_id).where(Member.user_id == user_id))
             return list(rows.scalars())
+
+    async def stream_start(self, *, user_id: uuid.UUID) -> StreamStart:
+        async with self._db.read() as session:
+            chats = await session.execute(select(Member.chat_id).where(Member.user_id == user_id))
+            blocked = await session.execute(select(UserBlock.blocked_id).where(UserBlock.blocker_id == user_id))
+            return StreamStart(chat_ids=list(chats.scalars()), blocked_ids=list(blocked.scalars()))

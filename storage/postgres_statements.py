@@ -27,9 +27,12 @@ allowed AS MATERIALIZED (
     SELECT i.*, u.email, u.image_url FROM input i
     JOIN users u ON u.id = i.sender_id
     WHERE EXISTS (SELECT 1 FROM members m WHERE m.chat_id = i.chat_id AND m.user_id = i.sender_id)
+    -- a 1:1 chat is read-only while one of its two members has left it (storage.membership)
+    AND EXISTS (SELECT 1 FROM chats c WHERE c.id = i.chat_id
+                AND (c.is_group OR (SELECT count(*) FROM members w WHERE w.chat_id = c.id) = 2))
 ),
 retried AS MATERIALIZED (
-    SELECT a.idx, a.email, a.image_url, m.id, m.seq, m.content, m.created_at, m.updated_at
+    SELECT a.idx, a.email, a.image_url, m.id, m.seq, m.content, m.created_at, m.updated_at, m.edited_at, m.deleted_at
     FROM allowed a JOIN messages m
         ON m.chat_id = a.chat_id AND m.sender_id = a.sender_id AND m.client_id = a.client_id
 ),
@@ -54,9 +57,10 @@ inserted AS (
     SELECT message_id, chat_id, seq, sender_id, content, client_id, $7, $7 FROM numbered
 )
 SELECT idx, seq, email, image_url, message_id AS id, false AS retry, NULL::text AS content,
-       NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at FROM numbered
+       NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at, NULL::timestamptz AS edited_at,
+       NULL::timestamptz AS deleted_at FROM numbered
 UNION ALL
-SELECT idx, seq, email, image_url, id, true, content, created_at, updated_at FROM retried
+SELECT idx, seq, email, image_url, id, true, content, created_at, updated_at, edited_at, deleted_at FROM retried
 """
 # The writer's own counter: its row is touched by its holder only (a PostgreSQL advisory lock of the writer
 # connection's session holds the slot), so no two processes ever wait on it.
@@ -73,9 +77,10 @@ MAX_WRITERS = 1024
 CLAIM_SLOT = "SELECT pg_try_advisory_lock($1, $2)"
 ADD_SLOT = "INSERT INTO writers (slot, last_n, floor_n) VALUES ($1, 0, 0) ON CONFLICT (slot) DO NOTHING"
 NEXT_SEQ = "UPDATE chats SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 RETURNING last_seq"
-NEXT_SEQ_OF_MEMBER = (
+NEXT_SEQ_OF_MEMBER = (  # as SEND_BATCH: a member, and a 1:1 chat read-only while one of its two members has left
     "UPDATE chats SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 "
-    "AND EXISTS (SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $3) RETURNING last_seq"
+    "AND EXISTS (SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $3) "
+    "AND (is_group OR (SELECT count(*) FROM members WHERE chat_id = $1) = 2) RETURNING last_seq"
 )
 IS_MEMBER = "SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $2"
 
@@ -132,6 +137,8 @@ def sent(sends: list[tuple[int, SendInput]], rows: list[Any], now: datetime) -> 
             updated_at=row["updated_at"] if retry else now,
             sender=UserRef(id=send.sender_id, email=row["email"], image_url=row["image_url"]),
             client_id=send.client_id,
+            edited_at=row["edited_at"],
+            deleted_at=row["deleted_at"],
         )
         logged = None if retry else Logged(NewMessage(chat_id=send.chat_id, message=data), seq=data.seq)
         outcomes.append((i, Sent(message=data, retry=retry), logged))

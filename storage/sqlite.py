@@ -11,6 +11,7 @@ the rows with the ORM's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -19,28 +20,22 @@ from typing import TypeVar
 
 from models import Database, User, utcnow
 from models.group_commit import GroupCommit, sqlite_time, sqlite_uuid
-from realtime.events import (
-    Event,
-    MemberAdded,
-    MemberRemoved,
-    MessageData,
-    MessagesRead,
-    NewMessage,
-    UserRef,
-)
+from realtime.events import Event
 from realtime.positions import Pos
+from storage import membership
+from storage import sqlite_members as members
+from storage import sqlite_messages as messages
 from storage.base import (
-    Changed,
-    Created,
     Logged,
-    NewChat,
     Publish,
-    ReadMoved,
-    Refusal,
     Sent,
-    Store,
+    StreamStart,
     log_at_seq,
 )
+from storage.membership import MembershipStore, Program
+from storage.messaging import MessagingStore
+from storage.sqlite_messages import next_seq as _next_seq
+from storage.sqlite_messages import parse_time as _time
 
 T = TypeVar("T")
 
@@ -53,29 +48,10 @@ _INSERT_LOG = (
     "INSERT INTO event_log (writer, n, chat_id, seq, target_user_id, subject_user_id, type, payload, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_IS_MEMBER = "SELECT 1 FROM members WHERE chat_id = ? AND user_id = ?"
-_NEXT_SEQ = "UPDATE chats SET last_seq = last_seq + 1, updated_at = ? WHERE id = ? RETURNING last_seq"
-_NEXT_SEQ_OF_MEMBER = (
-    "UPDATE chats SET last_seq = last_seq + 1, updated_at = ? "
-    "WHERE id = ? AND EXISTS (SELECT 1 FROM members WHERE chat_id = ? AND user_id = ?) RETURNING last_seq"
-)
-_RETRIED = (
-    "SELECT m.id, m.seq, m.content, m.created_at, m.updated_at, u.email, u.image_url FROM messages m "
-    "JOIN users u ON u.id = m.sender_id WHERE m.chat_id = ? AND m.sender_id = ? AND m.client_id = ?"
-)
-_SENDER = "SELECT email, image_url FROM users WHERE id = ?"
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (id, chat_id, seq, sender_id, content, client_id, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 def _key(value: uuid.UUID | None) -> str | None:
     return None if value is None else sqlite_uuid(value)
-
-
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=utcnow().tzinfo)
 
 
 def _log(connection: sqlite3.Connection, logged: Logged) -> None:
@@ -98,16 +74,7 @@ def _log(connection: sqlite3.Connection, logged: Logged) -> None:
     )
 
 
-def _next_seq(connection: sqlite3.Connection, chat_id: uuid.UUID, member: uuid.UUID | None) -> int | None:
-    stamp, chat = sqlite_time(utcnow()), sqlite_uuid(chat_id)
-    if member is None:
-        row = connection.execute(_NEXT_SEQ, (stamp, chat)).fetchone()
-    else:
-        row = connection.execute(_NEXT_SEQ_OF_MEMBER, (stamp, chat, chat, sqlite_uuid(member))).fetchone()
-    return None if row is None else int(row[0])
-
-
-class SqliteStore(Store):
+class SqliteStore(MembershipStore, MessagingStore):
     def __init__(self, db: Database, publish: Publish) -> None:
         if db.sqlite_path is None:
             raise ValueError(f"expected a SQLite file, got {db.url!r} (an in-memory database is one per connection)")
@@ -153,167 +120,16 @@ class SqliteStore(Store):
     async def send_message(
         self, *, chat_id: uuid.UUID, sender_id: uuid.UUID, content: str, client_id: str | None
     ) -> Sent:
-        chat, sender = sqlite_uuid(chat_id), sqlite_uuid(sender_id)
-
-        def unit(connection: sqlite3.Connection, logged: list[Logged]) -> Sent:
-            if client_id is not None:
-                row = connection.execute(_RETRIED, (chat, sender, client_id)).fetchone()
-                if row is not None:
-                    if connection.execute(_IS_MEMBER, (chat, sender)).fetchone() is None:
-                        return Sent(refused=Refusal.NOT_MEMBER)
-                    message_id, seq, text, created, updated, email, image = row
-                    data = MessageData(
-                        id=uuid.UUID(hex=message_id),
-                        chat_id=chat_id,
-                        seq=seq,
-                        content=text,
-                        created_at=_time(created),
-                        updated_at=_time(updated),
-                        sender=UserRef(id=sender_id, email=email, image_url=image),
-                        client_id=client_id,
-                    )
-                    return Sent(message=data, retry=True)
-            who = connection.execute(_SENDER, (sender,)).fetchone()
-            if who is None:
-                return Sent(refused=Refusal.NOT_PROVISIONED)
-            seq = _next_seq(connection, chat_id, sender_id)  # one statement authorizes and takes the next seq
-            if seq is None:
-                return Sent(refused=Refusal.NOT_MEMBER)
-            now = utcnow()
-            stamp = sqlite_time(now)
-            message_id = uuid.uuid4()
-            connection.execute(
-                _INSERT_MESSAGE, (sqlite_uuid(message_id), chat, seq, sender, content, client_id, stamp, stamp)
+        return await self._run(
+            lambda c, logged: messages.send(
+                c, logged, chat_id=chat_id, sender_id=sender_id, content=content, client_id=client_id
             )
-            data = MessageData(
-                id=message_id,
-                chat_id=chat_id,
-                seq=seq,
-                content=content,
-                created_at=now,
-                updated_at=now,
-                sender=UserRef(id=sender_id, email=who[0], image_url=who[1]),
-                client_id=client_id,
-            )
-            logged.append(Logged(NewMessage(chat_id=chat_id, message=data), seq=seq))
-            return Sent(message=data)
-
-        return await self._run(unit)
-
-    async def mark_read(self, *, chat_id: uuid.UUID, user_id: uuid.UUID) -> ReadMoved:
-        chat, user = sqlite_uuid(chat_id), sqlite_uuid(user_id)
-
-        def unit(connection: sqlite3.Connection, logged: list[Logged]) -> ReadMoved:
-            row = connection.execute(
-                "SELECT last_read_seq FROM members WHERE chat_id = ? AND user_id = ?", (chat, user)
-            ).fetchone()
-            if row is None:
-                return ReadMoved(refused=Refusal.NOT_MEMBER)
-            (latest,) = connection.execute(
-                "SELECT coalesce(max(seq), 0) FROM messages WHERE chat_id = ?", (chat,)
-            ).fetchone()
-            if latest <= row[0]:
-                return ReadMoved(last_read_seq=row[0])
-            connection.execute(
-                "UPDATE members SET last_read_seq = ? WHERE chat_id = ? AND user_id = ?", (latest, chat, user)
-            )
-            seq = _next_seq(connection, chat_id, None)
-            logged.append(Logged(MessagesRead(chat_id=chat_id, user_id=user_id, last_read_seq=latest), seq=seq))
-            return ReadMoved(last_read_seq=latest)
-
-        return await self._run(unit)
+        )
 
     # -- chats and membership -------------------------------------------------------------------------------
 
-    async def create_chat(self, chat: NewChat) -> Created:
-        def unit(connection: sqlite3.Connection, logged: list[Logged]) -> Created:
-            if chat.direct_key is not None:
-                row = connection.execute("SELECT id FROM chats WHERE direct_key = ?", (chat.direct_key,)).fetchone()
-                if row is not None:
-                    return Created(chat_id=uuid.UUID(hex=row[0]), existed=True)
-            keys = [sqlite_uuid(m) for m in chat.members]
-            known = 0
-            for start in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
-                part = keys[start : start + 500]
-                marks = ",".join("?" * len(part))
-                known += connection.execute(f"SELECT count(*) FROM users WHERE id IN ({marks})", part).fetchone()[0]
-            if known != len(keys):
-                return Created(refused=Refusal.UNKNOWN_USER)
-            stamp = sqlite_time(chat.created_at)
-            connection.execute(
-                "INSERT INTO chats (id, name, is_group, created_by, direct_key, created_at, updated_at, last_seq) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                (
-                    sqlite_uuid(chat.id),
-                    chat.name,
-                    chat.is_group,
-                    _key(chat.created_by),
-                    chat.direct_key,
-                    stamp,
-                    stamp,
-                ),
-            )
-            connection.executemany(
-                "INSERT INTO members (chat_id, user_id, joined_at, last_read_seq, joined_seq) VALUES (?, ?, ?, 0, 0)",
-                [(sqlite_uuid(chat.id), key, stamp) for key in keys],
-            )
-            logged.append(chat.creation())
-            return Created(chat_id=chat.id)
-
-        return await self._run(unit)
-
-    def _group(self, connection: sqlite3.Connection, chat: str) -> Refusal | None:
-        row = connection.execute("SELECT is_group FROM chats WHERE id = ?", (chat,)).fetchone()
-        if row is None:
-            return Refusal.NO_CHAT
-        return None if row[0] else Refusal.NOT_GROUP
-
-    async def add_member(self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
-        chat, user = sqlite_uuid(chat_id), sqlite_uuid(user_id)
-
-        def unit(connection: sqlite3.Connection, logged: list[Logged]) -> Changed:
-            if by is not None and connection.execute(_IS_MEMBER, (chat, sqlite_uuid(by))).fetchone() is None:
-                return Changed(refused=Refusal.NOT_MEMBER)
-            refused = self._group(connection, chat)
-            if refused is not None:
-                return Changed(refused=refused)
-            if connection.execute("SELECT 1 FROM users WHERE id = ?", (user,)).fetchone() is None:
-                return Changed(refused=Refusal.UNKNOWN_USER)
-            if connection.execute(_IS_MEMBER, (chat, user)).fetchone() is not None:
-                return Changed(changed=False)
-            seq = _next_seq(connection, chat_id, None)
-            connection.execute(
-                "INSERT INTO members (chat_id, user_id, joined_at, last_read_seq, joined_seq) VALUES (?, ?, ?, 0, ?)",
-                (chat, user, sqlite_time(utcnow()), seq),
-            )
-            event = MemberAdded(chat_id=chat_id, user_id=user_id, added_by=by)
-            logged.append(Logged(event, seq=seq, subject_user_id=user_id))
-            return Changed(changed=True)
-
-        return await self._run(unit)
-
-    async def remove_member(self, *, chat_id: uuid.UUID, user_id: uuid.UUID, by: uuid.UUID | None) -> Changed:
-        chat, user = sqlite_uuid(chat_id), sqlite_uuid(user_id)
-
-        def unit(connection: sqlite3.Connection, logged: list[Logged]) -> Changed:
-            if by is not None and connection.execute(_IS_MEMBER, (chat, sqlite_uuid(by))).fetchone() is None:
-                return Changed(refused=Refusal.NOT_MEMBER)
-            row = connection.execute("SELECT is_group, created_by FROM chats WHERE id = ?", (chat,)).fetchone()
-            if row is None:
-                return Changed(refused=Refusal.NO_CHAT)
-            if by is not None and by != user_id and row[1] != sqlite_uuid(by):
-                return Changed(refused=Refusal.NOT_CREATOR)
-            if not row[0]:
-                return Changed(refused=Refusal.NOT_GROUP)
-            removed = connection.execute("DELETE FROM members WHERE chat_id = ? AND user_id = ?", (chat, user))
-            if not removed.rowcount:
-                return Changed(changed=False)
-            seq = _next_seq(connection, chat_id, None)
-            event = MemberRemoved(chat_id=chat_id, user_id=user_id, removed_by=by)
-            logged.append(Logged(event, seq=seq, subject_user_id=user_id))
-            return Changed(changed=True)
-
-        return await self._run(unit)
+    async def _program(self, make: Callable[[list[Logged]], Program[T]]) -> T:
+        return await self._run(members.unit(make))
 
     async def record_chat_event(self, event: Event, *, chat_id: uuid.UUID, member: uuid.UUID | None) -> bool:
         def unit(connection: sqlite3.Connection, logged: list[Logged]) -> bool:
@@ -370,3 +186,7 @@ class SqliteStore(Store):
             return [uuid.UUID(hex=chat_id) for (chat_id,) in rows]
 
         return await self._run(unit)
+
+    async def stream_start(self, *, user_id: uuid.UUID) -> StreamStart:
+        # On the writer thread, like `user_chat_ids`.
+        return await self._program(functools.partial(membership.stream_start, user_id=user_id))

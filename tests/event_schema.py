@@ -3,7 +3,7 @@
 Shared by the GraphQL tests (`camel=True`: field names in camelCase) and the legacy JSON protocol tests
 (`camel=False`: snake_case, as the schema spells them). A schema maps a field name to a JSON type name —
 "string", "integer", "boolean", "array", "object", with a trailing "?" when null is allowed — or to a nested
-schema (a dict), which `{"?": nested}` makes nullable.
+schema (a dict), which `{"?": nested}` makes nullable, or to `[nested]`: an array of such objects.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def graphql_selection(schema: dict[str, Any]) -> str:
     """The GraphQL selection set that asks for every field of `schema` (camelCase, nested objects expanded)."""
     fields = []
     for name, kind in schema.items():
-        if isinstance(kind, dict):
+        if isinstance(kind, list):
+            fields.append(f"{camel_case(name)} {{ {graphql_selection(kind[0])} }}")
+        elif isinstance(kind, dict):
             fields.append(f"{camel_case(name)} {{ {graphql_selection(_unwrap(kind))} }}")
         else:
             fields.append(camel_case(name))
@@ -56,6 +58,11 @@ def _match(schema: dict[str, Any], payload: Any, *, camel: bool, path: str) -> N
 
 
 def _check(kind: Any, value: Any, *, camel: bool, path: str) -> None:
+    if isinstance(kind, list):
+        assert isinstance(value, list), f"{path}: expected an array, got {value!r}"
+        for i, item in enumerate(value):
+            _match(kind[0], item, camel=camel, path=f"{path}[{i}]")
+        return
     if isinstance(kind, dict):
         if set(kind) == {"?"}:
             if value is None:

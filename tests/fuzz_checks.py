@@ -247,7 +247,7 @@ class LegacyExpect:
 
 
 BAD = LegacyExpect(codes=frozenset({"BAD_REQUEST"}))
-LEGACY_REPLIES = frozenset({"error", "my_chats", "chat_status", "messages", "token_refreshed"})
+LEGACY_REPLIES = frozenset({"error", "my_chats", "chat_status", "messages", "token_refreshed", "blocked_users"})
 LEGACY_EVENTS = frozenset(
     {
         "new_message",
@@ -261,6 +261,12 @@ LEGACY_EVENTS = frozenset(
         "member_removed",
         "global_notification",
         "resync_required",
+        "block_changed",
+        "user_online",
+        "user_offline",
+        "message_edited",
+        "message_deleted",
+        "reaction_changed",
     }
 )
 
@@ -313,6 +319,23 @@ def legacy_expect(
         return BAD
     if command in ("get_my_chats", "get_chat_status"):
         return LegacyExpect(command=command, reply={"get_my_chats": "my_chats"}.get(command, "chat_status"))
+    if command in ("block_user", "unblock_user", "get_blocked_users"):
+        if command == "get_blocked_users":
+            return LegacyExpect(command=command, reply="blocked_users")
+        try:
+            uuid.UUID(data["user_id"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return BAD
+        # Blocking oneself is BAD_REQUEST (the oracle does not tell the attacker's own id apart).
+        return LegacyExpect(command=command, reply="blocked_users", optional=frozenset({"BAD_REQUEST"}))
+    if command in ("edit_message", "delete_message", "add_reaction", "remove_reaction"):
+        # The attacker knows no message's id: a malformed one is BAD_REQUEST; a well-formed one is FORBIDDEN (an
+        # unknown message is answered as one in another's chat), unless another field is refused first.
+        try:
+            uuid.UUID(data["message_id"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return BAD
+        return LegacyExpect(command=command, codes=frozenset({"FORBIDDEN", "BAD_REQUEST", "PAYLOAD_TOO_LARGE"}))
     if command == "refresh_token":
         # The fuzz holds no valid token to hand over: a string is UNAUTHENTICATED, anything else BAD_REQUEST.
         code = "UNAUTHENTICATED" if isinstance(data.get("token"), str) else "BAD_REQUEST"
@@ -418,6 +441,11 @@ def check_legacy_frame(frame: Any, *, own: frozenset[str], users: frozenset[str]
                 problems.append("chat_status names a user outside the attacker's chats")
     elif kind == "messages":
         chats = [data.get("chat_id")] + [m.get("chat_id") for m in data.get("messages", [])]
+    elif kind == "blocked_users":
+        chats = []  # ids the attacker named herself
+    elif kind == "block_changed":
+        if data.get("user_id") not in users:
+            problems.append("block_changed about another user's block list")
     else:
         chats = [data.get("chat_id")]
         named = {data.get("sender", {}).get("id")} if kind == "new_message" else {data.get("user_id")} - {None}

@@ -204,6 +204,12 @@ def uuid_variants(value: str) -> st.SearchStrategy[str]:
     )
 
 
+# A message id: a UUID nobody here can know, a malformed one, or not a string at all.
+message_ids = st.one_of(st.uuids().map(str), st.text(max_size=40), json_values)
+# An emoji: a real one, text of every kind (letters, spaces, control characters, too long) or not a string.
+emojis = st.one_of(st.sampled_from(["👍", "🎉", "❤️", "+1"]), st.text(max_size=24), json_values)
+
+
 def chat_values(ids: Ids) -> st.SearchStrategy[Any]:
     own = st.sampled_from(ids.own_chats)
     return st.one_of(
@@ -215,6 +221,19 @@ def chat_values(ids: Ids) -> st.SearchStrategy[Any]:
         st.just(ids.victim_chat).flatmap(uuid_variants),
         st.uuids().map(str),
         st.sampled_from(["", "chat-1", "00000000-0000-0000-0000-000000000000", str(uuid.UUID(int=2**128 - 1))]),
+        json_values,
+        st.just(MISSING),
+    )
+
+
+def foreign_chat_values(ids: Ids) -> st.SearchStrategy[Any]:
+    """Chat ids that are not the attacker's own, however spelt: where a command would change her chats for good
+    (exit_chat), the fuzz keeps them as they are."""
+    return st.one_of(
+        st.just(ids.victim_chat),
+        st.just(ids.victim_chat).flatmap(uuid_variants),
+        st.uuids().map(str),
+        st.sampled_from(["", "chat-1", "00000000-0000-0000-0000-000000000000"]),
         json_values,
         st.just(MISSING),
     )
@@ -265,6 +284,16 @@ def legacy_data(ids: Ids, command: str) -> st.SearchStrategy[dict[str, Any]]:
         "leave_chat": {"chat_id": chat},
         "get_messages": {"chat_id": chat, "before": seq_values, "after": seq_values, "limit": seq_values},
         "refresh_token": {"token": st.one_of(tokens, json_values)},
+        "exit_chat": {"chat_id": foreign_chat_values(ids)},
+        # Not the victims: a reply lists every id blocked so far, and the victims' ids are secrets.
+        "block_user": {"user_id": user_values(ids, with_victims=False)},
+        "unblock_user": {"user_id": user_values(ids, with_victims=False)},
+        "get_blocked_users": {},
+        # Message ids the attacker cannot know (the victims' messages' ids are never handed out) or garbage.
+        "edit_message": {"message_id": message_ids, "content": contents, "client_id": client_ids},
+        "delete_message": {"message_id": message_ids},
+        "add_reaction": {"message_id": message_ids, "emoji": emojis},
+        "remove_reaction": {"message_id": message_ids, "emoji": emojis},
     }
     return _drop_and_add(fields[command])
 
@@ -290,6 +319,14 @@ def valid_legacy_data(ids: Ids, command: str) -> st.SearchStrategy[dict[str, Any
         "leave_chat": {"chat_id": chat},
         "get_messages": {"chat_id": chat, "before": page, "limit": page},
         "refresh_token": {"token": tokens},  # never a valid one: the socket keeps its expiry
+        "exit_chat": {"chat_id": st.just(ids.victim_chat) | st.uuids().map(str)},  # never her own: FORBIDDEN
+        "block_user": {"user_id": st.sampled_from(ids.users) | st.uuids().map(str)},
+        "unblock_user": {"user_id": st.sampled_from(ids.users) | st.uuids().map(str)},
+        "get_blocked_users": {},
+        "edit_message": {"message_id": st.uuids().map(str), "content": content, "client_id": st.just(MISSING)},
+        "delete_message": {"message_id": st.uuids().map(str)},
+        "add_reaction": {"message_id": st.uuids().map(str), "emoji": st.sampled_from(["👍", "🎉", "+1"])},
+        "remove_reaction": {"message_id": st.uuids().map(str), "emoji": st.sampled_from(["👍", "🎉", "+1"])},
     }
     return st.fixed_dictionaries(fields[command]).map(lambda d: {k: v for k, v in d.items() if v is not MISSING})
 

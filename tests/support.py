@@ -232,6 +232,10 @@ subscription($after: String) {
     ... on ChatMemberAdded { cursor chatId userId addedBy }
     ... on ChatMemberRemoved { cursor chatId userId removedBy }
     ... on GlobalNotification { cursor payload }
+    ... on BlockChanged { cursor userId blockedUserId blocked }
+    ... on MessageEdited { cursor chatId messageId userId content editedAt clientId }
+    ... on MessageDeleted { cursor chatId messageId deletedBy deletedAt }
+    ... on ReactionChanged { cursor chatId messageId userId emoji added counts { emoji count } }
     ... on ResyncRequired { reason }
   }
 }

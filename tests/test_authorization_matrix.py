@@ -71,6 +71,8 @@ GRAPHQL_MATRIX: dict[str, dict[str, str]] = {
     "Query.messages": USER_ONLY,
     "Query.onlineUsers": SERVICE_ONLY,
     "Query.isUserOnline": SERVICE_ONLY,
+    # One's own block list (alice blocks dave first).
+    "Query.blockedUsers": ANY_USER,
     "Mutation.sendMessage": USER_ONLY,
     "Mutation.markRead": USER_ONLY,
     "Mutation.setTyping": USER_ONLY,
@@ -83,9 +85,20 @@ GRAPHQL_MATRIX: dict[str, dict[str, str]] = {
     "Mutation.addChatMember": row(OK, FORBIDDEN, FORBIDDEN, UNAUTHENTICATED, UNAUTHENTICATED, OK),
     # The creator (alice) may remove carol; a service may; outsiders may not.
     "Mutation.removeChatMember": row(OK, FORBIDDEN, FORBIDDEN, UNAUTHENTICATED, UNAUTHENTICATED, OK),
+    # Alice leaves V; only a member may, and a service has no membership to leave.
+    "Mutation.leaveChat": USER_ONLY,
+    # Anyone blocks (dave) for themselves; a service for the user it names (alice).
+    "Mutation.blockUser": row(OK, OK, OK, UNAUTHENTICATED, UNAUTHENTICATED, OK),
+    "Mutation.unblockUser": row(OK, OK, OK, UNAUTHENTICATED, UNAUTHENTICATED, OK),
     "Mutation.upsertUser": SERVICE_ONLY,
     "Mutation.notifyChatParticipants": SERVICE_ONLY,
     "Mutation.sendGlobalNotification": SERVICE_ONLY,
+    # V's first message is alice's: she may edit it; only its sender may (a service neither).
+    "Mutation.editMessage": USER_ONLY,
+    # Its sender may delete it, and a service may.
+    "Mutation.deleteMessage": row(OK, FORBIDDEN, FORBIDDEN, UNAUTHENTICATED, UNAUTHENTICATED, OK),
+    "Mutation.addReaction": USER_ONLY,
+    "Mutation.removeReaction": USER_ONLY,
     # Over graphql-transport-ws: a bad or missing token is refused at connection_init; a service token is
     # accepted (services call the server-side operations over the same socket) but has no stream of its own.
     "Subscription.chatEvents": row(OK, OK, OK, REFUSED_4403, REFUSED_4403, SUBSCRIBE_FORBIDDEN),
@@ -106,6 +119,17 @@ LEGACY_MATRIX: dict[str, dict[str, str]] = {
     "get_messages": LEGACY_MEMBER_COMMAND,
     # alice's fresh token: taken on alice's socket, FORBIDDEN on mallory's (another user's token).
     "refresh_token": LEGACY_MEMBER_COMMAND,
+    # Alice leaves V for good (leave_chat only pauses the socket's stream of it).
+    "exit_chat": LEGACY_MEMBER_COMMAND,
+    # One's own block list: anyone blocks (dave) for themselves.
+    "block_user": LEGACY_OWN_VIEW,
+    "unblock_user": LEGACY_OWN_VIEW,
+    "get_blocked_users": LEGACY_OWN_VIEW,
+    # On V's first message, alice's.
+    "edit_message": LEGACY_MEMBER_COMMAND,
+    "delete_message": LEGACY_MEMBER_COMMAND,
+    "add_reaction": LEGACY_MEMBER_COMMAND,
+    "remove_reaction": LEGACY_MEMBER_COMMAND,
 }
 
 
@@ -402,6 +426,93 @@ async def check_global_notification(world: World, role: str, data: dict[str, Any
     assert (await world.alice_sees.next("global_notification"))["data"] == {"from": "matrix"}
 
 
+def on_first(world: World, role: str) -> dict[str, Any]:
+    """V's first message (alice's)."""
+    return {"m": world.first["id"]}
+
+
+async def check_edit_message(world: World, role: str, data: dict[str, Any]) -> None:
+    edited = data["editMessage"]
+    assert edited["id"] == world.first["id"] and edited["content"] == "edited by the matrix" and edited["editedAt"]
+    event = await world.carol_sees.next("message_edited")
+    assert event["data"]["message_id"] == world.first["id"] and event["data"]["content"] == "edited by the matrix"
+
+
+async def check_delete_message(world: World, role: str, data: dict[str, Any]) -> None:
+    deleted = data["deleteMessage"]
+    assert deleted["id"] == world.first["id"] and deleted["content"] == "" and deleted["deletedAt"]
+    event = await world.carol_sees.next("message_deleted")
+    by = None if role == "service_token" else world.alice.id
+    assert event["data"]["message_id"] == world.first["id"] and event["data"]["deleted_by"] == by
+
+
+async def check_add_reaction(world: World, role: str, data: dict[str, Any]) -> None:
+    assert data["addReaction"]["reactions"] == [{"emoji": "👍", "count": 1, "reactedByMe": True}]
+    event = await world.carol_sees.next("reaction_changed")
+    assert event["data"]["added"] is True and event["data"]["counts"] == [{"emoji": "👍", "count": 1}]
+
+
+async def alice_reacts(world: World) -> None:
+    await world.api.data(ADD_REACTION, {"m": world.first["id"]}, token=world.alice.token)
+
+
+async def check_remove_reaction(world: World, role: str, data: dict[str, Any]) -> None:
+    assert data["removeReaction"]["reactions"] == []
+    added, removed = await world.carol_sees.next("reaction_changed"), await world.carol_sees.next("reaction_changed")
+    assert added["data"]["added"] is True
+    assert removed["data"]["added"] is False and removed["data"]["counts"] == []
+
+
+ADD_REACTION = (
+    'mutation($m: ID!) { addReaction(messageId: $m, emoji: "👍") { id reactions { emoji count reactedByMe } } }'
+)
+
+
+async def check_leave_chat(world: World, role: str, data: dict[str, Any]) -> None:
+    assert data["leaveChat"] is True
+    event = await world.carol_sees.next("member_removed")
+    assert event["data"] == {"chat_id": world.v, "user_id": world.alice.id, "removed_by": world.alice.id}
+
+
+def block_target(world: World, role: str) -> dict[str, Any]:
+    """Dave, by the caller for themselves; a service names alice's block list."""
+    return {"u": world.dave.id, **({"b": world.alice.id} if role == "service_token" else {})}
+
+
+async def alice_blocks_dave(world: World) -> None:
+    await world.api.data(BLOCK_USER, {"u": world.dave.id}, token=world.alice.token)
+
+
+async def blocked_by(world: World, role: str) -> list[str]:
+    """The block list of the role's blocker (alice for a service)."""
+    user = world.caller(role) or world.alice
+    blocked: list[str] = (await world.api.data("{ blockedUsers }", token=user.token))["blockedUsers"]
+    return blocked
+
+
+async def check_block_user(world: World, role: str, data: dict[str, Any]) -> None:
+    assert data["blockUser"] is True
+    assert await blocked_by(world, role) == [world.dave.id]
+    if world.caller(role) in (None, world.alice):
+        change = await world.alice_sees.next("block_changed")  # alice's own other connection hears of it
+        assert change["data"] == {"user_id": world.alice.id, "blocked_user_id": world.dave.id, "blocked": True}
+
+
+async def check_unblock_user(world: World, role: str, data: dict[str, Any]) -> None:
+    assert data["unblockUser"] is True
+    if world.caller(role) in (None, world.alice):
+        assert await blocked_by(world, role) == []
+        states = [(await world.alice_sees.next("block_changed"))["data"]["blocked"] for _ in range(2)]
+        assert states == [True, False]  # the stage's block, then this unblock
+
+
+async def check_blocked_users(world: World, role: str, data: dict[str, Any]) -> None:
+    assert data["blockedUsers"] == ([world.dave.id] if role == "participant" else [])
+
+
+BLOCK_USER = "mutation($u: ID!, $b: ID) { blockUser(userId: $u, blockerId: $b) }"
+
+
 def add_target(world: World, role: str) -> dict[str, Any]:
     """Members and services add dave; an outsider tries to add themselves."""
     outsider = {"non_participant": world.mallory, "someone_elses_token": world.bob}.get(role)
@@ -459,6 +570,15 @@ GRAPHQL_OPERATIONS: dict[str, GqlOperation] = {
         lambda w, r: {"c": w.v, "u": w.carol.id},
         check_remove_member,
     ),
+    "Mutation.leaveChat": GqlOperation("mutation($c: ID!) { leaveChat(chatId: $c) }", on_v, check_leave_chat),
+    "Mutation.blockUser": GqlOperation(BLOCK_USER, block_target, check_block_user),
+    "Mutation.unblockUser": GqlOperation(
+        "mutation($u: ID!, $b: ID) { unblockUser(userId: $u, blockerId: $b) }",
+        block_target,
+        check_unblock_user,
+        stage=alice_blocks_dave,
+    ),
+    "Query.blockedUsers": GqlOperation("{ blockedUsers }", no_vars, check_blocked_users, stage=alice_blocks_dave),
     "Mutation.upsertUser": GqlOperation(
         "mutation($id: ID, $e: String!) { upsertUser(id: $id, email: $e) { id email } }",
         lambda w, r: {"id": w.alice.id, "e": f"renamed-{w.tag}@example.test"},
@@ -473,6 +593,21 @@ GRAPHQL_OPERATIONS: dict[str, GqlOperation] = {
         "mutation($u: ID!, $n: JSON!) { sendGlobalNotification(userId: $u, notification: $n) }",
         lambda w, r: {"u": w.alice.id, "n": {"from": "matrix"}},
         check_global_notification,
+    ),
+    "Mutation.editMessage": GqlOperation(
+        'mutation($m: ID!) { editMessage(id: $m, content: "edited by the matrix") { id content editedAt } }',
+        on_first,
+        check_edit_message,
+    ),
+    "Mutation.deleteMessage": GqlOperation(
+        "mutation($m: ID!) { deleteMessage(id: $m) { id content deletedAt } }", on_first, check_delete_message
+    ),
+    "Mutation.addReaction": GqlOperation(ADD_REACTION, on_first, check_add_reaction),
+    "Mutation.removeReaction": GqlOperation(
+        'mutation($m: ID!) { removeReaction(messageId: $m, emoji: "👍") { id reactions { emoji count reactedByMe } } }',
+        on_first,
+        check_remove_reaction,
+        stage=alice_reacts,
     ),
     "Subscription.chatEvents": GqlOperation(CHAT_EVENTS, no_vars, check_me),  # run by chat_events_cell
 }
@@ -644,6 +779,65 @@ async def legacy_refresh_token(world: World, client: LegacyClient) -> None:
     assert (await client.next("token_refreshed"))["data"]["expires_at"]
 
 
+async def legacy_edit_message(world: World, client: LegacyClient) -> None:
+    for observer in (client, world.carol_sees):
+        frame = await observer.next("message_edited")
+        assert frame["data"]["message_id"] == world.first["id"] and frame["data"]["content"] == "edited by the matrix"
+
+
+async def legacy_delete_message(world: World, client: LegacyClient) -> None:
+    for observer in (client, world.carol_sees):
+        frame = await observer.next("message_deleted")
+        assert frame["data"]["message_id"] == world.first["id"] and frame["data"]["deleted_by"] == world.alice.id
+
+
+async def legacy_add_reaction(world: World, client: LegacyClient) -> None:
+    for observer in (client, world.carol_sees):
+        frame = await observer.next("reaction_changed")
+        assert frame["data"]["counts"] == [{"emoji": "👍", "count": 1}] and frame["data"]["user_id"] == world.alice.id
+
+
+async def legacy_remove_reaction(world: World, client: LegacyClient) -> None:
+    """Alice had no reaction: nothing changed, nothing is heard; once she has one, removing it is heard."""
+    assert await client.marker(f"no-op-{uuid.uuid4()}") == []
+    await alice_reacts(world)
+    await client.send("remove_reaction", {"message_id": world.first["id"], "emoji": "👍"})
+    changes = [await world.carol_sees.next("reaction_changed") for _ in range(2)]
+    assert [(f["data"]["added"], f["data"]["counts"]) for f in changes] == [
+        (True, [{"emoji": "👍", "count": 1}]),
+        (False, []),
+    ]
+
+
+async def legacy_exit_chat(world: World, client: LegacyClient) -> None:
+    for observer in (client, world.carol_sees):
+        frame = await observer.next("member_removed")
+        assert frame["data"] == {"chat_id": world.v, "user_id": world.alice.id, "removed_by": world.alice.id}
+
+
+async def legacy_block_user(world: World, client: LegacyClient) -> None:
+    assert (await client.next("blocked_users"))["data"] == {"user_ids": [world.dave.id]}
+    change = await world.alice_sees.next("block_changed")  # alice's other connection
+    assert change["data"] == {"user_id": world.alice.id, "blocked_user_id": world.dave.id, "blocked": True}
+
+
+def legacy_blocked_users(expected: list[str]) -> LegacyCheck:
+    async def check(world: World, client: LegacyClient) -> None:
+        assert (await client.next("blocked_users"))["data"] == {"user_ids": expected}
+
+    return check
+
+
+# The replies of the commands an outsider may send (about themselves only).
+OWN_REPLIES = {
+    "get_my_chats": "my_chats",
+    "get_chat_status": "chat_status",
+    "block_user": "blocked_users",
+    "unblock_user": "blocked_users",
+    "get_blocked_users": "blocked_users",
+}
+
+
 # command -> (its data, aimed at V; what the participant must then see)
 LEGACY_COMMANDS: dict[str, tuple[Callable[[World], dict[str, Any]], LegacyCheck]] = {
     "get_my_chats": (lambda w: {}, legacy_get_my_chats),
@@ -655,6 +849,14 @@ LEGACY_COMMANDS: dict[str, tuple[Callable[[World], dict[str, Any]], LegacyCheck]
     "leave_chat": (lambda w: {"chat_id": w.v}, legacy_leave_chat),
     "get_messages": (lambda w: {"chat_id": w.v}, legacy_get_messages),
     "refresh_token": (lambda w: {"token": w.alice.token}, legacy_refresh_token),
+    "exit_chat": (lambda w: {"chat_id": w.v}, legacy_exit_chat),
+    "block_user": (lambda w: {"user_id": w.dave.id}, legacy_block_user),
+    "unblock_user": (lambda w: {"user_id": w.dave.id}, legacy_blocked_users([])),
+    "get_blocked_users": (lambda w: {}, legacy_blocked_users([])),
+    "edit_message": (lambda w: {"message_id": w.first["id"], "content": "edited by the matrix"}, legacy_edit_message),
+    "delete_message": (lambda w: {"message_id": w.first["id"]}, legacy_delete_message),
+    "add_reaction": (lambda w: {"message_id": w.first["id"], "emoji": "👍"}, legacy_add_reaction),
+    "remove_reaction": (lambda w: {"message_id": w.first["id"], "emoji": "👍"}, legacy_remove_reaction),
 }
 
 LEGACY_CELLS = [pytest.param(cmd, role, id=f"{cmd}-{role}") for cmd, cells in LEGACY_MATRIX.items() for role in cells]
@@ -687,11 +889,14 @@ async def test_legacy_command_for_caller(pooled: PooledApi, command: str, role: 
 
 async def outsider_legacy_answer(world: World, client: LegacyClient, command: str, expected: str) -> None:
     """Mallory's own connection: the exact answer, and nothing else of V before a marker."""
-    answer = await client.next()
+    # Her own block list changing is announced to her connections before the reply.
+    answer = await client.next(OWN_REPLIES[command] if expected == OK else None)
     if expected == OK:
-        reply = {"get_my_chats": "my_chats", "get_chat_status": "chat_status"}[command]
-        assert answer["type"] == reply, answer
-        assert answer["data"]["chats"] == [], answer  # mallory is in no chat
+        assert answer["type"] == OWN_REPLIES[command], answer
+        if answer["type"] == "blocked_users":
+            assert answer["data"] == {"user_ids": [world.dave.id] if command == "block_user" else []}, answer
+        else:
+            assert answer["data"]["chats"] == [], answer  # mallory is in no chat
     else:
         assert answer["type"] == "error" and answer["data"]["code"] == expected, answer
     heard = await client.marker(f"outsider-{uuid.uuid4()}")

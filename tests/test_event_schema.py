@@ -117,6 +117,29 @@ async def global_notification(w: World) -> None:
     await w.api.notify_user(w.watcher.id, {"type": "account_warning", "message": "schema", "nested": {"n": [1, 2]}})
 
 
+async def block_changed(w: World) -> None:
+    """To the blocker's own connections: the watcher blocks the outsider."""
+    await mutate(w, "mutation($u: ID!) { blockUser(userId: $u) }", {"u": w.outsider.id}, user=w.watcher)
+
+
+EDIT = "mutation($m: ID!, $t: String!, $k: String) { editMessage(id: $m, content: $t, clientId: $k) { id } }"
+
+
+async def message_edited(w: World) -> None:
+    sent = await w.api.send(w.actor, w.chat_id, "before the edit")
+    await mutate(w, EDIT, {"m": sent["id"], "t": "after the edit", "k": "device-1:edit-1"})
+
+
+async def message_deleted(w: World) -> None:
+    sent = await w.api.send(w.actor, w.chat_id, "to be deleted")
+    await mutate(w, "mutation($m: ID!) { deleteMessage(id: $m) { id } }", {"m": sent["id"]})
+
+
+async def reaction_changed(w: World) -> None:
+    sent = await w.api.send(w.actor, w.chat_id, "react to me")
+    await mutate(w, 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "👍") { id } }', {"m": sent["id"]})
+
+
 async def resync_required(w: World) -> None:
     """Produced by subscribing with a cursor that cannot be replayed (see RESUME_FROM)."""
 
@@ -138,6 +161,10 @@ PRODUCERS: dict[str, Callable[[World], Awaitable[None]]] = {
     "member_added": member_added,
     "member_removed": member_removed,
     "global_notification": global_notification,
+    "block_changed": block_changed,
+    "message_edited": message_edited,
+    "message_deleted": message_deleted,
+    "reaction_changed": reaction_changed,
     "resync_required": resync_required,
 }
 
@@ -191,6 +218,7 @@ CHECKER_SCHEMA: dict[str, Any] = {
     "name": "string?",
     "sender": {"id": "string", "image_url": "string?"},
     "reply_to": {"?": {"id": "string"}},
+    "counts": [{"emoji": "string", "count": "integer"}],
 }
 GOOD = {
     "chat_id": "c",
@@ -200,6 +228,7 @@ GOOD = {
     "name": None,
     "sender": {"id": "u", "image_url": None},
     "reply_to": None,
+    "counts": [{"emoji": "+1", "count": 2}],
 }
 
 
@@ -226,6 +255,8 @@ def test_checker_accepts_matching_payloads_in_both_spellings() -> None:
         pytest.param({**GOOD, "sender": {"id": "u"}}, id="nested missing field"),
         pytest.param({**GOOD, "sender": None}, id="null nested object"),
         pytest.param({**GOOD, "reply_to": {"id": 1}}, id="nested nullable with wrong type"),
+        pytest.param({**GOOD, "counts": {"emoji": "+1", "count": 2}}, id="object for array of objects"),
+        pytest.param({**GOOD, "counts": [{"emoji": "+1"}]}, id="array item missing field"),
     ],
 )
 def test_checker_rejects_payloads_that_drift_from_the_schema(bad: dict[str, Any]) -> None:

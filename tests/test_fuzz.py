@@ -185,6 +185,10 @@ async def final_checks(server: Server, api: Api, cast: Cast, findings: Findings,
 
 async def ordinary_clients_are_served(api: Api, cast: Cast) -> None:
     """A legacy client sends and receives; a GraphQL subscriber receives it; a message sent over HTTP comes back."""
+    # The fuzz may have had Mallory block Bob (block_user is one of its commands): then Bob's message would rightly
+    # not reach her. Unblocking is an ordinary client's right too.
+    unblock = "mutation($u: ID!) { unblockUser(userId: $u) }"
+    await api.data(unblock, {"u": cast.bob.id}, token=cast.mallory.token)
     chat = await api.new_chat(cast.mallory, cast.bob, name="after the fuzz", is_group=True)
     sender = await LegacyClient(api, cast.mallory).connect()
     try:

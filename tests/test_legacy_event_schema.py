@@ -93,6 +93,7 @@ MY_CHAT = {
     "last_message_time": "string?",
     "unread_count": "integer",
     "is_connected": "boolean",
+    "admin_id": "string?",
 }
 CHAT_PRESENCE = {"chat_id": "string", "online_users": "array", "typing_users": "array", "users_count": "integer"}
 

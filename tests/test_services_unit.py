@@ -168,6 +168,9 @@ def sample(hint: Any, *, nulls: bool) -> Any:
     if hint is datetime:
         return datetime(2026, 11, 25, 21, 30, 15, 123456, tzinfo=UTC)
     if getattr(hint, "__origin__", None) is tuple:
+        item = hint.__args__[0]
+        if dataclasses.is_dataclass(item):
+            return (build(item, nulls=nulls), build(item, nulls=nulls))
         return (uuid.uuid4(), uuid.uuid4())
     if getattr(hint, "__origin__", None) is dict or hint is dict:
         return {"type": "system_message", "n": 1, "nested": {"list": [1, "two", None, True]}}

@@ -28,7 +28,8 @@ SET_TYPING = "mutation($c: ID!, $t: Boolean!) { setTyping(chatId: $c, isTyping: 
 
 @pytest.fixture(scope="module")
 def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with sqlite_server(tmp_path_factory.mktemp("typing")) as server:
+    # The default limits, but a chat as big as the attack needs (MAX_CHAT_MEMBERS is 256 by default).
+    with sqlite_server(tmp_path_factory.mktemp("typing"), {"MAX_CHAT_MEMBERS": str(MEMBERS)}) as server:
         yield server
 
 

@@ -80,3 +80,18 @@ async def test_get_user_chats_list_lists_every_chat_of_the_user(api: Api) -> Non
     assert sorted(await websocket_manager.get_user_chats_list(alice.id)) == sorted([direct, group])
     assert sorted(await websocket_manager.get_user_chats_list(uuid.UUID(carol.id))) == sorted([group, others])
     assert await websocket_manager.get_user_chats_list(uuid.uuid4()) == []
+
+
+async def test_block_user_mirrors_a_block_of_the_main_app_and_unblock_user_undoes_it(api: Api) -> None:
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    async with subscribed(api, alice) as alice_sub:
+        assert await websocket_manager.block_user(alice.id, uuid.UUID(bob.id)) is True
+        assert (await alice_sub.next("BlockChanged"))["blockedUserId"] == bob.id
+        await api.send(bob, chat_id, "not for alice")
+        assert [e for e in await alice_sub.marker("blocked") if e["__typename"] == "NewMessage"] == []
+
+        assert await websocket_manager.unblock_user(uuid.UUID(alice.id), bob.id) is True
+        assert (await alice_sub.next("BlockChanged"))["blocked"] is False
+        await api.send(bob, chat_id, "for alice again")
+        assert (await alice_sub.next("NewMessage"))["message"]["content"] == "for alice again"

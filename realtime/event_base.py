@@ -1,0 +1,231 @@
+"""The machinery of the event registry (realtime/events.py declares the events): the `Event` base class and
+`@registered`, what events carry (`UserRef`, `MessageData`, `ReactionCount`), how they are routed (`Route`), and
+their JSON form (`payload`, the bus envelope, and back with `hints_of` / `build`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar, get_type_hints
+
+from realtime.positions import Pos
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """A user as events carry it."""
+
+    id: uuid.UUID
+    email: str
+    image_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageData:
+    """A stored message as events and service results carry it."""
+
+    id: uuid.UUID
+    chat_id: uuid.UUID
+    seq: int
+    content: str
+    created_at: datetime
+    updated_at: datetime
+    sender: UserRef
+    client_id: str | None
+    # The last edit (None: never edited); a deleted message is a tombstone: `deleted_at` set, `content` "".
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionCount:
+    """How many users reacted to a message with one emoji."""
+
+    emoji: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Who receives an event: the members of `chat_id`, or the user `user_id`; never `exclude_user_id`, and never
+    a user who blocks `from_user_id` (the user whose message or activity the event reports)."""
+
+    chat_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    exclude_user_id: uuid.UUID | None = None
+    from_user_id: uuid.UUID | None = None
+
+
+# The registry: wire name -> event type, in declaration order (the order of GraphQL's `ChatEvent` union).
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+E = TypeVar("E", bound="type[Event]")
+
+
+def registered(cls: E) -> E:
+    """Class decorator (outermost, above `@dataclass`): add an event type to the registry."""
+    if cls.type in EVENT_TYPES:
+        raise ValueError(f"event type {cls.type!r} is declared twice")
+    EVENT_TYPES[cls.type] = cls
+    return cls
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: ClassVar[str]
+    # The GraphQL object type of the event in the `ChatEvent` union (default: the class name), and its description.
+    graphql_name: ClassVar[str | None] = None
+    graphql_description: ClassVar[str | None] = None
+    # Ephemeral events (typing) are not stored and are the first dropped for a slow consumer.
+    ephemeral: ClassVar[bool] = False
+    # "To the others": the acting user's own connections do not receive it.
+    to_others: ClassVar[bool] = False
+    # The event reports an act of its `user_id` (typing): users who block them do not receive it (Route.from_user_id).
+    blockable: ClassVar[bool] = False
+    # A durable event's position in the event log: its writer and that writer's counter (realtime.positions;
+    # None if ephemeral or not yet recorded). Clients see positions only as the opaque cursor of what they got.
+    pos: Pos | None = field(default=None, kw_only=True, compare=False)
+    # A chat's durable event's seq in that chat: a chat's events are delivered in seq order.
+    seq: int | None = field(default=None, kw_only=True, compare=False)
+    # The process that published an ephemeral event (typing): it alone expires it, unless it dies.
+    origin: str | None = field(default=None, kw_only=True, compare=False)
+
+    def route(self) -> Route:
+        chat_id: uuid.UUID = getattr(self, "chat_id")  # noqa: B009 - every chat event has one
+        actor: uuid.UUID | None = getattr(self, "user_id", None) if self.to_others or self.blockable else None
+        return Route(
+            chat_id=chat_id,
+            exclude_user_id=actor if self.to_others else None,
+            from_user_id=actor if self.blockable else None,
+        )
+
+    # What dispatching the event does besides delivering it; the hub, the bus and the runtime ask, never test
+    # the event's class.
+
+    def starts_streaming(self) -> tuple[uuid.UUID, ...]:
+        """Users whose connections start streaming the event's chat, before the event itself is delivered."""
+        return ()
+
+    def stops_streaming(self) -> tuple[uuid.UUID, ...]:
+        """Users whose connections stop streaming the event's chat, after the event itself is delivered."""
+        return ()
+
+    def typing_change(self) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
+        """(chat, user, typing now) if the event says who is typing where (kept for `chatStatus`)."""
+        return None
+
+    def block_change(self) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
+        """(blocker, blocked, blocked now) if the event changes whose events the blocker's connections receive."""
+        return None
+
+    def sent_at(self) -> datetime | None:
+        """When the message the event delivers was sent (the send-to-deliver latency histogram), if it is one."""
+        return None
+
+    def payload(self) -> dict[str, Any]:
+        """The event's data as JSON-ready snake_case values."""
+        return {
+            f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ENVELOPE_FIELDS
+        }
+
+    def legacy_data(self) -> Any:
+        """The `data` of the event's legacy frame (snake_case, `chat_id` included): its payload, unless it says
+        otherwise."""
+        return self.payload()
+
+    @classmethod
+    def from_envelope(cls, data: Any, envelope: dict[str, Any]) -> Event:
+        """The event (without its position, seq and origin) from its envelope's `data`: the inverse of `payload`."""
+        event: Event = _build(cls, data)
+        return event
+
+    def encode(self) -> str:
+        return json.dumps(self._envelope(), separators=(",", ":"))
+
+    def _envelope(self) -> dict[str, Any]:
+        envelope: dict[str, Any] = {"type": self.type, "data": self.payload()}
+        if self.pos is not None:
+            envelope["pos"] = self.pos.encode()
+        if self.seq is not None:
+            envelope["seq"] = self.seq
+        if self.origin is not None:
+            envelope["origin"] = self.origin
+        return envelope
+
+
+def legacy_message(m: MessageData) -> dict[str, Any]:
+    """A message in the legacy protocol (`new_message` data, `messages` replies): its fields at the top level."""
+    return {
+        "id": str(m.id),
+        "content": m.content,
+        "created_at": m.created_at.isoformat(),
+        "updated_at": m.updated_at.isoformat(),
+        # A message on its way to its readers is unread; the per-member truth is `unread_count`.
+        "is_read": False,
+        "chat_id": str(m.chat_id),
+        "sender": {"id": str(m.sender.id), "email": m.sender.email, "image_url": m.sender.image_url},
+        "seq": m.seq,
+        "client_id": m.client_id,
+        "edited_at": None if m.edited_at is None else m.edited_at.isoformat(),
+        "deleted_at": None if m.deleted_at is None else m.deleted_at.isoformat(),
+    }
+
+
+def uuid_or_none(value: str | None) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(value)
+
+
+def jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+# Fields of an event's envelope, not of its payload.
+ENVELOPE_FIELDS = frozenset({"pos", "seq", "origin"})
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def hints_of(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    hints = hints_of(cls)
+    meta = ENVELOPE_FIELDS if issubclass(cls, Event) else frozenset()
+    # A field missing from `data` takes its default (an event logged before the field existed), if it has one.
+    kwargs = {
+        f.name: _convert(hints[f.name], data[f.name])
+        for f in dataclasses.fields(cls)
+        if f.name not in meta and f.name in data
+    }
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if hint in (uuid.UUID, uuid.UUID | None):
+        return uuid.UUID(value)
+    if hint in (datetime, datetime | None):
+        return datetime.fromisoformat(value)
+    if hint in (UserRef, MessageData):
+        return _build(hint, value)
+    if hint == tuple[ReactionCount, ...]:
+        return tuple(_build(ReactionCount, v) for v in value)
+    if hint == tuple[uuid.UUID, ...]:
+        return tuple(uuid.UUID(v) for v in value)
+    return value
