@@ -10,6 +10,13 @@ commands you type (or pass with --command):
   typing CHAT_ID on|off       typing
   read CHAT_ID                mark_read
   join CHAT_ID / leave CHAT_ID
+  edit MESSAGE_ID TEXT...     edit_message (your own message)
+  delete MESSAGE_ID           delete_message (your own message)
+  react / unreact MESSAGE_ID EMOJI
+                              add_reaction / remove_reaction
+  block / unblock USER_ID     block_user / unblock_user
+  blocked                     get_blocked_users
+  exit CHAT_ID                exit_chat (leave the chat for good)
   raw {"type": ..., "data": ...}
   quit
 
@@ -46,6 +53,20 @@ def describe(frame: dict[str, Any]) -> str:
         return f"👀 {data.get('user_id')} read {data.get('chat_id')} up to #{data.get('last_read_seq')}"
     if kind in ("user_joined", "user_left"):
         return f"🚪 {data.get('user_id')} {'joined' if kind == 'user_joined' else 'left'} {data.get('chat_id')}"
+    if kind == "user_online":
+        return f"🟢 {data.get('user_id')} is online"
+    if kind == "user_offline":
+        return f"⚪ {data.get('user_id')} went offline (last seen {data.get('last_seen')})"
+    if kind == "message_edited":
+        return (
+            f"✏️  [{data.get('chat_id')}] {data.get('user_id')} edited {data.get('message_id')}: {data.get('content')}"
+        )
+    if kind == "message_deleted":
+        return f"🗑️  [{data.get('chat_id')}] message {data.get('message_id')} deleted"
+    if kind == "reaction_changed":
+        counts = " ".join(f"{c.get('emoji')}{c.get('count')}" for c in data.get("counts", []))
+        verb = "added" if data.get("added") else "removed"
+        return f"😀 {data.get('user_id')} {verb} {data.get('emoji')} on {data.get('message_id')}: {counts or 'none'}"
     if kind == "my_chats":
         lines = [f"📋 {data.get('total_chats')} chats"]
         for chat in data.get("chats", []):
@@ -80,9 +101,20 @@ def parse_command(line: str) -> dict[str, Any] | None:
         return {"type": "send_message", "data": {"chat_id": args[0], "content": " ".join(args[1:])}}
     if name == "typing" and len(args) == 2 and args[1] in ("on", "off"):
         return {"type": "typing", "data": {"chat_id": args[0], "is_typing": args[1] == "on"}}
-    if name in ("read", "join", "leave") and len(args) == 1:
-        kind = {"read": "mark_read", "join": "join_chat", "leave": "leave_chat"}[name]
+    if name in ("read", "join", "leave", "exit") and len(args) == 1:
+        kind = {"read": "mark_read", "join": "join_chat", "leave": "leave_chat", "exit": "exit_chat"}[name]
         return {"type": kind, "data": {"chat_id": args[0]}}
+    if name == "edit" and len(args) >= 2:
+        return {"type": "edit_message", "data": {"message_id": args[0], "content": " ".join(args[1:])}}
+    if name == "delete" and len(args) == 1:
+        return {"type": "delete_message", "data": {"message_id": args[0]}}
+    if name in ("react", "unreact") and len(args) == 2:
+        kind = "add_reaction" if name == "react" else "remove_reaction"
+        return {"type": kind, "data": {"message_id": args[0], "emoji": args[1]}}
+    if name in ("block", "unblock") and len(args) == 1:
+        return {"type": f"{name}_user", "data": {"user_id": args[0]}}
+    if name == "blocked" and not args:
+        return {"type": "get_blocked_users", "data": {}}
     raise ValueError(f"unknown command: {line.strip()!r} (see --help)")
 
 

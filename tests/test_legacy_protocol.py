@@ -432,6 +432,24 @@ def test_websocket_test_client_help() -> None:
     assert "--user-id" in result.stdout and "send CHAT_ID TEXT" in result.stdout
 
 
+async def test_websocket_test_client_edits_and_reacts_and_prints_the_events(api: Api) -> None:
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    chat_id = await api.new_chat(alice, bob)
+    message = await api.send(alice, chat_id, "first words")
+    command = [sys.executable, "websocket_test_client.py", "--url", api.server.ws_url, "--user-id", alice.id]
+    command += ["--token", alice.token, "--listen", "60"]
+    command += ["--command", f"edit {message['id']} better words", "--command", f"react {message['id']} 👍"]
+    proc = await asyncio.create_subprocess_exec(*command, cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+    try:
+        edited = await _read_lines_until(proc, "better words")
+        reacted = await _read_lines_until(proc, "added 👍")
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert f"✏️  [{chat_id}] {alice.id} edited {message['id']}: better words" in edited
+    assert reacted[-1] == f"😀 {alice.id} added 👍 on {message['id']}: 👍1"
+
+
 async def test_get_messages_pages_history_by_seq(api: Api) -> None:
     alice, bob = await api.new_user("alice"), await api.new_user("bob")
     chat_id = await api.new_chat(alice, bob)
