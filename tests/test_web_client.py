@@ -2,7 +2,7 @@
 
 Two browser contexts are two people: Alice and Bob, picked from the demo users of a server in development mode
 with the demo data seeded, as `make run` starts it. Each page must see the other's message, typing indicator and
-read receipt, and unread badges must count and clear.
+read receipt, and unread badges must count and clear; edits, deletions and reactions show live.
 """
 
 from __future__ import annotations
@@ -390,6 +390,60 @@ def test_removed_from_the_open_chat_the_page_closes_it(server: Server, browser: 
     expect(chat_button(page, "Trail crew")).to_have_count(0)
     expect(page.locator("#chat-title")).to_have_text("Pick a chat")
     expect(page.locator("#composer")).to_be_hidden()
+    assert PAGE_ERRORS == []
+
+
+def test_edits_deletions_and_reactions_show_live_on_both_pages(server: Server, browser: Browser) -> None:
+    alice, bob = sign_in(browser, server, ALICE.email), sign_in(browser, server, BOB.email)
+    chat_button(alice, "bob").click()
+    chat_button(bob, "alice").click()
+    alice.locator("#message-input").fill("Meet at the gate")
+    alice.locator("#message-input").press("Enter")
+    expect(my_message(alice, "Meet at the gate").locator(".receipt")).to_have_text("✓✓ Read")  # Bob has it
+    message_id = my_message(alice, "Meet at the gate").get_attribute("data-message-id")
+    mine, theirs = (page.locator(f'.message[data-message-id="{message_id}"]') for page in (alice, bob))
+    expect(theirs.locator(".content")).to_have_text("Meet at the gate")
+    expect(theirs.locator(".edit")).to_have_count(0)  # only the sender edits or deletes
+    expect(theirs.locator(".delete")).to_have_count(0)
+
+    # Alice edits it: Escape cancels, Enter saves; Bob's page shows the new text, marked edited.
+    mine.locator(".edit").click()
+    expect(mine.locator(".edit-input")).to_have_value("Meet at the gate")
+    mine.locator(".edit-input").press("Escape")
+    expect(mine.locator(".edit-input")).to_have_count(0)
+    mine.locator(".edit").click()
+    mine.locator(".edit-input").fill("Meet at the north gate")
+    mine.locator(".edit-input").press("Enter")
+    for message in (mine, theirs):
+        expect(message.locator(".content")).to_have_text("Meet at the north gate")
+        expect(message.locator(".edited")).to_have_text("(edited)")
+    expect(chat_button(bob, "alice").locator(".preview")).to_have_text("Meet at the north gate")
+
+    # Alice reacts, then Bob with the chip: each count shows on both pages, pressed for the one who reacted.
+    mine.locator(".react", has_text="👍").click()
+    expect(theirs.locator(".reaction")).to_have_text("👍 1")
+    expect(theirs.locator(".reaction")).to_have_attribute("aria-pressed", "false")
+    expect(mine.locator(".reaction")).to_have_attribute("aria-pressed", "true")
+    theirs.locator(".reaction").click()
+    expect(mine.locator(".reaction")).to_have_text("👍 2")
+    expect(mine.locator(".reaction")).to_have_attribute("aria-pressed", "true")
+    expect(theirs.locator(".reaction")).to_have_attribute("aria-pressed", "true")
+
+    # Bob takes his back with the chip; Alice's stays.
+    theirs.locator(".reaction").click()
+    expect(mine.locator(".reaction")).to_have_text("👍 1")
+    expect(theirs.locator(".reaction")).to_have_attribute("aria-pressed", "false")
+    expect(mine.locator(".reaction")).to_have_attribute("aria-pressed", "true")
+
+    # Alice deletes it: a tombstone on both pages, no chips, no actions; Bob's chat list says so.
+    mine.locator(".delete").click()
+    for message in (mine, theirs):
+        expect(message.locator(".content.deleted")).to_have_text("message deleted")
+        expect(message.locator(".reaction")).to_have_count(0)
+        expect(message.locator(".actions")).to_have_count(0)
+    expect(bob.locator(".message", has_text="north gate")).to_have_count(0)
+    expect(chat_button(bob, "alice").locator(".preview")).to_have_text("message deleted")
+    expect(chat_button(alice, "bob").locator(".preview")).to_have_text("message deleted")
     assert PAGE_ERRORS == []
 
 

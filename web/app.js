@@ -5,8 +5,11 @@ const TYPING_REFRESH_MS = 3000; // re-announce typing while keys keep coming (th
 const TYPING_IDLE_MS = 4000; // stop typing this long after the last keystroke
 const RECONNECT_MAX_MS = 10000;
 const NOTIFICATION_MS = 8000;
+const QUICK_REACTIONS = ["👍", "❤️", "😂"];
 
-const MESSAGE = "fragment Msg on Message { id chatId seq content createdAt sender { id email } }";
+const MESSAGE = `fragment Msg on Message {
+  id chatId seq content createdAt editedAt deletedAt sender { id email } reactions { emoji count reactedByMe }
+}`;
 const EVENTS = `subscription Events($after: String) {
   chatEvents(after: $after) {
     __typename
@@ -22,6 +25,9 @@ const EVENTS = `subscription Events($after: String) {
     ... on UserJoined { cursor }
     ... on UserLeft { cursor }
     ... on GlobalNotification { cursor payload }
+    ... on MessageEdited { cursor chatId messageId content editedAt }
+    ... on MessageDeleted { cursor chatId messageId deletedAt }
+    ... on ReactionChanged { cursor chatId messageId userId emoji added counts { emoji count } }
     ... on ResyncRequired { reason }
   }
 } ${MESSAGE}`;
@@ -36,6 +42,12 @@ const SEND = `mutation Send($chatId: ID!, $content: String!, $clientId: String) 
   sendMessage(chatId: $chatId, content: $content, clientId: $clientId) { ...Msg }
 } ${MESSAGE}`;
 const MARK_READ = "mutation Read($chatId: ID!) { markRead(chatId: $chatId) { lastReadSeq } }";
+const EDIT = `mutation Edit($id: ID!, $content: String!, $clientId: String) {
+  editMessage(id: $id, content: $content, clientId: $clientId) { id }
+}`;
+const DELETE = "mutation Delete($id: ID!) { deleteMessage(id: $id) { id } }";
+const ADD_REACTION = "mutation React($id: ID!, $emoji: String!) { addReaction(messageId: $id, emoji: $emoji) { id } }";
+const REMOVE_REACTION = "mutation Unreact($id: ID!, $emoji: String!) { removeReaction(messageId: $id, emoji: $emoji) { id } }";
 const SET_TYPING = "mutation Typing($chatId: ID!, $isTyping: Boolean!) { setTyping(chatId: $chatId, isTyping: $isTyping) }";
 
 class GraphQLFailure extends Error {
@@ -159,6 +171,7 @@ const state = {
   stale: false, // another snapshot is wanted (a chat was created, or joined)
   held: [],
   unsent: null, // {chatId, content, clientId} of a send that failed, for its retry
+  editing: null, // {id, draft, focus} of my message being edited in the open chat
 };
 const typingOut = { chatId: null, sentAt: 0, idle: null }; // this page's own typing announcement
 
@@ -207,6 +220,16 @@ function apply(event) {
     case "UserOffline":
       setOnline(event.userId, event.__typename === "UserOnline");
       break;
+    case "MessageEdited":
+      changeMessage(event.chatId, event.messageId, (m) => Object.assign(m, { content: event.content, editedAt: event.editedAt }));
+      break;
+    case "MessageDeleted":
+      if (state.editing?.id === event.messageId) state.editing = null;
+      changeMessage(event.chatId, event.messageId, (m) => Object.assign(m, { content: "", deletedAt: event.deletedAt, reactions: [] }));
+      break;
+    case "ReactionChanged":
+      changeMessage(event.chatId, event.messageId, (m) => (m.reactions = reactionsAfter(m.reactions ?? [], event)));
+      break;
     case "GlobalNotification":
       showNotification(event.payload);
       break;
@@ -240,6 +263,26 @@ function receiveMessage(message) {
   }
   renderChats();
   if (chat.id === state.active) renderConversation();
+}
+
+/** An edit, deletion or reaction: applied to the message where this page has it (loaded, or the chat's preview). */
+function changeMessage(chatId, messageId, change) {
+  const chat = state.chats.get(chatId);
+  if (!chat) return;
+  const targets = new Set((state.messages.get(chatId) ?? []).filter((m) => m.id === messageId));
+  const isLast = chat.lastMessage?.id === messageId;
+  if (isLast) targets.add(chat.lastMessage);
+  for (const message of targets) change(message);
+  if (isLast) renderChats();
+  if (chatId === state.active && targets.size > 0) renderConversation();
+}
+
+/** The event's counts are the same for everyone; "did I react" is this page's bookkeeping: my own changes
+ * (from any of my devices) say it for their emoji, the others' keep what it was. */
+function reactionsAfter(reactions, { userId, emoji, added, counts }) {
+  const mine = new Map(reactions.map((r) => [r.emoji, r.reactedByMe]));
+  if (userId === state.me.id) mine.set(emoji, added);
+  return counts.map((c) => ({ emoji: c.emoji, count: c.count, reactedByMe: mine.get(c.emoji) ?? false }));
 }
 
 function receiveRead({ chatId, userId, lastReadSeq }) {
@@ -345,7 +388,10 @@ function takeSnapshot(data) {
 }
 
 async function openChat(chatId) {
-  if (chatId !== state.active) stopTyping();
+  if (chatId !== state.active) {
+    stopTyping();
+    state.editing = null;
+  }
   state.active = chatId;
   if (!state.messages.has(chatId)) state.messages.set(chatId, []); // live messages land here while history loads
   renderChats();
@@ -372,11 +418,45 @@ async function send(content) {
   // A retry of a send that failed keeps its client id: if the first attempt did reach the server, the server
   // answers with that message instead of storing a second one.
   const retry = state.unsent?.chatId === chatId && state.unsent.content === content;
-  const clientId = retry ? state.unsent.clientId : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  const clientId = retry ? state.unsent.clientId : newClientId();
   state.unsent = { chatId, content, clientId };
   const data = await state.socket.request(SEND, { chatId, content, clientId });
   state.unsent = null;
   receiveMessage(data.sendMessage); // the subscription brings it too; it is kept once
+}
+
+const newClientId = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+const findMessage = (chatId, id) => state.messages.get(chatId)?.find((m) => m.id === id);
+
+// Edits, deletions and reactions change the page when their events come back (to every device of mine too).
+
+function startEditing(message) {
+  state.editing = { id: message.id, draft: message.content, focus: true };
+  renderConversation();
+}
+
+function cancelEditing() {
+  state.editing = null;
+  renderConversation();
+}
+
+function saveEdit(chatId) {
+  const { id, draft } = state.editing;
+  const content = draft.trim();
+  if (!content) return; // an empty message is no message: Delete is for that
+  state.editing = null;
+  renderConversation();
+  if (content === findMessage(chatId, id)?.content) return;
+  state.socket.request(EDIT, { id, content, clientId: newClientId() }).catch(showError);
+}
+
+function deleteMessage(message) {
+  state.socket.request(DELETE, { id: message.id }).catch(showError);
+}
+
+function toggleReaction(chatId, id, emoji) {
+  const reacted = findMessage(chatId, id)?.reactions?.some((r) => r.emoji === emoji && r.reactedByMe);
+  state.socket.request(reacted ? REMOVE_REACTION : ADD_REACTION, { id, emoji }).catch(showError);
 }
 
 function typed() {
@@ -409,7 +489,8 @@ function renderChats() {
     ...chats.map((chat) => {
       const badge = element("span", { className: "badge", textContent: String(chat.unread) });
       badge.hidden = chat.unread === 0;
-      const preview = element("span", { className: "preview", textContent: chat.lastMessage?.content ?? "" });
+      const last = chat.lastMessage;
+      const preview = element("span", { className: "preview", textContent: last?.deletedAt ? "message deleted" : (last?.content ?? "") });
       // The dot: somebody else in the chat is online now.
       const online = chat.participants.some((p) => p.id !== state.me.id && state.online.has(p.id));
       const dot = element("span", { className: "presence", title: online ? "online" : "offline" });
@@ -436,22 +517,79 @@ function renderConversation() {
   $("#composer").hidden = !chat;
   $("#chat-title").textContent = chat ? chatTitle(chat) : "Pick a chat";
   const messages = chat ? (state.messages.get(chat.id) ?? []) : [];
-  $("#messages").replaceChildren(
-    ...messages.map((m) => {
-      const mine = m.sender.id === state.me.id;
-      const item = element(
-        "li",
-        { className: mine ? "message mine" : "message" },
-        element("span", { className: "sender", textContent: displayName(m.sender) }),
-        element("span", { className: "content", textContent: m.content }),
-      );
-      if (mine) item.append(element("span", { className: "receipt", textContent: receipt(chat, m) }));
-      item.dataset.seq = String(m.seq);
-      return item;
-    }),
-  );
-  $("#messages").lastElementChild?.scrollIntoView({ block: "end" });
+  // A re-render keeps the edit in progress: its draft, and the focus and caret if it had them.
+  const editing = document.activeElement?.classList.contains("edit-input") ? document.activeElement : null;
+  const caret = editing ? [editing.selectionStart, editing.selectionEnd] : null;
+  $("#messages").replaceChildren(...messages.map((m) => renderMessage(chat, m)));
+  const input = $("#messages .edit-input");
+  if (input && (caret || state.editing.focus)) {
+    input.focus();
+    if (caret) input.setSelectionRange(...caret);
+    state.editing.focus = false;
+  } else $("#messages").lastElementChild?.scrollIntoView({ block: "end" });
   renderTyping();
+}
+
+function button(className, text, label, onClick) {
+  const node = element("button", { type: "button", className, textContent: text, title: label });
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+function renderMessage(chat, m) {
+  const mine = m.sender.id === state.me.id;
+  const item = element(
+    "li",
+    { className: mine ? "message mine" : "message" },
+    element("span", { className: "sender", textContent: displayName(m.sender) }),
+  );
+  item.dataset.seq = String(m.seq);
+  item.dataset.messageId = m.id;
+  const editing = !m.deletedAt && state.editing?.id === m.id;
+  if (m.deletedAt) item.append(element("span", { className: "content deleted", textContent: "message deleted" }));
+  else if (editing) item.append(editor(chat.id));
+  else {
+    item.append(element("span", { className: "content", textContent: m.content }));
+    if (m.editedAt) item.append(element("span", { className: "edited", textContent: "(edited)", title: `edited ${m.editedAt}` }));
+  }
+  if (!m.deletedAt) {
+    const chips = (m.reactions ?? []).filter((r) => r.count > 0);
+    if (chips.length > 0) {
+      const label = (r) => (r.reactedByMe ? `Take back ${r.emoji}` : `React with ${r.emoji}`);
+      const list = chips.map((r) => button("reaction", `${r.emoji} ${r.count}`, label(r), () => toggleReaction(chat.id, m.id, r.emoji)));
+      for (const [i, r] of chips.entries()) list[i].setAttribute("aria-pressed", String(r.reactedByMe));
+      item.append(element("div", { className: "reactions" }, ...list));
+    }
+    const actions = element(
+      "div",
+      { className: "actions" },
+      ...QUICK_REACTIONS.map((emoji) => button("react", emoji, `React with ${emoji}`, () => toggleReaction(chat.id, m.id, emoji))),
+    );
+    if (mine && !editing) {
+      actions.append(button("edit", "Edit", "Edit this message", () => startEditing(m)));
+      actions.append(button("delete", "Delete", "Delete this message", () => deleteMessage(m)));
+    }
+    item.append(actions);
+  }
+  if (mine) item.append(element("span", { className: "receipt", textContent: receipt(chat, m) }));
+  return item;
+}
+
+/** The edit box: Enter saves, Escape cancels. */
+function editor(chatId) {
+  const input = element("input", { className: "edit-input", value: state.editing.draft, maxLength: 10000, autocomplete: "off" });
+  input.setAttribute("aria-label", "Edit message");
+  input.addEventListener("input", () => (state.editing.draft = input.value));
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      saveEdit(chatId);
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      cancelEditing();
+    }
+  });
+  return input;
 }
 
 function renderTyping() {
