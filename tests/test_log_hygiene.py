@@ -95,11 +95,11 @@ async def test_invalid_utf8_is_one_warning_line_without_a_traceback(logged: Serv
             else:
                 await ws.send(json.dumps({"type": "get_chat_status", "data": {}}))
                 assert json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))["type"] == "chat_status"
-            # a flood: each frame would have been an ERROR with a traceback (the server may close before the last)
-            with contextlib.suppress(websockets.ConnectionClosed):
-                for _ in range(5):
-                    ws.protocol.send_frame(Frame(Opcode.TEXT, b"\xff\xfe not utf-8"))
-                await ws.send(json.dumps({"type": "ping"}))  # flushes the raw frames out
+            # A flood: each frame would have been an ERROR with a traceback. In one write, so the server reads them
+            # all before it closes: frames left unread in its kernel buffer at the close would make it reset the
+            # connection, and the client could lose the close frame (1006 instead of 1007).
+            flood = b"".join(Frame(Opcode.TEXT, b"\xff\xfe not utf-8").serialize(mask=True) for _ in range(5))
+            ws.transport.write(flood)
             await asyncio.wait_for(ws.wait_closed(), EVENT_TIMEOUT)
             assert ws.close_code == 1007
     await _wait_for(logged, lambda lines: sum("invalid UTF-8" in line for line in lines) >= 2, before)
