@@ -51,13 +51,15 @@ class ReactionCount:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Who receives an event: the members of `chat_id`, or the user `user_id`; never `exclude_user_id`, and never
-    a user who blocks `from_user_id` (the user whose message or activity the event reports)."""
+    """Who receives an event: the members of `chat_id`, or the user `user_id`; never `exclude_user_id`, never
+    a user who blocks `from_user_id` (the user whose message or activity the event reports), and never a member
+    who cannot see the message `message_seq` of the chat (sent before they joined, under HISTORY_VISIBILITY=joined)."""
 
     chat_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
     exclude_user_id: uuid.UUID | None = None
     from_user_id: uuid.UUID | None = None
+    message_seq: int | None = None
 
 
 # The registry: wire name -> event type, in declaration order (the order of GraphQL's `ChatEvent` union).
@@ -101,6 +103,7 @@ class Event:
             chat_id=chat_id,
             exclude_user_id=actor if self.to_others else None,
             from_user_id=actor if self.blockable else None,
+            message_seq=getattr(self, "message_seq", None),
         )
 
     # What dispatching the event does besides delivering it; the hub, the bus and the runtime ask, never test
@@ -113,6 +116,11 @@ class Event:
     def stops_streaming(self) -> tuple[uuid.UUID, ...]:
         """Users whose connections stop streaming the event's chat, after the event itself is delivered."""
         return ()
+
+    def joins_at(self) -> int | None:
+        """The chat's seq at which the users of `starts_streaming` joined an existing group (None: they see it from
+        its start). Under HISTORY_VISIBILITY=joined they do not see its messages up to there."""
+        return None
 
     def typing_change(self) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
         """(chat, user, typing now) if the event says who is typing where (kept for `chatStatus`)."""

@@ -196,6 +196,9 @@ class MemberAdded(Event):
     def starts_streaming(self) -> tuple[uuid.UUID, ...]:
         return (self.user_id,)
 
+    def joins_at(self) -> int | None:
+        return self.seq
+
 
 @registered
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,7 @@ class MessageEdited(Event):
     blockable: ClassVar[bool] = True  # not to users who block the sender (their messages do not reach them either)
     chat_id: uuid.UUID
     message_id: uuid.UUID
+    message_seq: int
     user_id: uuid.UUID
     content: str
     edited_at: datetime
@@ -276,6 +280,7 @@ class MessageDeleted(Event):
     )
     chat_id: uuid.UUID
     message_id: uuid.UUID
+    message_seq: int
     deleted_by: uuid.UUID | None
     deleted_at: datetime
 
@@ -293,6 +298,7 @@ class ReactionChanged(Event):
     blockable: ClassVar[bool] = True  # not to users who block the reacting user
     chat_id: uuid.UUID
     message_id: uuid.UUID
+    message_seq: int
     user_id: uuid.UUID
     emoji: str
     added: bool

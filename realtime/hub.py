@@ -106,6 +106,9 @@ class Connection:
         # Loaded when the stream opens (`blocks_loaded`), kept current by `BlockChanged` events (`block`).
         self.blocked: frozenset[uuid.UUID] = frozenset()
         self._block_changes: dict[uuid.UUID, bool] | None = {}  # what arrived before the load: applied on top
+        # Under HISTORY_VISIBILITY=joined, per group the user joined after its start: the seq they joined at. Events
+        # about its messages up to there (edits, deletions, reactions) are not delivered here (Route.message_seq).
+        self.joined_at: dict[uuid.UUID, int] = {}
         self.overflowed = False
         # True once opening or watching for this connection made the process subscribe to a chat or user it did
         # not receive: the stream reads what it missed from the log (services.streams).
@@ -118,9 +121,16 @@ class Connection:
         """Queue a reply to this connection's own command, in order with its events (one writer per socket)."""
         self.outbox.put(text, size=len(text), ephemeral=False)
 
-    def blocks(self, route: Route) -> bool:
-        """True for an event this connection does not receive: it reports a user its user blocks."""
-        return route.from_user_id is not None and route.from_user_id in self.blocked
+    def receives(self, route: Route) -> bool:
+        """False for an event this connection does not receive: it reports a user its user blocks, or concerns a
+        message sent before its user joined the group (`joined_at`)."""
+        if route.from_user_id is not None and route.from_user_id in self.blocked:
+            return False
+        return route.message_seq is None or not self.hides(route.chat_id, route.message_seq)
+
+    def hides(self, chat_id: uuid.UUID | None, message_seq: int) -> bool:
+        joined = self.joined_at.get(chat_id) if chat_id is not None else None
+        return joined is not None and message_seq <= joined
 
     def block(self, user_id: uuid.UUID, blocked: bool) -> None:
         """The user blocked (or unblocked) `user_id` (a `BlockChanged` event)."""
@@ -164,8 +174,12 @@ OutboxItem = Delivery | str | CatchUp | Suspended
 
 
 class Hub:
-    def __init__(self, *, outbox_max_events: int, outbox_max_bytes: int, interest: Interest) -> None:
+    def __init__(
+        self, *, outbox_max_events: int, outbox_max_bytes: int, interest: Interest, history_from_joining: bool = False
+    ) -> None:
         self._outbox_max_events = outbox_max_events
+        # HISTORY_VISIBILITY=joined: a member added to a group does not hear of its earlier messages (`joined_at`).
+        self._history_from_joining = history_from_joining
         self._outbox_max_bytes = outbox_max_bytes
         self._interest = interest
         self._by_user: dict[uuid.UUID, set[Connection]] = {}
@@ -219,9 +233,18 @@ class Hub:
         conn.subscribed_new = conn.subscribed_new or subscribed_new
         return subscribed_new
 
+    def joined_midway(self, conn: Connection, joined_at: dict[uuid.UUID, int]) -> None:
+        """The groups the connection's user joined after their start, as read when it opened (`Connection.joined_at`;
+        only under HISTORY_VISIBILITY=joined). A `MemberAdded` that arrived while they were read is as new or newer:
+        it stays."""
+        if self._history_from_joining:
+            for chat_id, seq in joined_at.items():
+                conn.joined_at.setdefault(chat_id, seq)
+
     def unwatch(self, conn: Connection, chat_id: uuid.UUID) -> None:
         conn.chats.discard(chat_id)
         conn.paused.discard(chat_id)
+        conn.joined_at.pop(chat_id, None)
         if self._discard(self._by_chat, chat_id, conn):
             self._interest.drop(chats=[chat_id])
 
@@ -292,8 +315,11 @@ class Hub:
                 conn.block(other, blocked)
         starting: list[Connection] = []  # connections that start streaming a chat this process did not receive
         if route.chat_id is not None:
+            joins_at = event.joins_at() if self._history_from_joining else None
             for user_id in event.starts_streaming():
                 for conn in self.connections_of(user_id):
+                    if joins_at is not None:
+                        conn.joined_at[route.chat_id] = joins_at
                     if self.watch(conn, [route.chat_id]):
                         starting.append(conn)
 
@@ -313,11 +339,14 @@ class Hub:
         exclude = route.exclude_user_id
         paused_chat = route.chat_id if route.user_id is None else None
         author = route.from_user_id
+        message_seq = route.message_seq
         delivered = 0
         for conn in tuple(targets):  # a copy: an overflow callback may close connections
             if conn.user_id == exclude or (paused_chat is not None and paused_chat in conn.paused):
                 continue
             if author is not None and author in conn.blocked:
+                continue
+            if message_seq is not None and conn.hides(route.chat_id, message_seq):
                 continue
             if conn.transport.send_now(delivery) or conn.outbox.put(delivery, size=size, ephemeral=ephemeral):
                 delivered += 1

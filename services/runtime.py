@@ -69,7 +69,10 @@ class Runtime:
         )
         # The hub tells the bus which chats and users this process needs (routed subscriptions).
         self.hub = Hub(
-            outbox_max_events=settings.outbox_max_events, outbox_max_bytes=settings.outbox_max_bytes, interest=self.bus
+            outbox_max_events=settings.outbox_max_events,
+            outbox_max_bytes=settings.outbox_max_bytes,
+            interest=self.bus,
+            history_from_joining=settings.history_visibility == "joined",
         )
         self.sequencer = Sequencer(self.hub.dispatch, self.relay.fetch_chat)
         self.typing = TypingTracker(

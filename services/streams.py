@@ -63,12 +63,13 @@ async def open_stream(
     try:
         first = await rt.store.stream_start(user_id=user_id)
         rt.hub.watch(conn, first.chat_ids)
+        rt.hub.joined_midway(conn, first.joined_at)
         conn.blocks_loaded(first.blocked_ids)
         live_from = rt.sequencer.vector  # read right after watch, with no await in between
 
         async def catch_up(after: Vector) -> tuple[list[Delivery], Vector]:
             missed, seam = await _missed(rt, user_id=user_id, after=after)
-            return _unblocked(conn, missed), seam
+            return _received(conn, missed), seam
 
         stream = Stream(conn, catch_up=catch_up)
         if conn.subscribed_new:
@@ -81,7 +82,7 @@ async def open_stream(
                 stream.replay, stream.seam = await _missed(rt, user_id=user_id, after=start)
         elif cursor is not None:
             stream.replay, stream.seam = await _replay(rt, user_id=user_id, cursor=cursor, upto=live_from)
-        stream.replay = _unblocked(conn, stream.replay)
+        stream.replay = _received(conn, stream.replay)
         rt.mark_online(user_id)
         online = True
         log.info(
@@ -153,9 +154,10 @@ async def _missed(rt: Runtime, *, user_id: uuid.UUID, after: Vector) -> tuple[li
     return missed, after.max(upto)
 
 
-def _unblocked(conn: Connection, deliveries: list[Delivery]) -> list[Delivery]:
-    """What the connection receives of replayed events: none from a user it blocks (as live: realtime.hub)."""
-    return [d for d in deliveries if not conn.blocks(d.event.route())]
+def _received(conn: Connection, deliveries: list[Delivery]) -> list[Delivery]:
+    """What the connection receives of replayed events: none from a user it blocks, none about a message sent
+    before its user joined the group under HISTORY_VISIBILITY=joined (as live: realtime.hub)."""
+    return [d for d in deliveries if conn.receives(d.event.route())]
 
 
 def _resync(reason: str) -> Delivery:

@@ -129,6 +129,8 @@ class StreamStart:
 
     chat_ids: list[uuid.UUID]
     blocked_ids: list[uuid.UUID]
+    # The groups the user joined after their start, and the seq they joined at (HISTORY_VISIBILITY=joined).
+    joined_at: dict[uuid.UUID, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +278,8 @@ class Store(ABC):
 
     @abstractmethod
     async def stream_start(self, *, user_id: uuid.UUID) -> StreamStart:
-        """What a connection of the user reads when it opens: their chats and the users they block (served like
-        `user_chat_ids`)."""
+        """What a connection of the user reads when it opens: their chats, where they joined a group midway, and the
+        users they block (served like `user_chat_ids`)."""
 
 
 def direct_key(members: Sequence[uuid.UUID]) -> str:

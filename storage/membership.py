@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -132,7 +132,9 @@ BLOCK = (
     "ON CONFLICT (blocker_id, blocked_id) DO NOTHING RETURNING 1"
 )
 UNBLOCK = "DELETE FROM user_blocks WHERE blocker_id = {0} AND blocked_id = {1} RETURNING 1"
-CHATS_OF = "SELECT chat_id FROM members WHERE user_id = {0}"
+CHATS_OF = (
+    "SELECT m.chat_id, m.joined_seq, c.is_group FROM members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = {0}"
+)
 BLOCKED_BY = "SELECT blocked_id FROM user_blocks WHERE blocker_id = {0}"
 
 
@@ -235,7 +237,16 @@ def set_block(logged: list[Logged], *, blocker_id: uuid.UUID, blocked_id: uuid.U
 def stream_start(logged: list[Logged], *, user_id: uuid.UUID) -> Program[StreamStart]:
     chats = yield Query(CHATS_OF, (user_id,), many=True)
     blocked = yield Query(BLOCKED_BY, (user_id,), many=True)
-    return StreamStart(chat_ids=[as_uuid(r[0]) for r in chats], blocked_ids=[as_uuid(r[0]) for r in blocked])
+    return starting(chats, [as_uuid(r[0]) for r in blocked])
+
+
+def starting(chats: Sequence[Any], blocked_ids: list[uuid.UUID]) -> StreamStart:
+    """A `StreamStart` from `CHATS_OF`'s rows."""
+    return StreamStart(
+        chat_ids=[as_uuid(chat_id) for chat_id, _, _ in chats],
+        blocked_ids=blocked_ids,
+        joined_at={as_uuid(chat_id): seq for chat_id, seq, group in chats if group and seq},
+    )
 
 
 # -- the store's part -----------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ MOVE_MARKER = "UPDATE members SET last_read_seq = {2} WHERE chat_id = {0} AND us
 CHAT_OF = "SELECT chat_id FROM messages WHERE id = {0}"
 # The message {0}, and whether {1} (None: a service) is a member of its chat.
 TARGET = (
-    "SELECT m.chat_id, m.sender_id, m.content, m.deleted_at IS NOT NULL, m.edit_client_id, "
+    "SELECT m.chat_id, m.seq, m.sender_id, m.content, m.deleted_at IS NOT NULL, m.edit_client_id, "
     "EXISTS (SELECT 1 FROM members WHERE chat_id = m.chat_id AND user_id = {1}) FROM messages m WHERE m.id = {0}"
 )
 EDIT = "UPDATE messages SET content = {1}, edited_at = {2}, updated_at = {2}, edit_client_id = {3} WHERE id = {0}"
@@ -52,6 +52,7 @@ class Target:
     """A message as a program finds it, and whether the acting user is a member of its chat."""
 
     chat_id: uuid.UUID
+    seq: int
     sender_id: uuid.UUID
     content: str
     deleted: bool
@@ -83,8 +84,10 @@ def _target(message_id: uuid.UUID, by: uuid.UUID | None, *, sender_only: bool, l
         yield Query(CHAT, (as_uuid(chat[0]),))  # locks the chat: one change of its messages at a time
         row = yield Query(TARGET, (message_id, by))
         if row is not None:  # else deleted with its chat meanwhile
-            chat_id, sender_id, content, deleted, edit_client_id, member = row
-            target = Target(as_uuid(chat_id), as_uuid(sender_id), content, bool(deleted), edit_client_id, bool(member))
+            chat_id, seq, sender_id, content, deleted, edit_client_id, member = row
+            target = Target(
+                as_uuid(chat_id), seq, as_uuid(sender_id), content, bool(deleted), edit_client_id, bool(member)
+            )
     if target is None:
         return Refusal.NO_MESSAGE if by is None else Refusal.NOT_MEMBER
     return _refusal(target, by=by, sender_only=sender_only, live=live) or target
@@ -122,6 +125,7 @@ def edit(
     event = MessageEdited(
         chat_id=target.chat_id,
         message_id=message_id,
+        message_seq=target.seq,
         user_id=user_id,
         content=content,
         edited_at=now,
@@ -140,7 +144,9 @@ def delete(logged: list[Logged], *, message_id: uuid.UUID, by: uuid.UUID | None)
     now = utcnow()
     yield Query(TOMBSTONE, (message_id, now))
     yield Query(CLEAR_REACTIONS, (message_id,))
-    event = MessageDeleted(chat_id=target.chat_id, message_id=message_id, deleted_by=by, deleted_at=now)
+    event = MessageDeleted(
+        chat_id=target.chat_id, message_id=message_id, message_seq=target.seq, deleted_by=by, deleted_at=now
+    )
     yield from _record(logged, event, target.chat_id)
     return Changed(changed=True)
 
@@ -164,6 +170,7 @@ def set_reaction(
     event = ReactionChanged(
         chat_id=target.chat_id,
         message_id=message_id,
+        message_seq=target.seq,
         user_id=user_id,
         emoji=emoji,
         added=add,

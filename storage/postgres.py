@@ -26,13 +26,13 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 from sqlalchemy import make_url, select
 
-from models import Database, Member, User, utcnow
+from models import Chat, Database, Member, User, utcnow
 from models.tables import UserBlock
 from realtime.events import Event
 from realtime.positions import Pos
 from storage import postgres_members as members
 from storage.base import Logged, Publish, Sent, StreamStart, log_at_seq
-from storage.membership import MembershipStore, Program
+from storage.membership import MembershipStore, Program, starting
 from storage.messaging import MessagingStore
 from storage.postgres_statements import (
     ADD_SLOT,
@@ -273,6 +273,10 @@ class PostgresStore(MembershipStore, MessagingStore):
 
     async def stream_start(self, *, user_id: uuid.UUID) -> StreamStart:
         async with self._db.read() as session:
-            chats = await session.execute(select(Member.chat_id).where(Member.user_id == user_id))
+            chats = await session.execute(
+                select(Member.chat_id, Member.joined_seq, Chat.is_group)
+                .join(Chat, Chat.id == Member.chat_id)
+                .where(Member.user_id == user_id)
+            )
             blocked = await session.execute(select(UserBlock.blocked_id).where(UserBlock.blocker_id == user_id))
-            return StreamStart(chat_ids=list(chats.scalars()), blocked_ids=list(blocked.scalars()))
+            return starting(chats.all(), list(blocked.scalars()))

@@ -233,9 +233,9 @@ subscription($after: String) {
     ... on ChatMemberRemoved { cursor chatId userId removedBy }
     ... on GlobalNotification { cursor payload }
     ... on BlockChanged { cursor userId blockedUserId blocked }
-    ... on MessageEdited { cursor chatId messageId userId content editedAt clientId }
-    ... on MessageDeleted { cursor chatId messageId deletedBy deletedAt }
-    ... on ReactionChanged { cursor chatId messageId userId emoji added counts { emoji count } }
+    ... on MessageEdited { cursor chatId messageId messageSeq userId content editedAt clientId }
+    ... on MessageDeleted { cursor chatId messageId messageSeq deletedBy deletedAt }
+    ... on ReactionChanged { cursor chatId messageId messageSeq userId emoji added counts { emoji count } }
     ... on ResyncRequired { reason }
   }
 }

@@ -19,6 +19,8 @@ from tests.conftest import unavailable
 from tests.legacy_client import legacy
 from tests.scale_support import RedisServer, ready
 from tests.support import Api, Server, User, subscribed
+from tests.test_message_edits import delete, edit
+from tests.test_reactions import react
 
 CREATE = "mutation($m: [ID!]!, $g: Boolean) { createChat(memberIds: $m, isGroup: $g) { id participants { id } } }"
 ADD = "mutation($c: ID!, $u: ID!) { addChatMember(chatId: $c, userId: $u) { id participants { id } } }"
@@ -253,6 +255,66 @@ async def test_history_visibility_shared_the_default_shows_a_new_member_everythi
     assert (before["lastMessage"], before["unreadCount"]) == ({"content": "m2"}, 2)
     assert (after["lastMessage"], after["unreadCount"]) == ({"content": "m3"}, 3)
     assert replayed == ["m3"]  # a resume replays events from joining on, whatever the setting
+
+
+CHANGES = {
+    "message_edited": "MessageEdited",
+    "message_deleted": "MessageDeleted",
+    "reaction_changed": "ReactionChanged",
+}
+
+
+def changes_in(events: list[dict[str, Any]]) -> set[tuple[str, str, int]]:
+    """(kind, message id, message seq) of the edits, deletions and reactions among GraphQL events or legacy frames."""
+    found = set()
+    for event in events:
+        kind = CHANGES.get(event.get("type", ""), event.get("__typename"))
+        if kind in CHANGES.values():
+            data = event.get("data", event)
+            found.add(
+                (kind, data.get("message_id", data.get("messageId")), data.get("message_seq", data.get("messageSeq")))
+            )
+    return found
+
+
+@pytest.mark.parametrize("visibility", ["joined", "shared"])
+async def test_a_new_member_hears_of_changes_to_earlier_messages_only_if_the_history_is_shared(
+    database_url: str, start_server: StartServer, visibility: str
+) -> None:
+    """Edits, deletions and reactions of a message sent before a member joined reach them (live on a connection open
+    when they were added, live on one opened after, on both protocols, and on a resume) exactly when its history
+    does: never under HISTORY_VISIBILITY=joined, always under shared."""
+    api = Api(start_server({"DATABASE_URL": database_url, "HISTORY_VISIBILITY": visibility}))
+    alice, bob, carol = await users(api, "alice", "bob", "carol")
+    group = await api.new_chat(alice, bob, name="changes", is_group=True)
+    old = await api.send(alice, group, "before")
+    cursor = (await api.data(CURSOR, token=carol.token))["eventCursor"]
+    async with subscribed(api, carol) as open_g, legacy(api, carol) as open_l:
+        await api.data(ADD, {"c": group, "u": carol.id}, token=alice.token)
+        await open_g.next("ChatMemberAdded")
+        await open_l.next("member_added")
+        new = await api.send(alice, group, "after")
+        async with subscribed(api, carol) as later_g, legacy(api, carol) as later_l:
+            for message in (old, new):
+                await edit(api, alice, message["id"], message["content"] + ", edited")
+                await react(api, bob, message["id"], "👍")
+            await delete(api, alice.token, old["id"])
+            seen = {
+                "open, GraphQL": changes_in(await open_g.marker("g")),
+                "open, legacy": changes_in(await open_l.marker("l")),
+                "opened after, GraphQL": changes_in(await later_g.marker("g")),
+                "opened after, legacy": changes_in(await later_l.marker("l")),
+            }
+    async with subscribed(api, carol, after=cursor) as resumed:
+        seen["resumed"] = changes_in(await resumed.marker("resumed"))
+
+    of_new = {("MessageEdited", new["id"], new["seq"]), ("ReactionChanged", new["id"], new["seq"])}
+    of_old = {(kind, old["id"], old["seq"]) for kind in CHANGES.values()}
+    expected = of_new if visibility == "joined" else of_new | of_old
+    assert seen == dict.fromkeys(seen, expected)
+    # Alice, there from the start, heard of everything either way.
+    async with subscribed(api, alice, after=cursor) as alice_resumed:
+        assert changes_in(await alice_resumed.marker("alice")) == of_new | of_old
 
 
 # -- leaving ------------------------------------------------------------------------------------------------

@@ -71,9 +71,10 @@ async def test_only_the_sender_edits_and_every_member_and_their_other_devices_he
 
         for sub in (alice_phone, carol_gql):
             event = await sub.next("MessageEdited")
-            assert {k: event[k] for k in ("chatId", "messageId", "userId", "content", "clientId")} == {
+            assert {k: event[k] for k in ("chatId", "messageId", "messageSeq", "userId", "content", "clientId")} == {
                 "chatId": chat_id,
                 "messageId": sent["id"],
+                "messageSeq": sent["seq"],
                 "userId": alice.id,
                 "content": "walk at 7",
                 "clientId": "phone:e1",
@@ -84,6 +85,7 @@ async def test_only_the_sender_edits_and_every_member_and_their_other_devices_he
             assert frame["cursor"] and frame["data"] == {
                 "chat_id": chat_id,
                 "message_id": sent["id"],
+                "message_seq": sent["seq"],
                 "user_id": alice.id,
                 "content": "walk at 7",
                 "edited_at": frame["data"]["edited_at"],
@@ -145,11 +147,12 @@ async def test_the_sender_or_a_service_deletes_once_and_everyone_hears_it_once(a
         assert frame["cursor"] and frame["data"] == {
             "chat_id": chat_id,
             "message_id": mine["id"],
+            "message_seq": mine["seq"],
             "deleted_by": alice.id,
             "deleted_at": frame["data"]["deleted_at"],
         }
         event = await carol_gql.next("MessageDeleted")
-        assert (event["messageId"], event["deletedBy"]) == (mine["id"], alice.id)
+        assert (event["messageId"], event["messageSeq"], event["deletedBy"]) == (mine["id"], mine["seq"], alice.id)
 
         # A service deletes anyone's (deletedBy null); deleting again is a success that changes nothing.
         assert (await delete(api, api.service_token, other["id"]))["content"] == ""
