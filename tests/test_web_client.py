@@ -335,6 +335,28 @@ def test_a_message_arriving_while_history_loads_is_shown(server: Server, browser
     assert PAGE_ERRORS == []
 
 
+def test_an_edit_and_a_reaction_arriving_while_history_loads_are_shown(server: Server, browser: Browser) -> None:
+    """The history's answer was read before the edit and the reaction: the page applies them on top of it."""
+    demo = Demo(server)
+    group = next(c["id"] for c in demo.gql(CAROL.email, "{ myChats { id isGroup } }")["myChats"] if c["isGroup"])
+    send = 'mutation($c: ID!) { sendMessage(chatId: $c, content: "bring water") { id } }'
+    message_id = demo.gql(BOB.email, send, c=group)["sendMessage"]["id"]
+    page, tap = tapped_page(browser, server, CAROL.email)
+    tap.hold = "query History"
+    chat_button(page, "Trail crew").click()
+    wait_until(page, lambda: len(tap.held) > 0)
+    demo.gql(BOB.email, 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "💧") { id } }', m=message_id)
+    demo.gql(BOB.email, 'mutation($m: ID!) { editMessage(id: $m, content: "bring more water") { id } }', m=message_id)
+    # Both reached the page (in order): the chat's preview, its last message, shows the edit.
+    expect(chat_button(page, "Trail crew").locator(".preview")).to_have_text("bring more water")
+    tap.release()
+    message = page.locator(f'.message[data-message-id="{message_id}"]')
+    expect(message.locator(".content")).to_have_text("bring more water")
+    expect(message.locator(".edited")).to_have_text("(edited)")
+    expect(message.locator(".reaction")).to_have_text("💧 1")
+    assert PAGE_ERRORS == []
+
+
 def test_a_send_retried_after_a_lost_answer_is_stored_once(server: Server, browser: Browser) -> None:
     demo = Demo(server)
     page, tap = tapped_page(browser, server, ALICE.email)

@@ -172,6 +172,10 @@ const state = {
   held: [],
   unsent: null, // {chatId, content, clientId} of a send that failed, for its retry
   editing: null, // {id, draft, focus} of my message being edited in the open chat
+  // chat id -> the lists of edits, deletions and reactions that arrived while a history request of the chat was
+  // out: its answer may predate them, so each is applied again on top of it (each sets a state: applying it twice
+  // is the same as once).
+  changesDuringHistory: new Map(),
 };
 const typingOut = { chatId: null, sentAt: 0, idle: null }; // this page's own typing announcement
 
@@ -269,6 +273,7 @@ function receiveMessage(message) {
 function changeMessage(chatId, messageId, change) {
   const chat = state.chats.get(chatId);
   if (!chat) return;
+  for (const pending of state.changesDuringHistory.get(chatId) ?? []) pending.push({ messageId, change });
   const targets = new Set((state.messages.get(chatId) ?? []).filter((m) => m.id === messageId));
   const isLast = chat.lastMessage?.id === messageId;
   if (isLast) targets.add(chat.lastMessage);
@@ -396,13 +401,33 @@ async function openChat(chatId) {
   if (!state.messages.has(chatId)) state.messages.set(chatId, []); // live messages land here while history loads
   renderChats();
   renderConversation();
-  const history = (await state.socket.request(HISTORY, { chatId })).messages;
-  const byId = new Map([...history, ...state.messages.get(chatId)].map((m) => [m.id, m]));
-  state.messages.set(chatId, [...byId.values()].sort((a, b) => a.seq - b.seq));
+  const history = await historyOf(chatId);
+  state.messages.set(chatId, history);
   if (state.active !== chatId) return;
   if (state.chats.get(chatId)?.unread > 0 && isReading(chatId)) markRead(chatId);
   renderConversation();
   $("#message-input").focus();
+}
+
+/** The chat's history, merged with the messages that arrived live while it loaded, and with the changes (edits,
+ * deletions, reactions) that arrived meanwhile applied on top: the answer may have been read before them. */
+async function historyOf(chatId) {
+  const pending = [];
+  const waits = state.changesDuringHistory.get(chatId) ?? new Set();
+  state.changesDuringHistory.set(chatId, waits.add(pending));
+  let history;
+  try {
+    history = (await state.socket.request(HISTORY, { chatId })).messages;
+  } finally {
+    waits.delete(pending);
+    if (waits.size === 0) state.changesDuringHistory.delete(chatId);
+  }
+  const byId = new Map([...history, ...(state.messages.get(chatId) ?? [])].map((m) => [m.id, m]));
+  for (const { messageId, change } of pending) {
+    const message = byId.get(messageId);
+    if (message) change(message);
+  }
+  return [...byId.values()].sort((a, b) => a.seq - b.seq);
 }
 
 function markRead(chatId) {
