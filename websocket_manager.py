@@ -1,4 +1,4 @@
-"""`websocket_manager`: the original backend's server-side API (README "Server-side API"), for code that runs beside the server.
+"""`websocket_manager`: the original backend's server-side API (docs/operations.md "Server-side API"), for code that runs beside the server.
 
 Inside the server process it is bound to the running app by the app's lifespan. Another process (a worker,
 a script) binds it to a runtime of its own with `async with websocket_manager.connect(settings): ...`; with a

@@ -308,7 +308,7 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         authorization=websocket.headers.get("authorization"), query_token=websocket.query_params.get("token")
     )
     # Accept first, then close: a close before accept reaches the client as HTTP 403 with no close code,
-    # and README "Tokens" promises 1008 (docs/library-notes.md).
+    # and docs/configuration.md "Tokens" promises 1008 (docs/library-notes.md).
     await websocket.accept()
     try:
         if not origin_allowed(websocket.headers, rt.settings.allowed_origins):

@@ -221,7 +221,7 @@ class MemberRemoved(Event):
 @registered
 @dataclass(frozen=True, slots=True)
 class GlobalNotification(Event):
-    """A notification from server-side code: to one user, or to the members of a chat (README "Server-side API")."""
+    """A notification from server-side code: to one user, or to the members of a chat (docs/operations.md "Server-side API")."""
 
     type: ClassVar[str] = "global_notification"
     payload_data: dict[str, Any] = field(default_factory=dict, metadata={"graphql_name": "payload"})

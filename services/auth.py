@@ -1,4 +1,4 @@
-"""Tokens (README "Tokens"): HS256 JWTs signed with SECRET_KEY, carrying `user_id` (or `sub`) or `role: service`."""
+"""Tokens (docs/configuration.md "Tokens"): HS256 JWTs signed with SECRET_KEY, carrying `user_id` (or `sub`) or `role: service`."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def token_from(*, authorization: str | None = None, query_token: str | None = No
 
 
 def token_from_connection_params(params: Mapping[str, object] | None) -> str | None:
-    """`connection_init` payload: `{"token": t}` or `{"Authorization": "Bearer t"}` (README "Tokens")."""
+    """`connection_init` payload: `{"token": t}` or `{"Authorization": "Bearer t"}` (docs/configuration.md "Tokens")."""
     if not isinstance(params, Mapping):
         return None
     token = params.get("token")

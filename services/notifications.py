@@ -1,4 +1,4 @@
-"""Server-side notifications (README "Server-side API"): to the members of a chat, or to one user."""
+"""Server-side notifications (docs/operations.md "Server-side API"): to the members of a chat, or to one user."""
 
 from __future__ import annotations
 

@@ -500,7 +500,7 @@ def _hashable(value: Any) -> bool:
 
 
 def init_token(payload: dict[str, Any]) -> str | None:
-    """The token a `connection_init` payload carries: `{"token": t}` or `{"Authorization": "Bearer t"}` (README "Tokens")."""
+    """The token a `connection_init` payload carries: `{"token": t}` or `{"Authorization": "Bearer t"}` (docs/configuration.md "Tokens")."""
     token = payload.get("token")
     if isinstance(token, str) and token:
         return token

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from legacy_ws.frames import CommandType
 
-# The documented default inbound frame limit (server/config.py, README): larger frames close the socket with 1009.
+# The documented default inbound frame limit (server/config.py, docs/configuration.md): larger frames close the socket with 1009.
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CONTENT = 10_000
 

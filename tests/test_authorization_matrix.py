@@ -1,4 +1,4 @@
-"""Authorization matrix (README "Tokens", docs/protocols.md): every GraphQL field and every legacy command, for each kind of caller.
+"""Authorization matrix (docs/configuration.md "Tokens", docs/protocols.md): every GraphQL field and every legacy command, for each kind of caller.
 
 The tables below are the specification under test: one row per operation, one exact outcome per caller. A new
 operation without a row fails `test_*_matrix_covers_*` (the rows are compared with the schema's fields and the

@@ -1,4 +1,4 @@
-"""The GraphQL API over HTTP (README "Tokens", docs/protocols.md): tokens, provisioning, chats, unread counts, history, and
+"""The GraphQL API over HTTP (docs/configuration.md "Tokens", docs/protocols.md): tokens, provisioning, chats, unread counts, history, and
 authentication of subscriptions, against the real server on each database."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`websocket_manager` (README "Server-side API"): the original backend's server-side API, bound to the running app.
+"""`websocket_manager` (docs/operations.md "Server-side API"): the original backend's server-side API, bound to the running app.
 
 The server runs in-process (a real uvicorn in the test's event loop) so the module-level object its
 lifespan binds is the one this test calls; subscribers are real gql clients over WebSockets.
