@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Where `make run` serves (`make run PORT=8001 HOST=0.0.0.0`); an exported PORT is read too, as the CLI's
+# commands that call the server (`cli.py notify`) do.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: run test install bench
 
@@ -15,23 +19,30 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 /usr/bin/chromium:
 	-apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
-$(BIN)/.installed: requirements.txt
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
+
+# One stamp per requirements file: `make run` installs the runtime only (serving and the command line);
+# `make test` and `make bench` add the development tools. Editing a file installs it again.
+$(VENV)/.installed-runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
-install: $(BIN)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed-runtime
 
 run: install
-	$(BIN)/python cli.py serve --demo
+	$(BIN)/python cli.py serve --demo --host $(HOST) --port $(PORT)
 
-test: install tests/js/node_modules/.installed /usr/bin/chromium
+test: $(VENV)/.installed-dev tests/js/node_modules/.installed /usr/bin/chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # The benchmark (~10 minutes): writes bench/results/ (report.md, report.json, latency.png).
-bench: install
+bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench

@@ -7,10 +7,12 @@ server's GraphQL API (with a service token); the others work on this process's s
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import socket
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -44,6 +46,14 @@ NOTIFY_USER = "mutation($u: ID!, $n: JSON!) { sendGlobalNotification(userId: $u,
 NOTIFY_CHAT = (
     "mutation($c: ID!, $n: JSON!, $x: ID) { notifyChatParticipants(chatId: $c, notification: $n, excludeUserId: $x) }"
 )
+# `serve`'s port, and where the commands that call a running server look for it when PORT is not set.
+DEFAULT_PORT = 8000
+# The "serving on" line waits for the server's first HTTP answer; each probe waits this long for it (a request made
+# while the app is still starting is answered as soon as it is up) before the next probe.
+SERVING_PROBE_TIMEOUT = 10.0
+SERVING_PROBE_INTERVAL = 0.1
+# Hosts meaning "every interface", and the loopback address this machine reaches them by.
+EVERY_INTERFACE = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,7 +77,7 @@ def _settings() -> Settings:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port.")] = DEFAULT_PORT,
     workers: Annotated[int, typer.Option(min=1, help="Processes (more than 1 needs BROADCAST_URL=redis://…).")] = 1,
     demo: Annotated[bool, typer.Option("--demo", help="Seed the demo users and chats and print their tokens.")] = False,
     log_format: Annotated[
@@ -80,7 +90,8 @@ def serve(
     """Run the server.
 
     `uvicorn app:app` with the socket limits of SECURITY.md: per-message deflate off, frames capped at
-    MAX_FRAME_BYTES, a capped kernel send buffer per client socket.
+    MAX_FRAME_BYTES, a capped kernel send buffer per client socket. "serving on …" (with --demo: the addresses,
+    tokens and chat ids) is printed once the server answers; Ctrl-C stops it. A port in use exits 1.
     """
     # Through the environment, so that every worker process reads the same settings.
     for option, name, value in (("--log-format", "LOG_FORMAT", log_format), ("--log-level", "LOG_LEVEL", log_level)):
@@ -100,23 +111,28 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    # Bound first: a port in use is said before anything else is done or printed.
+    sock = bind_or_exit(settings, host=host, port=port)
+    url = local_url(host, port)
+    banner = serving_line(url, host=host)
     if demo:
         from server.demo import connection_help, seed_demo
 
-        asyncio.run(seed_demo(settings))
-        print(connection_help(settings, host=host, port=port), flush=True)
-    serve_app(settings, host=host, port=port, workers=workers)
+        banner = connection_help(settings, asyncio.run(seed_demo(settings)), url=url) + "\n" + banner
+    serve_app(settings, sock, url=url, banner=banner, workers=workers)
 
 
 @app.command("seed-demo")
 def seed_demo_command() -> None:
     """Create the demo users and chats.
 
-    Three users and two chats in DATABASE_URL, with fixed ids; running it again changes nothing.
+    Three users and two chats in DATABASE_URL, with fixed ids; running it again changes nothing. Prints each
+    with its id.
     """
-    from server.demo import seed_demo
+    from server.demo import seed_demo, seed_report
 
-    asyncio.run(seed_demo(_settings()))
+    settings = _settings()
+    print(seed_report(asyncio.run(seed_demo(settings)), database=database_name(settings)))
 
 
 @app.command()
@@ -163,9 +179,15 @@ def notify(
     data: Annotated[
         str | None, typer.Option(metavar="JSON", help="The notification as a JSON object; --title/--body are added.")
     ] = None,
-    url: Annotated[str, typer.Option(metavar="URL", help="The running server (its /graphql endpoint is called).")] = (
-        "http://127.0.0.1:8000"
-    ),
+    url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="The running server (its /graphql endpoint is called). Default: http://127.0.0.1:$PORT when the "
+            f"PORT environment variable is set (`make run PORT=…` serves there), else http://127.0.0.1:{DEFAULT_PORT}.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Send a notification through a running server.
 
@@ -190,8 +212,17 @@ def notify(
         query = NOTIFY_CHAT
         variables = {"c": str(chat), "n": notification, "x": None if exclude is None else str(exclude)}
         target = f"the members of chat {chat}" + ("" if exclude is None else f" except {exclude}")
-    _graphql(url, query, variables, token=service)
+    _graphql(url or running_server_url(), query, variables, token=service)
     print(f"notification sent to {target}")
+
+
+def running_server_url() -> str:
+    """Where the commands that call a server find it by default: the port `make run PORT=…` serves on when PORT is
+    exported, else the default one."""
+    port = os.environ.get("PORT", "").strip() or str(DEFAULT_PORT)
+    if not (port.isdecimal() and 0 < int(port) < 65536):
+        raise typer.BadParameter(f"expected a TCP port number, got {port!r}", param_hint="PORT (environment variable)")
+    return f"http://127.0.0.1:{port}"
 
 
 def _notification(data: str | None, *, title: str | None, body: str | None) -> dict[str, Any]:
@@ -255,7 +286,12 @@ def db_upgrade() -> None:
 
     settings = _settings()
     asyncio.run(_db_upgrade(Database(settings.database_url)))
-    print(f"database schema up to date: {settings.database_url.split('@')[-1]}")
+    print(f"database schema up to date: {database_name(settings)}")
+
+
+def database_name(settings: Settings) -> str:
+    """DATABASE_URL without its credentials, for messages."""
+    return settings.database_url.split("@")[-1]
 
 
 @app.command("export-schema")
@@ -291,29 +327,77 @@ def listening_socket(settings: Settings, *, host: str, port: int) -> socket.sock
     return sock
 
 
-def serve_app(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
+def bind_or_exit(settings: Settings, *, host: str, port: int) -> socket.socket:
+    """`listening_socket`, or one line saying why not (exit 1): a port in use is a newcomer's first obstacle."""
+    try:
+        return listening_socket(settings, host=host, port=port)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            _fail(
+                f"port {port} on {host} is already in use (another server?): pick another one, "
+                f"e.g. `make run PORT={port + 1}` or `cli.py serve --port {port + 1}`"
+            )
+        _fail(f"cannot listen on {host} port {port}: {error.strerror or error}")
+
+
+def local_url(host: str, port: int) -> str:
+    """The server's http:// address as this machine reaches it."""
+    host = EVERY_INTERFACE.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serving_line(url: str, *, host: str) -> str:
+    """The line that says the server is up, where, and how to stop it."""
+    where = f" (listening on {host or '0.0.0.0'}: every interface)" if host in EVERY_INTERFACE else ""
+    return f"serving on {url}{where}; Ctrl-C stops the server"
+
+
+def announce_when_serving(url: str, banner: str, stop: threading.Event) -> None:
+    """Print `banner` once the server at `url` answers HTTP, from a thread of this process: with --workers N the
+    app runs in uvicorn's worker processes, and the socket accepts connections from the moment it is bound, so
+    only an answer says that a client can use the addresses printed."""
+
+    def probe() -> None:
+        with httpx.Client(timeout=SERVING_PROBE_TIMEOUT, trust_env=False) as client:
+            while not stop.is_set():
+                try:
+                    if client.get(f"{url}/healthz").status_code == 200:
+                        print(banner, flush=True)
+                        return
+                except httpx.HTTPError:
+                    pass
+                stop.wait(SERVING_PROBE_INTERVAL)
+
+    threading.Thread(target=probe, name="announce-when-serving", daemon=True).start()
+
+
+def serve_app(settings: Settings, sock: socket.socket, *, url: str, banner: str, workers: int = 1) -> None:
+    """Serve the app on `sock` until stopped; `banner` is printed once it answers at `url`."""
     import uvicorn
 
     from server.logging_setup import log_config
 
-    sock = listening_socket(settings, host=host, port=port)
-    print(f"serving on http://{host}:{port}", flush=True)
-    uvicorn.run(
-        "app:app",
-        fd=sock.fileno(),
-        workers=workers,
-        # Per-message deflate costs ~300 KiB per connection when a client offers it (docs/library-notes.md); chat frames
-        # are small. Off, deliberately.
-        ws_per_message_deflate=False,
-        # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.
-        ws_max_size=settings.max_frame_bytes + 1,
-        timeout_graceful_shutdown=10,
-        # uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol
-        # violations logged as one line (uvicorn_protocols).
-        http="server.uvicorn_protocols:GuardedHttpToolsProtocol",
-        ws="server.uvicorn_protocols:GuardedWebSocketProtocol",
-        log_config=log_config(settings.log_format, settings.log_level),
-    )
+    stop = threading.Event()
+    announce_when_serving(url, banner, stop)
+    try:
+        uvicorn.run(
+            "app:app",
+            fd=sock.fileno(),
+            workers=workers,
+            # Per-message deflate costs ~300 KiB per connection when a client offers it (docs/library-notes.md); chat
+            # frames are small. Off, deliberately.
+            ws_per_message_deflate=False,
+            # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.
+            ws_max_size=settings.max_frame_bytes + 1,
+            timeout_graceful_shutdown=10,
+            # uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol
+            # violations logged as one line (uvicorn_protocols).
+            http="server.uvicorn_protocols:GuardedHttpToolsProtocol",
+            ws="server.uvicorn_protocols:GuardedWebSocketProtocol",
+            log_config=log_config(settings.log_format, settings.log_level),
+        )
+    finally:
+        stop.set()
 
 
 if __name__ == "__main__":

@@ -171,8 +171,9 @@ def stderr_handler(fmt: str = "text") -> logging.Handler:
     return handler
 
 
-# Libraries that talk a lot at INFO or DEBUG (aiosqlite: every operation; alembic: its plugins at each start).
-QUIET = ("aiosqlite", "alembic")
+# Libraries that talk a lot at INFO or DEBUG (aiosqlite: every operation; alembic: its plugins at each start;
+# httpx: every request, such as `cli.py serve`'s probe for its "serving on" line).
+QUIET = ("aiosqlite", "alembic", "httpx")
 
 
 def _quiet(level: str) -> str:

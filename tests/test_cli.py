@@ -2,7 +2,7 @@
 and `notify` end to end through a real server to real legacy and GraphQL clients.
 
 `db upgrade` on fresh databases is proved in test_migrations.py, `export-schema` in test_schema_file.py and
-`serve --demo` in test_run_command.py.
+`serve --demo` in test_run_command.py and test_first_run.py.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,10 +25,12 @@ import pytest
 import typer.main
 
 import cli
+from server.demo import DEMO_USERS
 from services.auth import TokenRules, authenticate
 from services.errors import Unauthenticated
 from tests.legacy_client import legacy
-from tests.support import ROOT, SECRET, Api, Server, free_port, subscribed
+from tests.support import ROOT, SECRET, Api, Server, free_port, sqlite_server, subscribed
+from tests.test_first_run import UUID
 
 # Every command path and the options its --help must show. A command missing here fails
 # test_every_command_of_the_app_has_a_help_test.
@@ -36,7 +39,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "seed-demo": (),
     "token": ("USER_ID", "--days"),
     "service-token": ("--days",),
-    "notify": ("--user", "--chat", "--exclude", "--title", "--body", "--data", "--url"),
+    "notify": ("--user", "--chat", "--exclude", "--title", "--body", "--data", "--url", "PORT"),
     "db": ("upgrade",),
     "db upgrade": (),
     "export-schema": ("PATH",),
@@ -44,8 +47,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 OTHER_SECRET = "not-the-servers-key-0123456789-0123456789-0123456789"
 
 
-def run_cli(*args: str, secret: str = SECRET) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SECRET_KEY": secret}
+def run_cli(*args: str, secret: str = SECRET, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if k != "PORT"}, "SECRET_KEY": secret, **settings}
     return subprocess.run(
         [sys.executable, "cli.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -162,6 +165,50 @@ async def test_notify_chat_reaches_every_member_and_exclude_leaves_one_out(api: 
         # Frames arrive in publish order: anything for Carol published before the marker has arrived by then.
         before_marker = await c.marker("after-the-excluding-notify")
     assert [f for f in before_marker if f["type"] == "global_notification"] == []
+
+
+async def test_notify_without_url_calls_the_server_on_the_port_in_PORT(api: Api) -> None:
+    """`make run PORT=…` serves elsewhere than 8000; with PORT exported, `notify` finds it without --url."""
+    erin = await api.new_user("erin")
+    async with legacy(api, erin) as socket:
+        done = await asyncio.to_thread(
+            run_cli, "notify", "--user", erin.id, "--title", "found you", PORT=str(api.server.port)
+        )
+        assert done.returncode == 0, done.stderr
+        frame = await socket.next("global_notification")
+    assert frame["data"] == {"title": "found you"}
+
+
+def test_notify_with_a_port_that_is_not_a_number_in_PORT_is_a_usage_error() -> None:
+    done = run_cli("notify", "--user", str(uuid.uuid4()), "--title", "t", PORT="eight thousand")
+    assert done.returncode == 2, done
+    assert "PORT" in done.stderr and "eight thousand" in done.stderr, done.stderr
+
+
+def seeded_lines(output: str) -> dict[str, tuple[str, str]]:
+    """`seed-demo`'s output: each user's or chat's name -> (its id, created / already there)."""
+    lines = (
+        re.match(rf"^\s+(\S.*?)\s+id ({UUID})\s+\((created|already there)\)$", line) for line in output.splitlines()
+    )
+    return {m.group(1): (m.group(2), m.group(3)) for m in lines if m is not None}
+
+
+def test_seed_demo_prints_the_users_and_chats_with_their_ids_and_a_second_run_creates_nothing(tmp_path: Path) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"
+    first, second = run_cli("seed-demo", DATABASE_URL=database), run_cli("seed-demo", DATABASE_URL=database)
+    assert first.returncode == 0 and second.returncode == 0, (first, second)
+    created, again = seeded_lines(first.stdout), seeded_lines(second.stdout)
+    users = {user.email: (str(user.id), "created") for user in DEMO_USERS}
+    assert {name: seen for name, seen in created.items() if name in users} == users, first.stdout
+    assert set(created) == {*users, "alice & bob", "Trail crew"}, first.stdout
+    assert all(how == "created" for _, how in created.values()), first.stdout
+    assert again == {name: (id_, "already there") for name, (id_, _) in created.items()}, second.stdout
+    with sqlite_server(tmp_path) as server:  # the same database file
+        api = Api(server)
+        chats = asyncio.run(api.data("{ myChats { id name } }", token=api.token(DEMO_USERS[0].id)))["myChats"]
+    assert {chat["name"] or "alice & bob": chat["id"] for chat in chats} == {
+        name: created[name][0] for name in ("alice & bob", "Trail crew")
+    }
 
 
 async def test_notify_signed_with_another_key_is_refused_with_the_servers_code(api: Api) -> None:

@@ -3,11 +3,8 @@ GraphiQL is and tokens that work, with no configuration at all."""
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +13,7 @@ import httpx
 import pytest
 
 from tests.support import ROOT, STARTUP_TIMEOUT, free_port
-
-JWT = re.compile(r"^\s+(eyJ[\w-]+\.[\w-]+\.[\w-]+)\s*$")
-EMAIL_LINE = re.compile(r"^\s+(\S+@\S+)\s+id\s+([0-9a-f-]{36})\s*$")
+from tests.test_first_run import BANNER_END, Running, fresh_shell, parse_banner
 
 
 @dataclass
@@ -29,58 +24,16 @@ class DemoServer:
     tokens: dict[str, str]  # demo user's email -> the token printed under it
 
 
-def parse_tokens(output: str) -> dict[str, str]:
-    tokens: dict[str, str] = {}
-    email: str | None = None
-    for line in output.splitlines():
-        if (m := EMAIL_LINE.match(line)) is not None:
-            email = m.group(1)
-        elif (m := JWT.match(line)) is not None and email is not None:
-            tokens[email] = m.group(1)
-            email = None
-    return tokens
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     """`python cli.py serve --demo --port <free>` on a fresh SQLite file, no SECRET_KEY, as on a fresh machine."""
     tmp = tmp_path_factory.mktemp("demo")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "BROADCAST_URL")}
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp / 'demo.db'}"
-    log_path = tmp / "output.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "cli.py", "serve", "--demo", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            output = log_path.read_text(errors="replace")
-            assert proc.poll() is None, f"cli.py serve exited with {proc.returncode}:\n{output}"
-            assert time.monotonic() < deadline, (
-                f"cli.py serve --demo did not come up within {STARTUP_TIMEOUT}s:\n{output}"
-            )
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        output = log_path.read_text(errors="replace")
-        yield DemoServer(url=url, port=port, output=output, tokens=parse_tokens(output))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env = fresh_shell(DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'demo.db'}")
+    argv = [sys.executable, "cli.py", "serve", "--demo", "--port", str(port)]
+    with Running(argv, cwd=ROOT, env=env, log=tmp / "output.log") as server:
+        output = server.wait_for(lambda out: BANNER_END in out, "banner", STARTUP_TIMEOUT)
+        yield DemoServer(url=f"http://127.0.0.1:{port}", port=port, output=output, tokens=parse_banner(output).tokens)
 
 
 def graphql(demo: DemoServer, query: str, token: str) -> dict[str, Any]:
