@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> JSONResponse:
-        """200 when both the database and the event bus are reachable, 503 otherwise (README "Operations")."""
+        """200 when both the database and the event bus are reachable, 503 otherwise (docs/operations.md)."""
         try:
             await asyncio.wait_for(rt.db.ping(), READINESS_TIMEOUT)
             database = True

@@ -1,4 +1,4 @@
-"""Settings from the environment (README "Configuration"). Built once by the caller and passed in, never imported as a global."""
+"""Settings from the environment (docs/configuration.md). Built once by the caller and passed in, never imported as a global."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     broadcast_url: str = DEFAULT_BROADCAST_URL
     secret_key: str | None = None
-    # The original guide's clients refresh typing every few seconds; 10 s is the documented default (README "Configuration").
+    # The original guide's clients refresh typing every few seconds; 10 s is the documented default (docs/configuration.md).
     typing_ttl: float = 10.0
     # Per-connection outbox bounds: enough for a burst of a busy group chat (1,000 events or 1 MiB,
     # Centrifugo's per-client queue default) before the connection counts as a slow consumer.
