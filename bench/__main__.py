@@ -3,7 +3,8 @@
 For each server: seed its database (product only), start it pinned to the server core, run the client process
 (`bench.client`) pinned to the client core, stop the server. Progress goes to stderr; the report (report.md,
 report.json, latency.png) to --out. Scratch files (databases, server logs, client specs) live in a temporary
-directory, removed after a run that went well and kept (its path printed) after one that did not.
+directory, removed after a run that went well and kept (its path printed) after one that did not. The Node
+peer's packages are installed first (`npm ci` in bench/js) when bench/js/node_modules is missing.
 """
 
 from __future__ import annotations
@@ -28,17 +29,29 @@ from typing import Any
 from bench import procstat, report
 from bench.plan import FULL, SMOKE, Plan
 from bench.seed import seed_database, user_tokens
-from bench.servers import PRODUCT, ROOT, SECRET, SERVERS, ServerProcess, pinned
+from bench.servers import JS, PRODUCT, ROOT, SECRET, SERVERS, ServerProcess, install_node_peer, pinned
 
 WORKLOADS = {
-    "baseline": ["idle", "fanout", "small"],
+    "baseline": ["idle", "fanout", "small", "socket_storm"],
     "socketio": ["idle", "fanout", "small"],
+    "strawberry": ["idle", "fanout", "small"],
+    "graphqlws": ["idle", "fanout", "small"],
     # The write path is the product's alone, and one path for both protocols: measured once.
     "legacy": ["idle", "fanout", "small", "write"],
-    "graphql": ["idle", "fanout", "small"],
+    "graphql": ["idle", "fanout", "small", "storm"],
 }
-CLIENT_TIMEOUT = 1200.0
-PACKAGES = ("uvicorn", "starlette", "websockets", "strawberry-graphql", "sqlalchemy", "python-socketio", "uvloop")
+CLIENT_TIMEOUT = 1800.0  # the product's GraphQL run ends with the reconnect storm, which may wait minutes
+PACKAGES = (
+    "uvicorn",
+    "starlette",
+    "websockets",
+    "strawberry-graphql",
+    "broadcaster",
+    "sqlalchemy",
+    "python-socketio",
+    "python-engineio",
+    "uvloop",
+)
 
 
 def cores() -> tuple[int, int]:
@@ -65,7 +78,7 @@ def run_server(
         log(f"{kind}: seeded {plan.users:,} users in {time.monotonic() - started:.1f}s")
     server = ServerProcess(kind, cpu=server_cpu, log_path=work / f"{kind}.log", database_url=database_url).start()
     log(f"{kind}: server pid {server.pid} on CPU {server_cpu}, port {server.port}; client on CPU {client_cpu}")
-    spec = {
+    spec: dict[str, Any] = {
         "server": kind,
         "port": server.port,
         "pid": server.pid,
@@ -107,15 +120,29 @@ def machine(command: str, server_cpu: int, client_cpu: int) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "packages": {name: metadata.version(name) for name in PACKAGES},
+        "node": node_versions(),
     }
+
+
+def node_versions() -> dict[str, str]:
+    """Node's version and the Node peer's packages as installed (package-lock.json pins them)."""
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    lock = json.loads((JS / "package-lock.json").read_text())
+    installed = {
+        path.removeprefix("node_modules/"): entry["version"]
+        for path, entry in lock["packages"].items()
+        if path.startswith("node_modules/") and not entry.get("dev")
+    }
+    return {"node": node, **installed}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the product (legacy and GraphQL streaming) against a bare Starlette broadcast "
-        "and python-socketio: CPU per delivery, latency, memory per idle connection, the write path.",
+        description="Benchmark the product (legacy and GraphQL streaming) against a bare Starlette broadcast, "
+        "python-socketio, plain Strawberry subscriptions and Node's graphql-ws: CPU per delivery, latency, memory "
+        "per idle connection, the write path, a reconnect storm.",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny run of every workload (seconds; figures meaningless)"
@@ -126,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--servers",
         default=",".join(SERVERS),
-        help="comma-separated subset of %(default)s (the report's ratios need all four)",
+        help="comma-separated subset of %(default)s (the report's ratios need them all)",
     )
     args = parser.parse_args(args_list)
     kinds = [k for k in args.servers.split(",") if k]
@@ -134,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown servers: {', '.join(unknown)}")
     plan = SMOKE if args.smoke else FULL
+    if "graphqlws" in kinds:
+        install_node_peer()
     server_cpu, client_cpu = cores()
     python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
     command = shlex.join([python, "-m", "bench", *args_list])

@@ -23,10 +23,10 @@ from typing import Any
 import uvloop
 
 from bench import procstat
-from bench.dialects import DIALECTS, Dialect
-from bench.load import Peer, Tally, pace, percentiles_ms
+from bench.dialects import DIALECTS, Dialect, Legacy
+from bench.load import Peer, ResumingPeer, Tally, pace, percentiles_ms
 from bench.plan import Plan
-from bench.wsclient import WebSocket
+from bench.wsclient import WebSocket, connect
 
 HOST = "127.0.0.1"
 CONNECT_CONCURRENCY = 100  # upgrades in flight at once
@@ -43,6 +43,10 @@ RSS_STABLE = 0.01  # consecutive readings this close (relative) are settled
 # can hold every delivery for a second at any rate.)
 FELL_BEHIND_P50_MS = 1000.0
 KEPT_UP_SHARE = 0.9
+STORM_TIMEOUT = 300.0  # for a storm's connections to open, and for its clients to catch up
+# A storm's clients have stopped catching up once no message arrived for this long (longer than the product's
+# database pool timeout, 30 s, so a client waiting on the pool is still waited for).
+STORM_STALL = 45.0
 
 
 class WorkloadError(RuntimeError):
@@ -58,7 +62,9 @@ class Client:
         self.server = spec["server"]
         self.pid: int = spec["pid"]
         self.plan = Plan.from_json(spec["plan"])
-        self.dialect: Dialect = DIALECTS[self.server](HOST, spec["port"], spec["tokens"])
+        self.port: int = spec["port"]
+        self.tokens: list[str] = spec["tokens"]
+        self.dialect: Dialect = DIALECTS[self.server](HOST, self.port, self.tokens)
         self.tally = Tally(self.dialect)
         self.started = time.monotonic()
 
@@ -169,6 +175,142 @@ class Client:
         opened = await self.measure(senders, senders, plan.write_open_rate, "write path, open loop")
         await self.close_all(senders)
         return {"senders": plan.write_senders, "closed_loop": closed, "open_loop": opened}
+
+    async def storm(self) -> dict[str, Any]:
+        """(e) The reconnect storm: the plan's `storm_clients` legacy and as many GraphQL clients, streaming
+        their lobby chats, all drop at once; `storm_missed` messages go to each lobby while they are down; once
+        the server has dealt with the drop, all reconnect at once, each resuming from the cursor of the last
+        event it received (docs/resume.md). Measured from the first reconnection until every client has received
+        every missed message and one live message sent once all are connected again, each exactly once. What
+        goes wrong after the drop (a refused reconnection, an error instead of events) is counted, not fatal."""
+        legacy = Legacy(HOST, self.port, self.tokens)
+        clients, senders = await self.open_storm_clients(legacy)
+        peers = [p for _, _, p in clients]
+        for peer in peers:
+            assert peer.ws.transport is not None
+            peer.ws.transport.abort()
+        await asyncio.gather(*(p.ws.closed for p in peers))
+        missed, tally = self.plan.storm_missed, self.tally
+        tally.begin(peers)
+        for peer in peers:
+            peer.expect_numbers(missed + 1)
+        unacknowledged = sum(await asyncio.gather(*(self.send_all(s, range(missed)) for s in senders)))
+        await self.quiesce()
+
+        started, cpu_before, errors_before = time.monotonic(), procstat.cpu_seconds(self.pid), tally.unexpected
+
+        async def reconnect(user: int, graphql: bool, peer: ResumingPeer) -> None:
+            dialect = self.dialect if graphql else legacy
+            assert isinstance(dialect, Legacy) and peer.cursor is not None
+            peer.attach(await dialect.resume(user, peer.cursor, STORM_TIMEOUT))
+
+        results = await asyncio.gather(*(reconnect(*c) for c in clients), return_exceptions=True)
+        reconnected = time.monotonic() - started
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            self.log(f"storm: {len(failures)} of {len(peers)} reconnections failed, e.g. {failures[0]!r}")
+        unacknowledged += sum(await asyncio.gather(*(self.send_all(s, [missed], STORM_STALL) for s in senders)))
+        tally.expect((len(peers) + len(senders)) * (missed + 1))  # senders receive their own messages too
+        caught_up = await self.wait_progress(STORM_TIMEOUT, STORM_STALL)
+        streaming, cpu = time.monotonic() - started, procstat.cpu_seconds(self.pid) - cpu_before
+        figures = {
+            "clients": len(peers),
+            "graphql_clients": sum(1 for _, graphql, _ in clients if graphql),
+            "missed_per_client": missed,
+            "caught_up": caught_up,
+            "reconnect_seconds": round(reconnected, 3),
+            "streaming_seconds": round(streaming, 3),
+            "server_cpu_seconds": round(cpu, 3),
+            "cpu_ms_per_client": round(cpu / len(peers) * 1e3, 3),
+            "missing": sum(p.missing() for p in peers),
+            "duplicates": sum(p.duplicates() for p in peers),
+            "closed_early": self.closed_early(peers),
+            "failed_reconnections": len(failures),
+            "unacknowledged_sends": unacknowledged,
+            "error_frames": tally.unexpected - errors_before,
+        }
+        self.log(
+            f"storm: {len(peers):,} clients reconnected in {reconnected:.2f}s, "
+            + (f"all streaming after {streaming:.2f}s" if caught_up else f"not all caught up after {streaming:.2f}s")
+            + f", server CPU {cpu:.2f}s, missing {figures['missing']}, duplicates {figures['duplicates']}, "
+            f"{figures['error_frames']} error frames, {figures['closed_early']} closed by the server"
+        )
+        await self.close_all(peers + senders)
+        return figures
+
+    async def open_storm_clients(self, legacy: Legacy) -> tuple[list[tuple[int, bool, ResumingPeer]], list[Peer]]:
+        """The storm's clients, (user, GraphQL?, peer) each, streaming and holding the cursor of their lobby's
+        last event, and a legacy sender per lobby (sender g's messages reach the clients of group g)."""
+        plan, tally = self.plan, self.tally
+        clients: list[tuple[int, bool, ResumingPeer]] = []
+        senders: list[Peer] = []
+        for group, users in plan.storm_groups():
+            lobby = plan.lobby(group)
+            sender = Peer(await legacy.open_sender(users[0], lobby), tally, group=len(senders), room=lobby)
+            await self.prove_live([sender], [sender], PROOF_RATE)
+
+            def opener(i: int, lobby: str = lobby, users: range = users) -> Awaitable[WebSocket]:
+                dialect = self.dialect if i % 2 else legacy
+                return dialect.open_receiver(users[i // 2], [lobby])
+
+            opened = await self.open_live(
+                range(2 * len(users)), opener, [sender], PROOF_RATE, "storm clients", lambda ws: ResumingPeer(ws, tally)
+            )
+            for i, peer in enumerate(opened):
+                assert isinstance(peer, ResumingPeer)
+                peer.group = len(senders)
+                clients.append((users[i // 2], bool(i % 2), peer))
+            senders.append(sender)
+        peers = [p for _, _, p in clients]
+        self.log(f"storm: {len(peers):,} clients streaming")
+        # One more message to each lobby: every client's cursor is then that of its lobby's last event.
+        await self.send_each(peers, senders, [0])
+        without = sum(1 for p in peers if p.cursor is None)
+        if without:
+            raise WorkloadError(f"{without} storm clients received no cursor")
+        return clients, senders
+
+    async def socket_storm(self) -> dict[str, Any]:
+        """(e) The floor of the reconnect storm: twice the plan's `storm_clients` plain sockets opened at once
+        (each upgraded), nothing more. A socket that fails to open is counted, not fatal."""
+        count = 2 * self.plan.storm_clients
+        room = self.plan.lobby(0)
+        started, cpu_before = time.monotonic(), procstat.cpu_seconds(self.pid)
+
+        async def one() -> WebSocket:
+            return await connect(HOST, self.port, f"/ws?rooms={room}", within=STORM_TIMEOUT)
+
+        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        seconds = time.monotonic() - started
+        cpu = procstat.cpu_seconds(self.pid) - cpu_before
+        opened = [r for r in results if isinstance(r, WebSocket)]
+        await asyncio.gather(*(ws.close() for ws in opened))
+        failures = [r for r in results if not isinstance(r, WebSocket)]
+        if failures:
+            self.log(f"socket storm: {len(failures)} of {count} sockets failed to open, e.g. {failures[0]!r}")
+        self.log(f"socket storm: {count:,} sockets opened at once in {seconds:.2f}s, server CPU {cpu:.2f}s")
+        return {
+            "sockets": count,
+            "failed": len(failures),
+            "open_seconds": round(seconds, 3),
+            "server_cpu_seconds": round(cpu, 3),
+            "cpu_ms_per_socket": round(cpu / count * 1e3, 3),
+        }
+
+    async def send_each(self, peers: Sequence[Peer], senders: Sequence[Peer], numbers: Sequence[int]) -> None:
+        """A new phase over `peers`: each sender sends `numbers` (acknowledged), then wait until every peer has
+        received at least one message of the phase."""
+        self.tally.begin(peers)
+        if sum(await asyncio.gather(*(self.send_all(s, numbers) for s in senders))):
+            raise WorkloadError("a message was not acknowledged")
+        if not await self.wait(self.tally.ready, READY_TIMEOUT):
+            raise WorkloadError(f"{self.tally.waiting} of {len(peers)} connections never received a message")
+
+    @staticmethod
+    async def send_all(sender: Peer, numbers: Sequence[int], within: float = ACK_TIMEOUT) -> int:
+        """Send `numbers` in turn, each acknowledged (stored and fanned out) or given up on after `within`
+        seconds before the next; how many were not acknowledged."""
+        return sum([not await sender.send_acknowledged(n, within) for n in numbers])
 
     # -- measuring ------------------------------------------------------------------------------------
 
@@ -296,6 +438,7 @@ class Client:
         senders: Sequence[Peer],
         rate: float,
         label: str,
+        peer: Callable[[WebSocket], Peer] | None = None,
     ) -> list[Peer]:
         """A connection for each of `users`, opened in batches of the plan's `batch`; each batch is proven live
         (every connection received a message from `senders`) before the next opens.
@@ -306,21 +449,28 @@ class Client:
         peers: list[Peer] = []
         size = self.plan.batch
         for start in range(users.start, users.stop, size):
-            batch = await self.open_many(range(start, min(users.stop, start + size)), opener, label)
+            batch = await self.open_many(range(start, min(users.stop, start + size)), opener, label, peer)
             await self.prove_live(batch, senders, rate)
             peers += batch
             if len(users) > size:
                 self.log(f"{label}: {len(peers):,}/{len(users):,} connected and live")
         return peers
 
-    async def open_many(self, users: range, opener: Callable[[int], Awaitable[WebSocket]], label: str) -> list[Peer]:
-        """A connection for each of `users`, at most CONNECT_CONCURRENCY upgrades at a time; any failure fails
-        the workload."""
+    async def open_many(
+        self,
+        users: range,
+        opener: Callable[[int], Awaitable[WebSocket]],
+        label: str,
+        peer: Callable[[WebSocket], Peer] | None = None,
+    ) -> list[Peer]:
+        """A connection for each of `users` (a `peer` each, a plain Peer by default), at most
+        CONNECT_CONCURRENCY upgrades at a time; any failure fails the workload."""
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        make = peer or (lambda ws: Peer(ws, self.tally))
 
         async def one(i: int) -> Peer:
             async with gate:
-                return Peer(await opener(i), self.tally)
+                return make(await opener(i))
 
         results = await asyncio.gather(*(one(i) for i in users), return_exceptions=True)
         peers = [r for r in results if isinstance(r, Peer)]
@@ -394,6 +544,18 @@ class Client:
             if abs(current - previous) <= RSS_STABLE * previous or time.monotonic() > deadline:
                 return current
             previous = current
+
+    async def wait_progress(self, within: float, stall: float) -> bool:
+        """Wait for the phase's expected deliveries, at most `within` seconds, and give up sooner once none has
+        arrived for `stall` seconds. True if they all arrived."""
+        deadline = time.monotonic() + within
+        while True:
+            delivered = self.tally.delivered
+            left = deadline - time.monotonic()
+            if await self.wait(self.tally.complete, min(stall, left)):
+                return True
+            if self.tally.delivered == delivered or time.monotonic() >= deadline:
+                return False
 
     @staticmethod
     async def wait(event: asyncio.Event, within: float) -> bool:

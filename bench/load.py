@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from time import time_ns
 
-from bench.dialects import Dialect
+from bench.dialects import Dialect, cursor_in
 from bench.wsclient import WebSocket
 
 MARK = b"~T"
@@ -67,7 +67,7 @@ class Tally:
             self.complete.set()
 
     def not_a_delivery(self, peer: Peer, data: bytes, start: int, end: int) -> None:
-        if self.dialect.keep_alive(peer.ws, data, start, end):
+        if self.dialect.keep_alive(peer.ws, data, start, end) or self.dialect.reply(data, start, end):
             return
         if self.dialect.presence(data, start, end):
             self.presence += 1
@@ -93,7 +93,12 @@ class Peer:
         self.got = 0
         self.waiter: asyncio.Future[bool] | None = None  # a closed-loop send waiting for its acknowledgement
         self.awaiting = -1
-        ws.on_message = self.on_message
+        ws.handover(self.on_message)
+
+    def attach(self, ws: WebSocket) -> None:
+        """Carry on over a new connection (a reconnection): its messages count for this peer."""
+        self.ws = ws
+        ws.handover(self.on_message)
 
     def on_message(self, data: bytes, start: int, end: int, now: int) -> None:
         """The hot path: one call per frame received, on every connection."""
@@ -139,6 +144,47 @@ class Peer:
             return None
         finally:
             self.waiter = None
+
+
+class ResumingPeer(Peer):
+    """A peer that keeps the resume cursor of the last event it received, and counts each message of the
+    current phase by number (`expect_numbers`), so a resume can be checked for exactly-once delivery."""
+
+    __slots__ = ("counts", "cursor")
+
+    def __init__(self, ws: WebSocket, tally: Tally) -> None:
+        self.cursor: str | None = None
+        self.counts = bytearray()
+        super().__init__(ws, tally)
+
+    def expect_numbers(self, count: int) -> None:
+        """Count messages 0..count-1 of the current phase from now on."""
+        self.counts = bytearray(count)
+
+    def on_message(self, data: bytes, start: int, end: int, now: int) -> None:
+        super().on_message(data, start, end, now)
+        cursor = cursor_in(data, start, end)
+        if cursor is not None:
+            self.cursor = cursor
+        found = numbered(data, start, end)
+        if found is not None and found[0] == self.tally.phase and found[1] < len(self.counts):
+            self.counts[found[1]] = min(255, self.counts[found[1]] + 1)
+
+    def missing(self) -> int:
+        return self.counts.count(0)
+
+    def duplicates(self) -> int:
+        return sum(c - 1 for c in self.counts if c > 1)
+
+
+def numbered(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """The (phase, n) of a bench message's marker, None if the frame carries none."""
+    i = data.find(MARK, start, end)
+    if i < 0:
+        return None
+    j = data.find(b"~", i + 2, end)
+    k = data.find(b"~", j + 1, end)
+    return int(data[j + 1 : k]), int(data[k + 1 : data.find(b"~", k + 1, end)])
 
 
 async def pace(

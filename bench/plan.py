@@ -32,12 +32,19 @@ class Plan:
     # Every measured window follows `warmup` seconds of the same load.
     warmup: float
     window: float
+    # (e) the reconnect storm: this many legacy and as many GraphQL clients of the product (the idle workload's
+    # users, two connections each) drop at once; `storm_missed` messages go to each of their lobby chats while
+    # they are down. The floor opens twice `storm_clients` plain sockets at once.
+    storm_clients: int
+    storm_missed: int
 
     def __post_init__(self) -> None:
         if self.headline_rate not in self.ramp:
             raise ValueError("the headline rate must be one of the ramp's rates")
         if self.write_senders > self.small_chats:
             raise ValueError("each write-path sender writes to a small chat of its own")
+        if self.storm_clients > self.idle:
+            raise ValueError("the reconnect storm's users are the idle workload's measured ones")
 
     @property
     def users(self) -> int:
@@ -75,6 +82,15 @@ class Plan:
     def lobby(self, group: int) -> str:
         return self.chat(1 + self.small_chats + group)
 
+    def storm_groups(self) -> list[tuple[int, range]]:
+        """The reconnect storm's users by idle group (the index of the group's lobby), in order."""
+        end = self.idle_warmup + self.storm_clients
+        return [
+            (g, range(users.start, min(users.stop, end)))
+            for g, users in enumerate(self.idle_groups())
+            if g > 0 and users.start < end
+        ]
+
     def chats(self) -> list[tuple[str, list[int]]]:
         """Every chat with its members' user indexes."""
         chats = [(self.big_chat, list(range(self.big_members)))]
@@ -96,7 +112,8 @@ class Plan:
 FULL = Plan(
     name="full",
     big_members=1000,
-    ramp=(5, 10, 20, 40, 80),
+    # 2 msg/s: a rate the slower peers keep up with, so that they are compared somewhere in (a).
+    ramp=(2, 5, 10, 20, 40, 80),
     headline_rate=20,
     small_chats=100,
     small_members=10,
@@ -108,6 +125,8 @@ FULL = Plan(
     write_open_rate=500,
     warmup=2.0,
     window=10.0,
+    storm_clients=5000,
+    storm_missed=10,
 )
 
 # A few seconds per server: proves every path works end to end; its figures mean nothing.
@@ -126,4 +145,6 @@ SMOKE = Plan(
     write_open_rate=50,
     warmup=0.3,
     window=1.0,
+    storm_clients=30,
+    storm_missed=3,
 )

@@ -1,4 +1,4 @@
-"""What the two comparison servers share: their health route and how they are run (the product's uvicorn
+"""What the Python comparison servers share: their health route and how they are run (the product's uvicorn
 options: per-message deflate off, no access log)."""
 
 from __future__ import annotations

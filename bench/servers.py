@@ -21,8 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "tailtrail-bench-secret-key-0123456789abcdef"
-SERVERS = ("baseline", "socketio", "legacy", "graphql")
+SERVERS = ("baseline", "socketio", "strawberry", "graphqlws", "legacy", "graphql")
 PRODUCT = ("legacy", "graphql")
+JS = ROOT / "bench" / "js"
+NPM_TIMEOUT = 300.0
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
@@ -31,6 +33,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def install_node_peer() -> None:
+    """The Node peer's packages, exactly as bench/js/package-lock.json pins them, unless already installed."""
+    if (JS / "node_modules").is_dir():
+        return
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, stdin=subprocess.DEVNULL, check=True, timeout=NPM_TIMEOUT
+    )
 
 
 def pinned(cpu: int) -> Callable[[], None]:
@@ -53,6 +64,10 @@ class ServerProcess:
             return [sys.executable, "-m", "bench.baseline_server", "--port", port]
         if self.kind == "socketio":
             return [sys.executable, "-m", "bench.socketio_server", "--port", port]
+        if self.kind == "strawberry":
+            return [sys.executable, "-m", "bench.strawberry_server", "--port", port]
+        if self.kind == "graphqlws":
+            return ["node", str(JS / "graphql_ws_server.mjs"), "--port", port]
         return [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", port]
 
     def environment(self) -> dict[str, str]:

@@ -1,8 +1,15 @@
 """The peer: what a Python team would pick instead, python-socketio's `AsyncServer` (ASGI) on uvicorn with
-the product's uvicorn options and socket.io's defaults.
+the product's uvicorn options and socket.io's defaults, serving the WebSocket transport only (the bench's
+clients open it directly, `EIO=4&transport=websocket`, with no polling first).
 
 A client joins the rooms listed in its connect auth payload (`{"rooms": [...]}`); an event
 `send {"room", "content"}` is emitted to the room as `new_message` (socket.io encodes it once per emit).
+
+Its cost is python-socketio's own, not its configuration's (checked against its documentation and measured;
+the report's "About socket.io's figures" has the numbers): an emit to a room starts one asyncio task per
+recipient, each socket's engine.io writer wakes through `asyncio.wait_for` once per packet, and that churn of
+tasks keeps CPython's cyclic garbage collector busy walking every connection's objects. The documented knobs
+(`async_mode`, a JSON module, `always_connect`, ping interval and timeout, compression) do not touch that path.
 
 `python -m bench.socketio_server --port P`
 """
@@ -19,7 +26,7 @@ from starlette.routing import Route
 
 from bench import serve
 
-sio = socketio.AsyncServer(async_mode="asgi")
+sio = socketio.AsyncServer(async_mode="asgi", transports=["websocket"])
 
 
 @sio.event

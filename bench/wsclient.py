@@ -145,6 +145,15 @@ class WebSocket(asyncio.Protocol):
         if self.transport is not None and not self._close_sent:
             self.transport.write(frame(OP_TEXT, payload))
 
+    def handover(self, handler: Handler) -> None:
+        """From now on, text messages go to `handler`, starting with those queued for `recv()` meanwhile (a
+        server may send its first events in the same read as its handshake's answer)."""
+        self.on_message = handler
+        now = time_ns()
+        while not self._inbox.empty():
+            message = self._inbox.get_nowait()
+            handler(message, 0, len(message), now)
+
     async def recv(self, within: float) -> bytes:
         """The next text message, while `on_message` is the default (protocol set-up)."""
         return await asyncio.wait_for(self._inbox.get(), within)
