@@ -7,8 +7,10 @@ write lock late and fails or loses read-modify-write updates under concurrency (
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event, make_url, text
@@ -19,9 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from models import migrate
 from models.group_commit import PRAGMAS as SQLITE_PRAGMAS
 
+# The read pool: its connections and the overflow it may open beyond them. Readers past that wait for a slot in
+# order (`Database.read`), not in the pool, whose checkout gives up after 30 s: in a reconnect storm thousands of
+# resuming clients each read what they missed, and every one of them must get its answer.
+READ_POOL, READ_OVERFLOW = 10, 10
+# Whether this task holds a read slot already: a read inside a read takes none (it would wait for itself).
+_holding_slot: ContextVar[bool] = ContextVar("holding_read_slot", default=False)
+
 
 def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, pool_size=READ_POOL, max_overflow=READ_OVERFLOW)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -50,16 +59,31 @@ class Database:
             self._write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
         else:
             # pool_pre_ping: a server restart costs one failed checkout, not one failed request.
-            self._read_engine = self._write_engine = create_async_engine(url, pool_pre_ping=True, pool_size=10)
+            self._read_engine = self._write_engine = create_async_engine(
+                url, pool_pre_ping=True, pool_size=READ_POOL, max_overflow=READ_OVERFLOW
+            )
         # The file of a SQLite database (None for PostgreSQL, and for an in-memory or URI database).
         path = make_url(url).database if self.is_sqlite else None
         self.sqlite_path = path if path and path != ":memory:" and not path.startswith("file:") else None
         self._read = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._write = async_sessionmaker(self._write_engine, expire_on_commit=False)
+        self._read_slots = asyncio.Semaphore(READ_POOL + READ_OVERFLOW)
+
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if _holding_slot.get():
+            yield
+            return
+        async with self._read_slots:
+            token = _holding_slot.set(True)
+            try:
+                yield
+            finally:
+                _holding_slot.reset(token)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read() as session:
+        async with self._slot(), self._read() as session:
             yield session
 
     @asynccontextmanager
@@ -67,7 +91,7 @@ class Database:
         """A read of several statements that all see one moment: a `myChats` whose unread counts and last
         messages agree. A SQLite read transaction is one snapshot already; PostgreSQL's default (READ COMMITTED)
         takes a new one per statement, so this asks for REPEATABLE READ."""
-        async with self._read() as session:
+        async with self._slot(), self._read() as session:
             if not self.is_sqlite:
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
