@@ -77,15 +77,16 @@ def close_pages() -> Iterator[None]:
         OPEN_CONTEXTS.pop().close()
 
 
-def new_page(browser: Browser) -> Page:
-    context = browser.new_context()
+def new_page(browser: Browser, **device: Any) -> Page:
+    """A page in a new browser context; `device` is Playwright's context options (viewport, is_mobile, …)."""
+    context = browser.new_context(**device)
     OPEN_CONTEXTS.append(context)
     return context.new_page()
 
 
-def sign_in(browser: Browser, server: Server, email: str) -> Page:
+def sign_in(browser: Browser, server: Server, email: str, **device: Any) -> Page:
     """A new browser context (its own storage) on `/`, signed in as a demo user by clicking their name."""
-    page = new_page(browser)
+    page = new_page(browser, **device)
     page.set_default_timeout(WAIT_MS)
     page.on("pageerror", lambda exc: PAGE_ERRORS.append(f"{email}: {exc}"))
     page.goto(server.url + "/")
@@ -410,7 +411,8 @@ def test_removed_from_the_open_chat_the_page_closes_it(server: Server, browser: 
         CAROL.email, "mutation($c: ID!, $u: ID!) { removeChatMember(chatId: $c, userId: $u) }", c=group, u=str(BOB.id)
     )
     expect(chat_button(page, "Trail crew")).to_have_count(0)
-    expect(page.locator("#chat-title")).to_have_text("Pick a chat")
+    expect(page.get_by_role("region", name="No chat open")).to_be_visible()
+    expect(page.locator("#chat-title")).to_be_hidden()
     expect(page.locator("#composer")).to_be_hidden()
     assert PAGE_ERRORS == []
 
