@@ -6,9 +6,10 @@ which would otherwise queue for the engine's small pool in a reconnect storm.
 A send through SQLAlchemy's async engine and aiosqlite costs a thread hop and a few hundred microseconds of
 statement building per statement; a send is five statements. Here the hot writes are plain `sqlite3` units
 of work (functions of a connection) queued to one writer thread, which runs every unit waiting at that
-moment in one `BEGIN IMMEDIATE … COMMIT`, each inside its own savepoint — a unit that fails rolls back alone
-— and hands the outcomes back to the event loop in one call, in commit order. Nothing waits to fill a batch:
-while one transaction commits, the next batch queues up by itself.
+moment in one `BEGIN IMMEDIATE … COMMIT`, each inside its own savepoint — a unit that fails rolls back alone;
+a transaction of one unit needs none, it rolls back whole — and hands the outcomes back to the event loop in
+one call, in commit order. Nothing waits to fill a batch: while one transaction commits, the next batch queues up
+by itself.
 
 The stored formats must be SQLAlchemy's (the rest of the code reads these rows through it): `sqlite_uuid`
 and `sqlite_time` write them, and a test compares the rows with the ORM's.
@@ -54,8 +55,9 @@ def sqlite_uuid(value: uuid.UUID) -> str:
 
 
 def sqlite_time(value: datetime) -> str:
-    """An aware datetime as SQLAlchemy's `DateTime` stores it on SQLite: UTC, no zone, microseconds."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    """An aware datetime as SQLAlchemy's `DateTime` stores it on SQLite: UTC, no zone, microseconds, a four-digit
+    year (`isoformat`: a third cheaper than `strftime`, and this runs three times per send)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class WriterClosed(Exception):
@@ -136,17 +138,15 @@ class GroupCommit:
             connection.close()
 
     def _transaction(self, connection: sqlite3.Connection, batch: list[_Job[Any]]) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                connection.execute("SAVEPOINT unit")
-                try:
-                    outcomes.append((True, job.unit(connection)))
-                except Exception as exc:
-                    connection.execute("ROLLBACK TO unit")
-                    outcomes.append((False, exc))
-                connection.execute("RELEASE unit")
+            if len(batch) == 1:
+                outcome = _alone(connection, batch[0])
+                if not outcome[0]:
+                    return [outcome]
+                outcomes = [outcome]
+            else:
+                outcomes = [_in_savepoint(connection, job) for job in batch]
             connection.execute("COMMIT")
         except Exception as exc:  # BEGIN or COMMIT failed (disk full, lock timeout): nothing here is durable
             log.warning("group commit of %d units failed: %r", len(batch), exc)
@@ -156,6 +156,28 @@ class GroupCommit:
         self.transactions += 1
         self.units += len(batch)
         return outcomes
+
+
+def _in_savepoint(connection: sqlite3.Connection, job: _Job[Any]) -> tuple[bool, Any]:
+    """Run one unit of a batch in its own savepoint: if it fails, it rolls back alone."""
+    connection.execute("SAVEPOINT unit")
+    try:
+        outcome: tuple[bool, Any] = (True, job.unit(connection))
+    except Exception as exc:
+        connection.execute("ROLLBACK TO unit")
+        outcome = (False, exc)
+    connection.execute("RELEASE unit")
+    return outcome
+
+
+def _alone(connection: sqlite3.Connection, job: _Job[Any]) -> tuple[bool, Any]:
+    """Run the only unit of a transaction: the transaction is its savepoint (two statements fewer per commit, which
+    is every commit when writes arrive one at a time). If it fails, the transaction rolls back."""
+    try:
+        return True, job.unit(connection)
+    except Exception as exc:
+        connection.execute("ROLLBACK")
+        return False, exc
 
 
 def _settle(settled: list[tuple[_Job[Any], tuple[bool, Any]]]) -> None:

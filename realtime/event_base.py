@@ -136,9 +136,7 @@ class Event:
 
     def payload(self) -> dict[str, Any]:
         """The event's data as JSON-ready snake_case values."""
-        return {
-            f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ENVELOPE_FIELDS
-        }
+        return {name: jsonable(getattr(self, name)) for name in _payload_fields(type(self))}
 
     def legacy_data(self) -> Any:
         """The `data` of the event's legacy frame (snake_case, `chat_id` included): its payload, unless it says
@@ -188,19 +186,39 @@ def uuid_or_none(value: str | None) -> uuid.UUID | None:
 
 
 def jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, uuid.UUID):
         return str(obj)
     if isinstance(obj, datetime):
         return obj.isoformat()
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {name: jsonable(getattr(obj, name)) for name in _field_names(type(obj))}
     return obj
 
 
 # Fields of an event's envelope, not of its payload.
 ENVELOPE_FIELDS = frozenset({"pos", "seq", "origin"})
+
+# Field names by dataclass, and an event's payload fields by event type: asked for every event encoded, and
+# `dataclasses.fields` builds its answer anew each time.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def _payload_fields(cls: type) -> tuple[str, ...]:
+    names = _PAYLOAD_FIELDS.get(cls)
+    if names is None:
+        names = _PAYLOAD_FIELDS[cls] = tuple(n for n in _field_names(cls) if n not in ENVELOPE_FIELDS)
+    return names
+
 
 _HINTS: dict[type, dict[str, Any]] = {}
 

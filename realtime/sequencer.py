@@ -117,14 +117,21 @@ class Sequencer:
             self.frontier[writer] = n
             self._progress.set()
 
+    def arrived(self, writer: int, n: int) -> bool:
+        """True (and counted as a duplicate) if the durable event (writer, n) arrived before: it can be dropped
+        without being decoded. False while a catch-up holds what arrives: then offer it as usual."""
+        if self._held is None and n <= self.frontier.get(writer, 0):
+            self.duplicates += 1
+            return True
+        return False
+
     def skip(self, writer: int, n: int, chat_id: uuid.UUID | None, seq: int | None) -> bool:
         """Take the durable event (writer, n), which no local connection wants now, without decoding or
         dispatching it (most events of a busy cluster, for a process with a share of its users) — if nothing of
         its writer waits before it and its chat's order allows. False otherwise: then offer it as usual."""
         if self._held is not None:
             return False
-        if n <= self.frontier.get(writer, 0):
-            self.duplicates += 1
+        if self.arrived(writer, n):
             return True
         if self._waiting.get(writer):
             return False

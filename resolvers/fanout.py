@@ -85,7 +85,7 @@ class SharedRenderer:
         self._convert = convert  # an event as the GraphQL object its selection set runs over
         raw = info._raw_info  # graphql-core's resolve info: the validated operation and its fragments
         self.prefix = '{"id":' + json.dumps(lane.operation_id) + ',"type":"next","payload":'
-        used = _variables_in(raw.operation, raw.fragments)
+        used = _used_variables(raw, lane)
         shown = {name: value for name, value in (lane.variables or {}).items() if name in used}
         self.key = ("graphql-next", lane.query, lane.operation_name, json.dumps(shown, sort_keys=True, default=str))
         self._executor = _shared_executor(raw.schema, self.key, lane, raw)
@@ -129,7 +129,7 @@ class SharedRenderer:
 
 # Executors by (schema, subscription key), shared by every subscription with that key: each is ~5 KiB, and ten
 # thousand subscriptions usually carry a handful of distinct documents. Bounded, least recently built first out.
-_EXECUTORS_MAX = 256
+_SHARED_MAX = 256
 _executors: OrderedDict[tuple[Any, ...], Executor[Any]] = OrderedDict()
 
 
@@ -149,9 +149,24 @@ def _shared_executor(schema: Any, key: tuple[Any, ...], lane: Lane, raw: Any) ->
         if not isinstance(built, Executor):  # cannot happen: Strawberry validated this very request
             raise GraphQLError("cannot execute the subscription's document")
         executor = _executors[cache_key] = built
-        if len(_executors) > _EXECUTORS_MAX:
+        if len(_executors) > _SHARED_MAX:
             _executors.popitem(last=False)
     return executor
+
+
+# The variables each document's selection set reads, by (schema, query text, operation name): walking the document
+# costs more than the rest of a subscription's set-up, and every subscriber of an app sends the same few texts.
+_used: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
+
+
+def _used_variables(raw: Any, lane: Lane) -> frozenset[str]:
+    key = (raw.schema, lane.query, lane.operation_name)
+    used = _used.get(key)
+    if used is None:
+        used = _used[key] = frozenset(_variables_in(raw.operation, raw.fragments))
+        if len(_used) > _SHARED_MAX:
+            _used.popitem(last=False)
+    return used
 
 
 def _variables_in(operation: Node, fragments: dict[str, Node]) -> set[str]:

@@ -31,8 +31,8 @@ def render(rt: Runtime) -> str:
             (
                 "tailtrail_events_received_total",
                 "counter",
-                "Events this process received from the event bus (its own included): the share of the cluster's "
-                "published events this process had to decode.",
+                "Events this process received from the event bus (on Redis its own included, dropped as duplicates "
+                "without being decoded): the share of the cluster's published events this process had to read.",
                 [("", rt.relay.events_received)],
             ),
             (

@@ -1,11 +1,13 @@
 """Between this process and the others: what it commits goes out, what the bus brings comes in, in order.
 
-Out: a durable event whose data is committed is handed to this process's connections at once and queued; one task
-publishes the queue in commit order, in batches, each followed by how far this writer has got (`_upto`, on the
-control channel). Ephemeral events (typing) are published as they happen.
-In: what the bus brings is taken in each writer's and each chat's order (realtime.sequencer), a durable event no
-local connection wants is skipped without being decoded, and after a broker outage (or at start) what arrives waits
-until what was recorded meanwhile has been read from the log (`catch_up`).
+Out: a durable event whose data is committed is handed to this process's connections at once and, on a routed bus
+(Redis), queued; one task publishes the queue in commit order, in batches, each followed by how far this writer has
+got (`_upto`, on the control channel). `memory://` has no other process to tell. Ephemeral events (typing) are
+published as they happen.
+In: what the bus brings is taken in each writer's and each chat's order (realtime.sequencer), a durable event that
+arrived before (this process's own, back from Redis) or that no local connection wants is taken without being
+decoded, and after a broker outage (or at start) what arrives waits until what was recorded meanwhile has been read
+from the log (`catch_up`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class Relay:
         it at once; the bus's copy, sent in commit order by one task, is then a duplicate the sequencer drops."""
         self._offer(recorded.event, recorded.raw)
         self.events_published += 1
+        if not self.rt.bus.routed:
+            return  # `memory://` serves this process alone: no other process is there to hear it
         if len(self._outgoing) >= OUTGOING_MAX:
             # The broker is hanging: the oldest event stays in the log, and other processes read it from there
             # when the next one they get shows the gap.
@@ -143,6 +147,8 @@ class Relay:
         pos = message.get("pos")
         if not (isinstance(pos, list) and len(pos) == 2 and all(isinstance(v, int) for v in pos)):
             return False
+        if self.rt.sequencer.arrived(pos[0], pos[1]):
+            return True  # a duplicate: this process's own event coming back, or one read from the log first
         if self.rt.hub.wants(message):
             return False
         seq = message.get("seq")

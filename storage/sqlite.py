@@ -1,5 +1,5 @@
 """The SQLite backend: every unit of work is plain `sqlite3` on the group commit's one writer thread
-(`models.group_commit`), which runs all the units waiting at a moment in one transaction, each in a savepoint.
+(`models.group_commit`), which runs all the units waiting at a moment in one transaction, each in a savepoint (a lone unit in none).
 
 SQLite has one writer at a time anyway; here that writer never waits for a pool, builds no ORM statements and
 commits once for many units. Log positions are taken from writer 0's row of `writers` inside each unit: commit order is

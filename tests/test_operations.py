@@ -83,11 +83,10 @@ async def test_metrics_show_every_series_and_move_with_traffic(api: Api) -> None
     ):
         assert name in after, name
     assert during['tailtrail_connections{protocol="graphql"}'] >= 1
-    for counter in (
-        "tailtrail_events_published_total",
-        "tailtrail_events_received_total",
-        "tailtrail_events_delivered_total",
-    ):
+    for counter in ("tailtrail_events_published_total", "tailtrail_events_delivered_total"):
         assert after[counter] > before[counter], counter
+    # One process on `memory://`: its own events reach its connections directly, never round the bus (test_scale_out
+    # sees the counter move on Redis).
+    assert after["tailtrail_events_received_total"] == before["tailtrail_events_received_total"]
     assert after["tailtrail_send_to_deliver_seconds_count"] > before["tailtrail_send_to_deliver_seconds_count"]
     assert after["tailtrail_send_to_deliver_seconds_sum"] >= before["tailtrail_send_to_deliver_seconds_sum"]

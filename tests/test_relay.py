@@ -21,7 +21,8 @@ from storage import Recorded
 
 
 class Bus:
-    def __init__(self) -> None:
+    def __init__(self, *, routed: bool = True) -> None:
+        self.routed = routed  # False: `memory://`, this process alone
         self.batches: list[list[tuple[list[str], str]]] = []
         self.published = asyncio.Event()
         self.publish_failures = 0
@@ -47,8 +48,8 @@ class Sequencer:
 class Parts:
     """What the relay uses of the runtime."""
 
-    def __init__(self) -> None:
-        self.bus, self.sequencer, self.process_id = Bus(), Sequencer(), "p1"
+    def __init__(self, *, routed: bool = True) -> None:
+        self.bus, self.sequencer, self.process_id = Bus(routed=routed), Sequencer(), "p1"
         self.tasks: list[asyncio.Task[Any]] = []
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -80,6 +81,21 @@ async def test_a_committed_event_is_offered_here_at_once_then_published_with_how
     assert batch[0] == ([chat_channel(recorded.event.chat_id)], recorded.raw)
     assert batch[1][0] == [CONTROL]
     assert json.loads(batch[1][1]) == {"type": "_upto", "writer": 3, "n": 7}
+    assert relay.events_published == 1
+
+
+async def test_on_memory_a_committed_event_is_offered_here_and_not_sent_round_the_bus() -> None:
+    parts = Parts(routed=False)
+    relay = Relay(cast(Runtime, parts))
+    recorded = _recorded(0, 1)
+    relay.publish_recorded(recorded)
+    assert parts.sequencer.offered == [recorded.event]
+    publisher = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0)  # the publisher's first step: it would hand over a waiting batch without suspending
+    finally:
+        publisher.cancel()
+    assert parts.bus.batches == []  # no other process shares `memory://`
     assert relay.events_published == 1
 
 

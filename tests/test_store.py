@@ -176,3 +176,18 @@ async def test_a_failing_sqlite_unit_rolls_back_alone_inside_a_shared_transactio
         assert rows == [(1,), (1,), (3,), (3,)]  # nothing of the failed unit, not even its first insert
     finally:
         writer.close()
+
+
+async def test_a_failing_sqlite_unit_alone_in_its_transaction_leaves_nothing_and_the_next_commits(
+    tmp_path: Path,
+) -> None:
+    writer = GroupCommit(str(tmp_path / "plain.db"))
+    try:
+        await writer.run(lambda c: c.execute("CREATE TABLE t (x INTEGER CHECK (x > 0))"))
+        with pytest.raises(sqlite3.IntegrityError):  # its first insert went in, then its second failed
+            await writer.run(lambda c: (c.execute("INSERT INTO t VALUES (2)"), c.execute("INSERT INTO t VALUES (-2)")))
+        await writer.run(lambda c: c.execute("INSERT INTO t VALUES (3)"))
+        rows = await writer.run(lambda c: c.execute("SELECT x FROM t ORDER BY x").fetchall())
+        assert rows == [(3,)]
+    finally:
+        writer.close()
