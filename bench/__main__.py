@@ -32,13 +32,13 @@ from bench.seed import seed_database, user_tokens
 from bench.servers import JS, PRODUCT, ROOT, SECRET, SERVERS, ServerProcess, install_node_peer, pinned
 
 WORKLOADS = {
-    "baseline": ["idle", "fanout", "small", "socket_storm"],
-    "socketio": ["idle", "fanout", "small"],
-    "strawberry": ["idle", "fanout", "small"],
-    "graphqlws": ["idle", "fanout", "small"],
+    "baseline": ["idle", "fanout", "small", "mid", "socket_storm"],
+    "socketio": ["idle", "fanout", "small", "mid"],
+    "strawberry": ["idle", "fanout", "small", "mid"],
+    "graphqlws": ["idle", "fanout", "small", "mid"],
     # The write path is the product's alone, and one path for both protocols: measured once.
-    "legacy": ["idle", "fanout", "small", "write"],
-    "graphql": ["idle", "fanout", "small", "storm"],
+    "legacy": ["idle", "fanout", "small", "mid", "write"],
+    "graphql": ["idle", "fanout", "small", "mid", "storm"],
 }
 CLIENT_TIMEOUT = 1800.0  # the product's GraphQL run ends with the reconnect storm, which may wait minutes
 PACKAGES = (

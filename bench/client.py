@@ -145,29 +145,43 @@ class Client:
     async def small(self) -> dict[str, Any]:
         """(b) Many small chats, one sender each, a fixed total rate."""
         plan = self.plan
-        senders = await self.open_senders(plan.small_chats)
-        await self.prove_live(senders, senders, plan.small_rate)
-        m = plan.small_members
+        return await self.chats(
+            plan.small_chats, plan.small_members, plan.small_chat, plan.small_member, plan.small_rate
+        )
+
+    async def mid(self) -> dict[str, Any]:
+        """(b2) Chats of a hundred members, one sender each, a fixed total rate."""
+        plan = self.plan
+        return await self.chats(plan.mid_chats, plan.mid_members, plan.mid_chat, plan.mid_member, plan.mid_rate)
+
+    async def chats(
+        self, count: int, m: int, chat: Callable[[int], str], member: Callable[[int, int], int], rate: float
+    ) -> dict[str, Any]:
+        """`count` chats of `m` members, each member on a receiving connection and member 0 also on a sending one
+        (like a second device: a message reaches m + 1 connections); one measured window at `rate` messages a
+        second in all."""
+        senders = await self.open_senders(count, chat, member)
+        await self.prove_live(senders, senders, rate)
 
         async def receiver(i: int) -> WebSocket:
             c, j = divmod(i, m)
-            return await self.dialect.open_receiver(plan.small_member(c, j), [plan.small_chat(c)])
+            return await self.dialect.open_receiver(member(c, j), [chat(c)])
 
-        receivers = await self.open_live(range(plan.small_chats * m), receiver, senders, plan.small_rate, "receivers")
+        receivers = await self.open_live(range(count * m), receiver, senders, rate, "receivers")
         for i, peer in enumerate(receivers):
             peer.group = i // m
         peers = [*senders, *receivers]
         await self.quiesce()
-        step = await self.measure(peers, senders, plan.small_rate, f"{plan.small_chats} chats x {m}")
+        step = await self.measure(peers, senders, rate, f"{count} chats x {m}")
         await self.close_all(peers)
-        return {"chats": plan.small_chats, "members": m, **step}
+        return {"chats": count, "members": m, **step}
 
     async def write(self) -> dict[str, Any]:
         """(d) The write path alone: senders whose chats have no other connected member, so a send's only
         delivery is its acknowledgement. A closed loop (send, await the ack, repeat) gives the throughput; an
         open loop at a fixed rate gives the acknowledgement latency under that load."""
         plan = self.plan
-        senders = await self.open_senders(plan.write_senders)
+        senders = await self.open_senders(plan.write_senders, plan.small_chat, plan.small_member)
         await self.prove_live(senders, senders, plan.write_open_rate)
         await self.quiesce()
         closed = await self.closed_loop(senders)
@@ -480,13 +494,14 @@ class Client:
             raise WorkloadError(f"{len(failures)} of {len(users)} {label} connections failed: {failures[0]!r}")
         return peers
 
-    async def open_senders(self, count: int) -> list[Peer]:
-        """Sender c is member 0 of small chat c, on a connection of its own: it receives its own messages."""
-        plan = self.plan
+    async def open_senders(
+        self, count: int, chat: Callable[[int], str], member: Callable[[int, int], int]
+    ) -> list[Peer]:
+        """Sender c is member 0 of chat c, on a connection of its own: it receives its own messages."""
         senders = []
         for c in range(count):
-            ws = await self.dialect.open_sender(plan.small_member(c, 0), plan.small_chat(c))
-            senders.append(Peer(ws, self.tally, group=c, room=plan.small_chat(c)))
+            ws = await self.dialect.open_sender(member(c, 0), chat(c))
+            senders.append(Peer(ws, self.tally, group=c, room=chat(c)))
         return senders
 
     async def prove_live(self, peers: Sequence[Peer], senders: Sequence[Peer], rate: float) -> None:

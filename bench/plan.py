@@ -21,6 +21,11 @@ class Plan:
     small_chats: int
     small_members: int
     small_rate: float
+    # (b2) chats of a hundred members drawn from the big chat's, one sender each, at a fixed total rate (msg/s):
+    # with (a) and (b), three chat sizes to split a message's cost into a fixed part and a part per delivery.
+    mid_chats: int
+    mid_members: int
+    mid_rate: float
     # (c) idle connections measured, after `idle_warmup` connections have exercised the server's code paths.
     idle: int
     idle_warmup: int
@@ -43,6 +48,8 @@ class Plan:
             raise ValueError("the headline rate must be one of the ramp's rates")
         if self.write_senders > self.small_chats:
             raise ValueError("each write-path sender writes to a small chat of its own")
+        if self.mid_chats * self.mid_members > self.big_members:
+            raise ValueError("the hundred-member chats' members are the big chat's")
         if self.storm_clients > self.idle:
             raise ValueError("the reconnect storm's users are the idle workload's measured ones")
 
@@ -72,6 +79,12 @@ class Plan:
     def small_member(self, c: int, j: int) -> int:
         return self.big_members + c * self.small_members + j
 
+    def mid_chat(self, c: int) -> str:
+        return self.chat(1 + self.small_chats + len(self.idle_groups()) + c)
+
+    def mid_member(self, c: int, j: int) -> int:
+        return c * self.mid_members + j
+
     def idle_groups(self) -> list[range]:
         """The users of the idle connections: the warm-up group first, then the measured ones by batch."""
         end = self.idle_warmup + self.idle
@@ -97,6 +110,8 @@ class Plan:
         for c in range(self.small_chats):
             chats.append((self.small_chat(c), [self.small_member(c, j) for j in range(self.small_members)]))
         chats += [(self.lobby(g), list(users)) for g, users in enumerate(self.idle_groups())]
+        for c in range(self.mid_chats):
+            chats.append((self.mid_chat(c), [self.mid_member(c, j) for j in range(self.mid_members)]))
         return chats
 
     def to_json(self) -> dict[str, object]:
@@ -118,6 +133,9 @@ FULL = Plan(
     small_chats=100,
     small_members=10,
     small_rate=200,
+    mid_chats=10,
+    mid_members=100,
+    mid_rate=20,
     idle=10_000,
     idle_warmup=20,
     batch=500,
@@ -138,6 +156,9 @@ SMOKE = Plan(
     small_chats=5,
     small_members=4,
     small_rate=20,
+    mid_chats=2,
+    mid_members=8,
+    mid_rate=20,
     idle=50,
     idle_warmup=5,
     batch=25,

@@ -59,6 +59,8 @@ def test_smoke_run_reports_every_server_and_workload(tmp_path: Path) -> None:
         for step in steps:
             assert_all_delivered(step, f"{kind} fan-out at {step['rate']}")
         assert_all_delivered(server["small"], f"{kind} small chats")
+        assert_all_delivered(server["mid"], f"{kind} hundred-member chats")
+        assert server["mid"]["chats"] == plan["mid_chats"] and server["mid"]["members"] == plan["mid_members"]
 
     storm = report["servers"]["graphql"]["storm"]
     assert storm["clients"] == 2 * plan["storm_clients"] == 2 * storm["graphql_clients"], storm
@@ -76,10 +78,12 @@ def test_smoke_run_reports_every_server_and_workload(tmp_path: Path) -> None:
     markdown = (tmp_path / "report.md").read_text()
     for label in ("baseline", "socket.io", "strawberry", "graphql-ws (node)", "legacy", "graphql"):
         assert label in markdown
-    for workload in ("(a)", "(b)", "(c)", "(d)", "(e) Reconnect storm"):
+    for workload in ("(a)", "(b)", "(b2)", "(c)", "(d)", "(e) Reconnect storm"):
         assert workload in markdown
     checks = {row["check"] for row in report["acceptance"]}
     assert any(c.startswith("reconnect storm") for c in checks) and any("each peer" in c for c in checks), checks
+    fixed = [row for row in report["acceptance"] if "fixed server CPU per message" in row["check"]]
+    assert len(fixed) == 2 and all(row["value"] is not None for row in fixed), fixed
 
 
 def test_cluster_smoke_run_reports_every_configuration(tmp_path: Path) -> None:
