@@ -211,6 +211,7 @@ class Client:
         unacknowledged = sum(await asyncio.gather(*(self.send_all(s, range(missed)) for s in senders)))
         await self.quiesce()
 
+        self.log(f"storm: {len(peers):,} clients reconnecting")
         started, cpu_before, errors_before = time.monotonic(), procstat.cpu_seconds(self.pid), tally.unexpected
 
         async def reconnect(user: int, graphql: bool, peer: ResumingPeer) -> None:

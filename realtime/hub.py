@@ -113,6 +113,9 @@ class Connection:
         # True once opening or watching for this connection made the process subscribe to a chat or user it did
         # not receive: the stream reads what it missed from the log (services.streams).
         self.subscribed_new = False
+        # True once a membership change about its user (a chat it starts or stops streaming) reached the connection:
+        # the chats its stream read when it opened no longer say whose events it replays (services.streams).
+        self.membership_moved = False
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id}>"
@@ -318,6 +321,7 @@ class Hub:
             joins_at = event.joins_at() if self._history_from_joining else None
             for user_id in event.starts_streaming():
                 for conn in self.connections_of(user_id):
+                    conn.membership_moved = True
                     if joins_at is not None:
                         conn.joined_at[route.chat_id] = joins_at
                     if self.watch(conn, [route.chat_id]):
@@ -366,4 +370,5 @@ class Hub:
         if route.chat_id is not None:
             for user_id in event.stops_streaming():
                 for conn in tuple(self.connections_of(user_id)):
+                    conn.membership_moved = True
                     self.unwatch(conn, route.chat_id)

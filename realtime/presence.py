@@ -50,6 +50,9 @@ class Presence:
         # Users a peer's snapshot brought (a process starting, or one whose delta was missed): online already
         # before we heard, so not news for services.presence_feed (`take_snapshot_arrivals`).
         self._snapshot_arrivals: set[uuid.UUID] = set()
+        # Users whose global state may have changed since the last `take_touched` (what `changed` is set for): the
+        # feed looks at them alone, not at the whole online set each time (a storm of N arrivals would cost N²).
+        self._touched: set[uuid.UUID] = set()
 
     # -- local truth --------------------------------------------------------------------------------
 
@@ -70,6 +73,7 @@ class Presence:
         return True
 
     def _changed(self, user_id: uuid.UUID, *, online: bool) -> None:
+        self._touched.add(user_id)
         self.changed.set()
         self._version += 1
         self._send(
@@ -81,6 +85,11 @@ class Presence:
                 "online": online,
             }
         )
+
+    def take_touched(self) -> set[uuid.UUID]:
+        """The users whose online state may have changed since the last call (locally, or by a peer's word)."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def take_snapshot_arrivals(self) -> set[uuid.UUID]:
         """The users peers' snapshots have added since the last call."""
@@ -137,6 +146,7 @@ class Presence:
             peer.version = int(version) if isinstance(version, int) else -1
             users = {uuid.UUID(u) for u in message.get("users", [])}
             self._snapshot_arrivals |= users - peer.users
+            self._touched |= users ^ peer.users
             peer.users = users
             self.updated.set()
             self.changed.set()
@@ -145,6 +155,7 @@ class Presence:
                 user = uuid.UUID(message["user"])
                 (peer.users.add if message.get("online") else peer.users.discard)(user)
                 peer.version = version
+                self._touched.add(user)
                 self.changed.set()
             else:
                 self._ask(sender, peer)
@@ -172,7 +183,7 @@ class Presence:
         deadline = time.monotonic() - self.timeout
         dead = {pid for pid, peer in self._peers.items() if peer.last_heard < deadline}
         for pid in dead:
-            del self._peers[pid]
+            self._touched |= self._peers.pop(pid).users
             self.changed.set()
         orphaned = [key for key, origin in self._typing.items() if origin in dead]
         for key in orphaned:

@@ -8,9 +8,14 @@ vector: per writer, how far they had got); processes read it to fill what the bu
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
+import time
 import uuid
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +24,7 @@ from sqlalchemy import and_, delete, exists, false, func, or_, select, update
 from models import Database, EventLog, Member, Writer
 from realtime.codec import decode_envelope
 from realtime.events import Event
+from realtime.hub import Delivery
 from realtime.positions import Pos, Vector
 from storage import Recorded
 
@@ -131,6 +137,175 @@ async def replay_for(db: Database, *, user_id: uuid.UUID, after: Vector, upto: V
     return merge(replay)
 
 
+# A replay window (each writer's range from a cursor up to what this process had dispatched) of at most this many
+# positions is read whole, once, for every stream resuming over it (`ReplayWindows`); a bigger one is read per
+# stream, filtered by the database (`replay_for`), since most of a long absence's log is other users' events.
+SHARED_WINDOW_MAX = 1000
+# How long a window read stays for streams resuming over it after the first (its rows never change; only the
+# retention floor could move, and it moves by days).
+SHARED_WINDOW_SECONDS = 10.0
+SHARED_WINDOWS_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One event of a replay window, with what decides whom it concerns (the columns `replay_for` filters on)."""
+
+    writer: int
+    n: int
+    seq: int | None
+    payload: str
+    chat_id: uuid.UUID | None
+    target_user_id: uuid.UUID | None
+    subject_user_id: uuid.UUID | None
+
+    def concerns(self, user_id: uuid.UUID, member_since: Mapping[uuid.UUID, int]) -> bool:
+        """`replay_for`'s condition in Python: the user is the target or the subject, or a member of the chat
+        since at most its seq (`member_since`: the user's chats and the seq they joined each at)."""
+        if self.target_user_id == user_id or self.subject_user_id == user_id:
+            return True
+        if self.chat_id is None or self.seq is None:
+            return False
+        joined = member_since.get(self.chat_id)
+        return joined is not None and joined <= self.seq
+
+
+def window_size(after: Vector, upto: Vector) -> int:
+    """How many positions lie past `after` up to `upto` (positions are gap-free per writer)."""
+    return sum(max(0, n - after[w]) for w, n in upto.items())
+
+
+async def read_window(db: Database, after: Vector, upto: Vector) -> list[WindowRow]:
+    """Every event past `after` up to `upto`, in (writer, n) order; `ResyncRequired` as `replay_for`."""
+    await check_cursor(db, after)
+    ranges = [
+        and_(EventLog.writer == w, EventLog.n > after[w], EventLog.n <= upto[w])
+        for w in sorted(upto.writers)
+        if upto[w] > after[w]
+    ]
+    if not ranges:
+        return []
+    query = (
+        select(
+            *ROW,
+            EventLog.chat_id,
+            EventLog.target_user_id,
+            EventLog.subject_user_id,
+        )
+        .where(or_(*ranges))
+        .order_by(EventLog.writer, EventLog.n)
+    )
+    async with db.read() as session:
+        rows = (await session.execute(query)).all()
+    return [WindowRow(*row) for row in rows]
+
+
+class _Window:
+    """One window's rows, decoded lazily, and the deliveries of each distinct selection of them: streams that
+    replay the same events share the same `Delivery` objects, so each wire form is encoded once for all."""
+
+    __slots__ = ("_decoded", "_shared", "expires", "read")
+
+    def __init__(self, read: asyncio.Task[list[WindowRow]]) -> None:
+        self.read = read
+        self.expires = time.monotonic() + SHARED_WINDOW_SECONDS
+        self._decoded: dict[int, Recorded] = {}
+        self._shared: dict[tuple[int, ...], list[Delivery]] = {}
+
+    def _recorded(self, rows: list[WindowRow], i: int) -> Recorded:
+        item = self._decoded.get(i)
+        if item is None:
+            row = rows[i]
+            item = self._decoded[i] = recorded(row.writer, row.n, row.seq, row.payload)
+        return item
+
+    def deliveries(
+        self,
+        rows: list[WindowRow],
+        *,
+        user_id: uuid.UUID,
+        member_since: Mapping[uuid.UUID, int],
+        after: Vector,
+        limit: int,
+    ) -> list[Delivery]:
+        """What `replay_for` would give the user, as deliveries (each with its cursor, as `deliveries` makes)."""
+        concerned = [i for i, row in enumerate(rows) if row.concerns(user_id, member_since)]
+        if len(concerned) > limit:
+            raise ResyncRequired("too many missed events")
+        picked = tuple(i for i in concerned if self._recorded(rows, i).event.route().exclude_user_id != user_id)
+        shared = self._shared.get(picked)
+        if shared is None:
+            shared = self._shared[picked] = deliveries(merge([self._recorded(rows, i) for i in picked]), after)
+        return shared
+
+
+class ReplayWindows:
+    """Replay windows read once per process for every stream resuming over them.
+
+    In a reconnect storm thousands of clients come back at once with the cursors of the few last events they had
+    (those of their chats), to the same position of this process: one read of the window's events serves them
+    all, each selecting its own in memory (membership as its stream read it when it opened), and the clients with
+    the same selection get the same deliveries, rendered once for all of them."""
+
+    def __init__(self) -> None:
+        self._windows: OrderedDict[tuple[Vector, Vector], _Window] = OrderedDict()
+
+    async def replay(
+        self,
+        db: Database,
+        *,
+        user_id: uuid.UUID,
+        member_since: Mapping[uuid.UUID, int],
+        after: Vector,
+        upto: Vector,
+        limit: int,
+    ) -> list[Delivery]:
+        """The deliveries `deliveries(replay_for(...), after)` would give, for a window of at most
+        SHARED_WINDOW_MAX positions (`ValueError` for a bigger one: read it with `replay_for`)."""
+        if window_size(after, upto) > SHARED_WINDOW_MAX:
+            raise ValueError("window too big to share")
+        window = self._window(db, after, upto)
+        # Shielded: a stream that goes away (its client closed) must not cancel the read others wait for.
+        rows = await asyncio.shield(window.read)
+        return window.deliveries(rows, user_id=user_id, member_since=member_since, after=after, limit=limit)
+
+    def _window(self, db: Database, after: Vector, upto: Vector) -> _Window:
+        now = time.monotonic()
+        while self._windows:
+            oldest = next(iter(self._windows.values()))
+            if oldest.expires > now and len(self._windows) < SHARED_WINDOWS_MAX:
+                break
+            self._windows.popitem(last=False)
+        key = (after, upto)
+        window = self._windows.get(key)
+        if window is None:
+            # A context of its own: the read must not run as part of the first stream's (its read slot, say).
+            task = asyncio.get_running_loop().create_task(read_window(db, after, upto), context=contextvars.Context())
+            task.add_done_callback(lambda done: self._failed(key, done))
+            window = self._windows[key] = _Window(task)
+        return window
+
+    def _failed(self, key: tuple[Vector, Vector], task: asyncio.Task[list[WindowRow]]) -> None:
+        """A read that failed for a passing reason (the database away) is not kept: the next stream reads again.
+        A `ResyncRequired` is the window's answer and stays."""
+        # The exception is retrieved here too, so a failure no stream waited for is not reported as unretrieved.
+        failed = task.cancelled() or not isinstance(task.exception() or ResyncRequired(""), ResyncRequired)
+        window = self._windows.get(key)
+        if failed and window is not None and window.read is task:
+            del self._windows[key]
+
+
+def deliveries(items: list[Recorded], after: Vector) -> list[Delivery]:
+    """Replayed events as deliveries, each with the cursor of the stream once it has it (from `after` on)."""
+    replay = []
+    reached = after
+    for item in items:
+        assert item.event.pos is not None
+        reached = reached.with_(item.event.pos)
+        replay.append(Delivery(item.event, item.raw, reached))
+    return replay
+
+
 def merge(items: list[Recorded]) -> list[Recorded]:
     """Events of several writers in one order that keeps each writer's order (by n) and each chat's (by seq).
 
@@ -195,14 +370,20 @@ async def purge_older_than(db: Database, cutoff: datetime) -> int:
 
 
 __all__ = [
+    "SHARED_WINDOW_MAX",
     "Pos",
+    "ReplayWindows",
     "ResyncRequired",
+    "WindowRow",
     "check_cursor",
     "current",
+    "deliveries",
     "fetch_after",
     "fetch_chat",
     "merge",
     "purge_older_than",
+    "read_window",
     "recorded",
     "replay_for",
+    "window_size",
 ]

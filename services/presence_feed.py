@@ -23,6 +23,7 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,10 @@ class PresenceFeed:
         self.rt = rt
         self._known: set[uuid.UUID] = set()  # online, as this process has told its connections (or found at start)
         self._leaving: dict[uuid.UUID, tuple[datetime, asyncio.TimerHandle]] = {}  # offline, within the grace
+        # Offline past the grace, not announced yet, with the moment they left: announced together, in one read of
+        # their chats (a crowd that dropped at once, whose graces end at once, costs one query, not one each).
+        self._gone: dict[uuid.UUID, datetime] = {}
+        self._announcing_gone = False
 
     async def run(self) -> None:
         changed = self.rt.presence.changed
@@ -55,22 +60,25 @@ class PresenceFeed:
             # just started): not news.
             came = self._diff() - self.rt.presence.take_snapshot_arrivals()
             try:
-                await self._announce(came, online=True)
+                await self._announce(dict.fromkeys(came), online=True)
             except Exception:  # the database is away: those users' partners learn it from the next snapshot
                 log.warning("presence: could not announce who came online", exc_info=True)
 
     def _diff(self) -> set[uuid.UUID]:
         """Who came online since the last look (and is not just back within the grace); starts the grace of
-        whoever left."""
-        online = self.rt.online_users()
-        for user_id in online & self._leaving.keys():
-            _, timer = self._leaving.pop(user_id)
-            timer.cancel()  # back in time: never offline, as far as anyone is told
+        whoever left. Only the users whose state changed are looked at (`Presence.take_touched`)."""
+        came: set[uuid.UUID] = set()
         loop = asyncio.get_running_loop()
-        for user_id in self._known - online - self._leaving.keys():
-            timer = loop.call_later(self.rt.settings.presence_grace, self._grace_over, user_id)
-            self._leaving[user_id] = (utcnow(), timer)
-        came = online - self._known
+        for user_id in self.rt.presence.take_touched():
+            if self.rt.is_online(user_id):
+                leaving = self._leaving.pop(user_id, None)
+                if leaving is not None:
+                    leaving[1].cancel()  # back in time: never offline, as far as anyone is told
+                elif user_id not in self._known:
+                    came.add(user_id)
+            elif user_id in self._known and user_id not in self._leaving:
+                timer = loop.call_later(self.rt.settings.presence_grace, self._grace_over, user_id)
+                self._leaving[user_id] = (utcnow(), timer)
         self._known |= came
         return came
 
@@ -79,13 +87,28 @@ class PresenceFeed:
         if self.rt.is_online(user_id):
             return  # back, and the change is on its way to `run`
         self._known.discard(user_id)
-        self.rt.spawn(self._announce({user_id}, online=False, left_at=left_at))
+        self._gone[user_id] = left_at
+        if not self._announcing_gone:  # graces ending meanwhile join the round, or the next one
+            self._announcing_gone = True
+            self.rt.spawn(self._announce_gone())
 
-    async def _announce(self, users: set[uuid.UUID], *, online: bool, left_at: datetime | None = None) -> None:
-        """One event per chat of each user, for this process's connections of that chat's other members."""
+    async def _announce_gone(self) -> None:
+        try:
+            while self._gone:
+                gone, self._gone = self._gone, {}
+                try:
+                    await self._announce(gone, online=False)
+                except Exception:  # the database is away: those users' partners learn it from the next snapshot
+                    log.warning("presence: could not announce who went offline", exc_info=True)
+        finally:
+            self._announcing_gone = False
+
+    async def _announce(self, users: Mapping[uuid.UUID, datetime | None], *, online: bool) -> None:
+        """One event per chat of each user, for this process's connections of that chat's other members (offline:
+        `users` maps each to the moment they left)."""
         if not users or not self.rt.hub.open_connections:
             return
-        chats = await _chats_of(self.rt, users, max_members=self.rt.settings.presence_max_members)
+        chats = await _chats_of(self.rt, set(users), max_members=self.rt.settings.presence_max_members)
         for user_id, chat_ids in chats.items():
             for chat_id in chat_ids:
                 if not self.rt.hub.streams_chat(chat_id):
@@ -94,19 +117,27 @@ class PresenceFeed:
                 if online:
                     event = UserOnline(chat_id=chat_id, user_id=user_id)
                 else:
+                    left_at = users[user_id]
                     assert left_at is not None
                     event = UserOffline(chat_id=chat_id, user_id=user_id, last_seen=left_at)
                 self.rt.hub.dispatch(event, event.encode())
 
 
 async def _chats_of(rt: Runtime, users: set[uuid.UUID], *, max_members: int) -> dict[uuid.UUID, list[uuid.UUID]]:
-    """The chats of each user that have at most `max_members` members."""
-    small = select(Member.chat_id).group_by(Member.chat_id).having(func.count() <= max_members).scalar_subquery()
+    """The chats of each user that have at most `max_members` members. Only their chats' members are counted: the
+    cost follows the size of their chats, not that of every membership there is."""
     chats: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     ordered = sorted(users)
     async with rt.db.read() as session:
         for start in range(0, len(ordered), QUERY_CHUNK):
             chunk = ordered[start : start + QUERY_CHUNK]
+            theirs = select(Member.chat_id).where(Member.user_id.in_(chunk))
+            small = (
+                select(Member.chat_id)
+                .where(Member.chat_id.in_(theirs))
+                .group_by(Member.chat_id)
+                .having(func.count() <= max_members)
+            )
             query = select(Member.user_id, Member.chat_id).where(Member.user_id.in_(chunk), Member.chat_id.in_(small))
             for user_id, chat_id in (await session.execute(query)).all():
                 chats[user_id].append(chat_id)

@@ -75,6 +75,8 @@ class Runtime:
             history_from_joining=settings.history_visibility == "joined",
         )
         self.sequencer = Sequencer(self.hub.dispatch, self.relay.fetch_chat)
+        # Replay windows read once for every stream resuming over them (a reconnect storm).
+        self.replays = journal.ReplayWindows()
         self.typing = TypingTracker(
             settings.typing_ttl,
             self._announce_typing,

@@ -67,6 +67,10 @@ async def open_stream(
         conn.blocks_loaded(first.blocked_ids)
         live_from = rt.sequencer.vector  # read right after watch, with no await in between
 
+        # The user's chats as the stream read them, for a replay selected in memory from a shared read of the log
+        # (`_logged`); mid-stream catch-ups come with a membership change, so they ask the database.
+        opening = _Member(conn, first.member_since)
+
         async def catch_up(after: Vector) -> tuple[list[Delivery], Vector]:
             missed, seam = await _missed(rt, user_id=user_id, after=after)
             return _received(conn, missed), seam
@@ -79,9 +83,11 @@ async def open_stream(
             if start is None:
                 stream.replay, stream.seam = [_resync("unknown cursor")], live_from
             else:
-                stream.replay, stream.seam = await _missed(rt, user_id=user_id, after=start)
+                stream.replay, stream.seam = await _missed(rt, user_id=user_id, after=start, member=opening)
         elif cursor is not None:
-            stream.replay, stream.seam = await _replay(rt, user_id=user_id, cursor=cursor, upto=live_from)
+            stream.replay, stream.seam = await _replay(
+                rt, user_id=user_id, cursor=cursor, upto=live_from, member=opening
+            )
         stream.replay = _received(conn, stream.replay)
         rt.mark_online(user_id)
         online = True
@@ -100,7 +106,42 @@ async def open_stream(
             rt.spawn(touch_last_seen(rt, user_id=user_id))
 
 
-async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: Vector) -> tuple[list[Delivery], Vector]:
+class _Member:
+    """A connection's chats as its stream read them when it opened (`StreamStart.member_since`), valid for selecting
+    its replay for as long as no membership change about its user has reached it since (`Connection.membership_moved`):
+    until then the log's and the membership's answers are those of a read by the database at that moment."""
+
+    __slots__ = ("conn", "since")
+
+    def __init__(self, conn: Connection, since: dict[uuid.UUID, int]) -> None:
+        self.conn = conn
+        self.since = since
+
+    @property
+    def current(self) -> bool:
+        return not self.conn.membership_moved
+
+
+async def _logged(
+    rt: Runtime, *, user_id: uuid.UUID, after: Vector, upto: Vector, member: _Member | None
+) -> list[Delivery]:
+    """The user's durable events past `after` up to `upto`, as deliveries. A small window is read once for every
+    stream resuming over it (journal.ReplayWindows) and selected here; a big one, or a stream whose membership moved
+    since it was read, is filtered by the database. `ResyncRequired` when the cursor cannot be replayed."""
+    limit = rt.settings.resume_max_events
+    if member is not None and member.current and journal.window_size(after, upto) <= journal.SHARED_WINDOW_MAX:
+        replay = await rt.replays.replay(
+            rt.db, user_id=user_id, member_since=member.since, after=after, upto=upto, limit=limit
+        )
+        if member.current:  # still: no membership change reached the stream while the window was read
+            return replay
+    recorded = await journal.replay_for(rt.db, user_id=user_id, after=after, upto=upto, limit=limit)
+    return journal.deliveries(recorded, after)
+
+
+async def _replay(
+    rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: Vector, member: _Member | None = None
+) -> tuple[list[Delivery], Vector]:
     """The replay for a cursor, and the seam: live events at or below it are skipped (already seen or replayed).
 
     A cursor that cannot be replayed gets one `resync_required` and no seam beyond what this process had
@@ -115,21 +156,15 @@ async def _replay(rt: Runtime, *, user_id: uuid.UUID, cursor: str, upto: Vector)
             # (another process delivered it first), but never behind a cursor we issued.
             await journal.check_cursor(rt.db, after)
             return [], after.max(upto)
-        recorded = await journal.replay_for(
-            rt.db, user_id=user_id, after=after, upto=upto, limit=rt.settings.resume_max_events
-        )
+        replay = await _logged(rt, user_id=user_id, after=after, upto=upto, member=member)
     except journal.ResyncRequired as exc:
         return [_resync(exc.reason)], upto
-    replay = []
-    reached = after
-    for item in recorded:
-        assert item.event.pos is not None
-        reached = reached.with_(item.event.pos)
-        replay.append(Delivery(item.event, item.raw, reached))
     return replay, after.max(upto)
 
 
-async def _missed(rt: Runtime, *, user_id: uuid.UUID, after: Vector) -> tuple[list[Delivery], Vector]:
+async def _missed(
+    rt: Runtime, *, user_id: uuid.UUID, after: Vector, member: _Member | None = None
+) -> tuple[list[Delivery], Vector]:
     """Once this process receives every channel the stream needs: the user's events past `after` from the log,
     up to what this process has dispatched by then, and that seam. Waits first until the subscriptions are
     confirmed and this process has dispatched everything the log held at that moment: from there on, nothing
@@ -140,17 +175,9 @@ async def _missed(rt: Runtime, *, user_id: uuid.UUID, after: Vector) -> tuple[li
             await rt.sequencer.reached(await journal.current(rt.db))
     upto = rt.sequencer.vector
     try:
-        recorded = await journal.replay_for(
-            rt.db, user_id=user_id, after=after, upto=upto, limit=rt.settings.resume_max_events
-        )
+        missed = await _logged(rt, user_id=user_id, after=after, upto=upto, member=member)
     except journal.ResyncRequired as exc:
         return [_resync(exc.reason)], upto
-    missed = []
-    reached = after
-    for item in recorded:
-        assert item.event.pos is not None
-        reached = reached.with_(item.event.pos)
-        missed.append(Delivery(item.event, item.raw, reached))
     return missed, after.max(upto)
 
 

@@ -131,6 +131,8 @@ class StreamStart:
     blocked_ids: list[uuid.UUID]
     # The groups the user joined after their start, and the seq they joined at (HISTORY_VISIBILITY=joined).
     joined_at: dict[uuid.UUID, int]
+    # Every chat of the user and the seq they joined it at (0: from its start): whose events a resume replays.
+    member_since: dict[uuid.UUID, int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,10 +242,12 @@ def stream_start(logged: list[Logged], *, user_id: uuid.UUID) -> Program[StreamS
 
 def starting(chats: Sequence[Any], blocked_ids: list[uuid.UUID]) -> StreamStart:
     """A `StreamStart` from `CHATS_OF`'s rows."""
+    member_since = {as_uuid(chat_id): int(seq) for chat_id, seq, _ in chats}
     return StreamStart(
-        chat_ids=[as_uuid(chat_id) for chat_id, _, _ in chats],
+        chat_ids=list(member_since),
         blocked_ids=blocked_ids,
         joined_at={as_uuid(chat_id): seq for chat_id, seq, group in chats if group and seq},
+        member_since=member_since,
     )
 
 

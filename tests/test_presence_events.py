@@ -84,3 +84,23 @@ async def test_chats_over_presence_max_members_get_no_presence_events(
         assert (await bob_sub.next("UserOffline"))["chatId"] == direct
         # Nothing for the group: every presence event Bob got by now was the direct chat's.
         assert [e for e in await bob_sub.marker("after") if e["__typename"] in PRESENCE] == []
+
+
+async def test_users_leaving_together_are_each_said_offline_once_with_their_own_last_seen(api: Api) -> None:
+    """Graces that end at the same moment are announced together (one read of their chats): still one
+    `UserOffline` per user and shared chat, each with the moment that user left."""
+    watcher = await api.new_user("watcher")
+    leavers = [await api.new_user(f"leaver{i}") for i in range(3)]
+    group = await api.new_chat(watcher, *leavers, name="crowd", is_group=True)
+    pairs = {leaver.id: await api.new_chat(watcher, leaver) for leaver in leavers}
+    async with subscribed(api, watcher, presence=True) as sub:
+        async with subscribed(api, leavers[0]), subscribed(api, leavers[1]), subscribed(api, leavers[2]):
+            online = {(e["chatId"], e["userId"]) for e in [await sub.next("UserOnline") for _ in range(6)]}
+            assert online == {(chat, u.id) for u in leavers for chat in (group, pairs[u.id])}
+        offline = [await sub.next("UserOffline", timeout=GRACE + EVENT_TIMEOUT) for _ in range(6)]
+        assert sorted((e["chatId"], e["userId"]) for e in offline) == sorted(online)
+        last_seen: dict[str, set[str]] = {}
+        for e in offline:
+            last_seen.setdefault(e["userId"], set()).add(e["lastSeen"])
+        assert all(len(moments) == 1 for moments in last_seen.values()), "one moment per user, in every chat"
+        assert [e for e in await sub.marker("end") if e["__typename"] in PRESENCE] == []
