@@ -185,7 +185,20 @@ def uuid_or_none(value: str | None) -> uuid.UUID | None:
     return None if value is None else uuid.UUID(value)
 
 
+# Values JSON takes as they are: the most common by far (every string, seq and flag of every event encoded), so they
+# are answered by their exact type before any isinstance check (a subclass takes the general path below).
+_AS_IS: frozenset[type] = frozenset({str, int, bool, float, type(None)})
+
+
 def jsonable(obj: Any) -> Any:
+    kind = type(obj)
+    if kind in _AS_IS:
+        return obj
+    if kind is uuid.UUID:
+        return str(obj)
+    names = _FIELD_NAMES.get(kind)  # a dataclass met before (MessageData, UserRef): no is_dataclass walk
+    if names is not None:
+        return {name: jsonable(getattr(obj, name)) for name in names}
     if isinstance(obj, uuid.UUID):
         return str(obj)
     if isinstance(obj, datetime):

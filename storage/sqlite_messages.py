@@ -22,11 +22,13 @@ _NEXT_SEQ_OF_MEMBER = (
     "WHERE id = ? AND EXISTS (SELECT 1 FROM members WHERE chat_id = ? AND user_id = ?) "
     "AND (is_group OR (SELECT count(*) FROM members WHERE chat_id = chats.id) = 2) RETURNING last_seq"
 )
-_RETRIED = (
-    "SELECT m.id, m.seq, m.content, m.created_at, m.updated_at, u.email, u.image_url, m.edited_at, m.deleted_at "
-    "FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.chat_id = ? AND m.sender_id = ? AND m.client_id = ?"
+# The sender, and the message an earlier send with the same client id stored (a retry), in one statement: every
+# statement is a step of SQLite with the GIL released and taken back, a cost on the event loop's thread too. No
+# client id (NULL) matches no message.
+_SENDER_AND_RETRIED = (
+    "SELECT u.email, u.image_url, m.id, m.seq, m.content, m.created_at, m.updated_at, m.edited_at, m.deleted_at "
+    "FROM users u LEFT JOIN messages m ON m.chat_id = ? AND m.sender_id = u.id AND m.client_id = ? WHERE u.id = ?"
 )
-_SENDER = "SELECT email, image_url FROM users WHERE id = ?"
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, chat_id, seq, sender_id, content, client_id, created_at, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -61,28 +63,26 @@ def send(
     client_id: str | None,
 ) -> Sent:
     chat, sender = sqlite_uuid(chat_id), sqlite_uuid(sender_id)
-    if client_id is not None:
-        row = connection.execute(_RETRIED, (chat, sender, client_id)).fetchone()
-        if row is not None:
-            if connection.execute(_IS_MEMBER, (chat, sender)).fetchone() is None:
-                return Sent(refused=Refusal.NOT_MEMBER)
-            message_id, seq, text, created, updated, email, image, edited, deleted = row
-            data = MessageData(
-                id=uuid.UUID(hex=message_id),
-                chat_id=chat_id,
-                seq=seq,
-                content=text,
-                created_at=parse_time(created),
-                updated_at=parse_time(updated),
-                sender=UserRef(id=sender_id, email=email, image_url=image),
-                client_id=client_id,
-                edited_at=_parse_optional(edited),
-                deleted_at=_parse_optional(deleted),
-            )
-            return Sent(message=data, retry=True)
-    who = connection.execute(_SENDER, (sender,)).fetchone()
+    who = connection.execute(_SENDER_AND_RETRIED, (chat, client_id, sender)).fetchone()
     if who is None:
-        return Sent(refused=Refusal.NOT_PROVISIONED)
+        return Sent(refused=Refusal.NOT_PROVISIONED)  # (a message's sender is a user: no retry without one)
+    email, image, retried_id, retried_seq, text, created, updated, edited, deleted = who
+    if retried_id is not None:
+        if connection.execute(_IS_MEMBER, (chat, sender)).fetchone() is None:
+            return Sent(refused=Refusal.NOT_MEMBER)
+        data = MessageData(
+            id=uuid.UUID(hex=retried_id),
+            chat_id=chat_id,
+            seq=retried_seq,
+            content=text,
+            created_at=parse_time(created),
+            updated_at=parse_time(updated),
+            sender=UserRef(id=sender_id, email=email, image_url=image),
+            client_id=client_id,
+            edited_at=_parse_optional(edited),
+            deleted_at=_parse_optional(deleted),
+        )
+        return Sent(message=data, retry=True)
     seq = next_seq(connection, chat_id, sender_id)  # one statement authorizes and takes the next seq
     if seq is None:
         return Sent(refused=Refusal.NOT_MEMBER)
@@ -97,7 +97,7 @@ def send(
         content=content,
         created_at=now,
         updated_at=now,
-        sender=UserRef(id=sender_id, email=who[0], image_url=who[1]),
+        sender=UserRef(id=sender_id, email=email, image_url=image),
         client_id=client_id,
     )
     logged.append(Logged(NewMessage(chat_id=chat_id, message=data), seq=seq))

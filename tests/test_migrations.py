@@ -45,10 +45,40 @@ async def schema_differences(url: str) -> list[object]:
         await engine.dispose()
 
 
+# The event log's indexes of the few events addressed to one user (migration 0006): only their rows have an entry,
+# and a lookup by that user still uses them. (Autogenerate does not compare an index's WHERE clause.)
+PARTIAL_LOG_INDEXES = {"ix_event_log_target": "target_user_id", "ix_event_log_subject": "subject_user_id"}
+
+
+async def assert_partial_log_indexes(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            for name, column in PARTIAL_LOG_INDEXES.items():
+                lookup = f"SELECT writer, n FROM event_log WHERE {column} = '00000000000040008000000000000001'"
+                if connection.dialect.name == "sqlite":
+                    sql = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"
+                    await connection.execute(text("ANALYZE"))
+                    plan = str((await connection.execute(text(f"EXPLAIN QUERY PLAN {lookup}"))).all())
+                else:
+                    sql = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+                    await connection.execute(text("SET enable_seqscan = off"))
+                    lookup = lookup.replace(
+                        "'00000000000040008000000000000001'", "'00000000-0000-4000-8000-000000000001'"
+                    )
+                    plan = str((await connection.execute(text(f"EXPLAIN {lookup}"))).all())
+                definition = (await connection.execute(text(sql), {"name": name})).scalar_one()
+                assert f"WHERE {column} IS NOT NULL" in definition.replace("(", "").replace(")", ""), definition
+                assert name in plan, plan
+    finally:
+        await engine.dispose()
+
+
 async def test_db_upgrade_on_empty_sqlite_gives_the_models_schema(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
     db_upgrade(url)
     assert await schema_differences(url) == []
+    await assert_partial_log_indexes(url)
     db_upgrade(url)  # again: nothing to do, no error
 
 
@@ -63,6 +93,7 @@ async def test_db_upgrade_on_empty_postgresql_gives_the_models_schema() -> None:
         url = f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
         db_upgrade(url)
         assert await schema_differences(url) == []
+        await assert_partial_log_indexes(url)
     finally:
         await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from models import EventLog, Message, User, utcnow
-from models.group_commit import GroupCommit
+from models.group_commit import GroupCommit, WriterClosed
 from server.config import Settings
 from services import chats, messages, users
 from services.auth import Actor
@@ -92,6 +93,25 @@ async def test_retried_client_id_returns_the_first_send_even_in_the_same_batch(b
     assert len(await messages.list_messages(rt, actor=sender, chat_id=chat_id)) == 1
     other = await messages.send_message(rt, actor=sender, chat_id=chat_id, content="twice", client_id="other")
     assert other.seq == 2  # the retries took no seq
+
+
+async def test_a_client_id_is_the_senders_own_and_a_retry_needs_the_sender_still_a_member(backend: Runtime) -> None:
+    rt = backend
+    first, chat_id = await member_pair(rt)
+    view = await chats.get_chat(rt, actor=first, chat_id=chat_id)
+    second = Actor(user_id=next(user.id for user in view.participants if user.id != first.user_id))
+    mine = await messages.send_message(rt, actor=first, chat_id=chat_id, content="mine", client_id="same")
+    theirs = await messages.send_message(rt, actor=second, chat_id=chat_id, content="theirs", client_id="same")
+    assert (theirs.content, theirs.seq, theirs.sender.id) == ("theirs", 2, second.user_id)
+    with pytest.raises(Forbidden):  # a user nobody provisioned sends nothing, with or without a client id
+        await messages.send_message(
+            rt, actor=Actor(user_id=uuid.uuid4()), chat_id=chat_id, content="x", client_id="same"
+        )
+    await chats.leave_chat(rt, actor=first, chat_id=chat_id)
+    with pytest.raises(Forbidden):  # its retry is refused once the sender has left, like a new send
+        await messages.send_message(rt, actor=first, chat_id=chat_id, content="mine", client_id="same")
+    again = await messages.send_message(rt, actor=second, chat_id=chat_id, content="theirs", client_id="same")
+    assert again == theirs and mine.seq == 1
 
 
 async def test_several_sends_to_one_chat_in_one_batch_take_consecutive_seqs_in_order(backend: Runtime) -> None:
@@ -191,3 +211,47 @@ async def test_a_failing_sqlite_unit_alone_in_its_transaction_leaves_nothing_and
         assert rows == [(3,)]
     finally:
         writer.close()
+
+
+def insert(x: int) -> Callable[[sqlite3.Connection], object]:
+    return lambda c: c.execute("INSERT INTO t VALUES (?)", (x,))
+
+
+async def test_the_sqlite_writer_takes_what_waits_in_batches_of_at_most_max_batch(tmp_path: Path) -> None:
+    writer = GroupCommit(str(tmp_path / "plain.db"), max_batch=2)
+    started, release = threading.Event(), threading.Event()
+    try:
+        await writer.run(lambda c: c.execute("CREATE TABLE t (x INTEGER)"))
+
+        def blocking(c: sqlite3.Connection) -> None:
+            started.set()
+            release.wait()  # the writer thread holds here while the next units queue up
+
+        held = asyncio.ensure_future(writer.run(blocking))
+        await asyncio.to_thread(started.wait)
+        before = writer.transactions
+        queued = [asyncio.ensure_future(writer.run(insert(x))) for x in range(5)]
+        await asyncio.sleep(0)  # each task queues its unit on its first step
+        release.set()
+        await asyncio.gather(held, *queued)
+        assert writer.transactions - before == 1 + 3  # the held unit alone, then the five queued meanwhile as 2 + 2 + 1
+        assert await writer.run(lambda c: c.execute("SELECT x FROM t ORDER BY rowid").fetchall()) == [
+            (x,) for x in range(5)
+        ]
+    finally:
+        release.set()
+        writer.close()
+
+
+async def test_closing_the_sqlite_writer_finishes_the_queued_units_then_refuses_new_ones(tmp_path: Path) -> None:
+    writer = GroupCommit(str(tmp_path / "plain.db"))
+    await writer.run(lambda c: c.execute("CREATE TABLE t (x INTEGER)"))
+    queued = [asyncio.ensure_future(writer.run(insert(x))) for x in range(3)]
+    await asyncio.sleep(0)  # each task queues its unit on its first step
+    await asyncio.to_thread(writer.close)
+    await asyncio.gather(*queued)
+    with pytest.raises(WriterClosed):
+        await writer.run(lambda c: c.execute("INSERT INTO t VALUES (9)"))
+    with sqlite3.connect(tmp_path / "plain.db") as check:
+        assert check.execute("SELECT x FROM t ORDER BY x").fetchall() == [(0,), (1,), (2,)]
+    writer.close()  # again: nothing to do
