@@ -45,7 +45,8 @@ from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# Strawberry's own init timeout (graphql-transport-ws only), a backstop behind resolvers.sockets' (both).
+# Strawberry's own init timeout (graphql-transport-ws only): required by its constructor, but never started
+# (fanout.TransportWSHandler): resolvers.sockets times out every socket first, on both subprotocols.
 STRAWBERRY_INIT_TIMEOUT = CONNECTION_INIT_TIMEOUT + timedelta(seconds=5)
 # GraphiQL's page; it loads its scripts from the same directory, served at /web/graphiql/ (app.py).
 GRAPHIQL_PAGE = Path(__file__).resolve().parent.parent / "web" / "graphiql" / "index.html"

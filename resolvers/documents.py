@@ -51,7 +51,9 @@ STRAWBERRY_RULES = (MaybeNullValidationRule, OneOfInputValidationRule)
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphql-documents")
 
 
-class _Lru:
+class Lru:
+    """A bounded mapping, least recently used out first."""
+
     def __init__(self, size: int) -> None:
         self._size = size
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
@@ -72,8 +74,8 @@ class _Lru:
                 self._items.popitem(last=False)
 
 
-_documents = _Lru(CACHE_SIZE)
-_validations = _Lru(CACHE_SIZE)
+_documents = Lru(CACHE_SIZE)
+_validations = Lru(CACHE_SIZE)
 
 
 async def _run(heavy: bool, function: Callable[..., T], *args: Any) -> T:

@@ -11,7 +11,9 @@ the user's own chats' events in the user's outbox); the selection set of an even
 no field of the event types looks at the viewer — so the same document gives the same payload for everyone.
 
 Everything before the first event (parsing, validation, the document limits, authentication, the subscription
-limit, errors) is still Strawberry's, and graphql-ws (the older subprotocol) keeps Strawberry's path entirely.
+limit, errors) is still Strawberry's the first time a document is seen; later subscriptions with it go straight
+to the resolver's streaming, with the same answers (resolvers.direct). graphql-ws (the older subprotocol) keeps
+Strawberry's path entirely.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from graphql import DocumentNode, ExecutionResult, GraphQLError
 from graphql.execution import Executor
@@ -30,9 +32,11 @@ from graphql.language import FieldNode, FragmentSpreadNode, Node, VariableNode
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.types.execution import ExecutionResult as StrawberryResult
 
 from realtime.events import Event
 from realtime.hub import Delivery
+from resolvers import direct
 from resolvers.errors import CodedErrors
 
 
@@ -55,7 +59,8 @@ def current_lane() -> Lane | None:
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
-    """Strawberry's graphql-transport-ws handler, telling each operation's resolver its id and request."""
+    """Strawberry's graphql-transport-ws handler, telling each operation's resolver its id and request, and
+    sending a subscription whose document a streaming resolver has seen before straight to it (resolvers.direct)."""
 
     async def handle(self) -> None:
         try:
@@ -65,9 +70,40 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             # they hold little, and the connection is freed by reference counting when it closes.
             self.context.release()
 
+    def on_request_accepted(self) -> None:
+        """No task per socket for the `connection_init` timeout: the socket's own timer (resolvers.sockets) closes
+        it with 4408 first, on both subprotocols, and Strawberry's task would cost a task and a timer per socket."""
+
+    async def handle_message(self, message: Message) -> None:
+        try:
+            await super().handle_message(message)
+        finally:
+            # Strawberry's loop holds the last message until the next one arrives: on an idle socket, for good.
+            cast("dict[str, Any]", message).clear()  # a TypedDict: a dict decoded for this call
+
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
-        _lane.set(Lane(operation.id, operation.query, operation.variables, operation.operation_name))
-        await super().run_operation(operation)
+        prepared = direct.find(self.schema._schema, operation.query, operation.operation_name)  # type: ignore[attr-defined]
+        arguments = prepared.arguments(operation.variables) if prepared is not None else None
+        if prepared is None or arguments is None:
+            _lane.set(Lane(operation.id, operation.query, operation.variables, operation.operation_name))
+            await super().run_operation(operation)
+            return
+        operation.query = prepared.query  # the remembered text, not this message's copy of it
+        lane = Lane(operation.id, prepared.query, operation.variables, operation.operation_name)
+        try:
+            await prepared.start(self.context, lane, prepared, arguments)
+        except Exception as error:  # reported to the client, as Strawberry's path reports it
+            await operation.send_next(StrawberryResult(data=None, errors=self._coded(error)))
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
+    def _coded(self, error: Exception) -> list[GraphQLError]:
+        """`error`, raised by a subscription's stream, as Strawberry's path reports it: coerced to a GraphQL
+        error, then through the schema's CodedErrors extension (codes, logging of the unexpected)."""
+        coerced = error if isinstance(error, GraphQLError) else GraphQLError(str(error), original_error=error)
+        for extension in self.schema.get_extensions():  # type: ignore[attr-defined]
+            if isinstance(extension, CodedErrors):
+                return extension._process_errors([coerced])
+        return [coerced]
 
     async def send_message(self, message: Message) -> None:
         """Nothing more goes out once this server has closed the socket (a slow consumer's 1013): an operation

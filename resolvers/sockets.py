@@ -39,6 +39,9 @@ SCOPE_SOCKET = "tailtrail.graphql_socket"
 
 
 class GraphQLSocket:
+    # One per open socket, for as long as it is open: slots, and its init timer dropped once cancelled.
+    __slots__ = ("_admission", "_closed", "_closing", "_pending", "_send", "_timer", "address", "expiry", "user_id")
+
     def __init__(self, admission: Admission, address: str | None, send: Send) -> None:
         self._admission = admission
         self.address = address
@@ -46,7 +49,7 @@ class GraphQLSocket:
         self._pending = True
         self.user_id: uuid.UUID | None = None
         self._closed = False
-        self._timer = asyncio.get_running_loop().call_later(
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             CONNECTION_INIT_TIMEOUT.total_seconds(), self._init_timed_out
         )
         self._closing: asyncio.Task[None] | None = None
@@ -60,7 +63,9 @@ class GraphQLSocket:
 
     def initialised(self) -> None:
         """`connection_init` arrived: the socket no longer counts as pending."""
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._pending:
             self._pending = False
             self._admission.release_pending(self.address)

@@ -15,12 +15,13 @@ from realtime import close_codes
 from realtime.hub import Delivery
 from realtime.outbox import OutboxClosed
 from realtime.stream import Queued, StreamWriter
-from resolvers import fanout, http
+from resolvers import direct, fanout, http
 from resolvers.context import Context
 from schema import types
 from server.logging_setup import fields
 from services.auth import require_user
 from services.errors import RateLimited
+from services.runtime import Runtime
 from services.streams import open_stream
 
 log = logging.getLogger(__name__)
@@ -49,17 +50,17 @@ class Subscription:
         rt = ctx.rt
         websocket = ctx.request if isinstance(ctx.request, WebSocket) else None
         lane = fanout.current_lane() if websocket is not None else None
+        if lane is not None:
+            # graphql-transport-ws: this resolver sends the events itself, and the next subscription with this
+            # text goes straight to `stream_to_socket` (resolvers.direct).
+            direct.remember(info._raw_info, lane.query, lane.operation_name, _start_direct)
+            await stream_to_socket(ctx, lane, info, after)
+            return
         on_overflow = None
         admitted: uuid.UUID | None = None  # a user counted for this stream (HTTP), released when it ends
         if websocket is not None:
-            # A client that stopped reading leaves the sender stuck in a send: close the socket from here (in this
-            # socket's context: the overflow is noticed in the publisher's task).
-            context, socket = contextvars.copy_context(), websocket
-
-            def close_slow() -> None:
-                rt.spawn(_close_slow(socket), context=context)
-
-            on_overflow = close_slow
+            # A client that stopped reading leaves the sender stuck in a send: close the socket from here.
+            on_overflow = _closer(rt, websocket)
         elif (request_stream := http.http_stream_of(ctx.request.scope)) is not None:
             # Streamed over HTTP: the request holds a connection as a socket does, and counts as one.
             user_id = require_user(ctx.actor)
@@ -67,27 +68,16 @@ class Subscription:
                 raise RateLimited(f"at most {rt.admission.per_user} connections per user")
             admitted = user_id
             on_overflow = _cut_off(request_stream)
-        writer = None
-        if lane is not None and websocket is not None:
-            # graphql-transport-ws: send the events from here, each executed once for all (resolvers.fanout).
-            renderer = fanout.SharedRenderer(lane, info, lambda e, c: _convert(e, c, rt))
-            writer = StreamWriter(
-                websocket.send_text, render_now=renderer.frame_now, render=renderer.frame, on_overflow=on_overflow
-            )
-        transport = writer if writer is not None else Queued(on_overflow)
         try:
             async with open_stream(
-                rt, actor=ctx.actor, kind="graphql", transport=transport, cursor=after, conn_id=ctx.stream_id()
+                rt,
+                actor=ctx.actor,
+                kind="graphql",
+                transport=Queued(on_overflow),
+                cursor=after,
+                conn_id=ctx.stream_id(),
             ) as stream:
                 try:
-                    if writer is not None:
-                        try:
-                            await writer.run(stream)
-                        except Exception:
-                            if not stream.conn.overflowed:
-                                raise
-                            # Closed with 1013 for its overflow: a send still in hand fails, as it should.
-                        return
                     while True:
                         for delivery in await stream.take():
                             if isinstance(delivery, Delivery):  # replies exist only on the legacy protocol
@@ -98,6 +88,50 @@ class Subscription:
         finally:
             if admitted is not None:
                 rt.admission.release_user(admitted)
+
+
+async def stream_to_socket(ctx: Context, lane: fanout.Lane, info: Any, after: str | None) -> None:
+    """`chatEvents` on graphql-transport-ws: the stream sends its events itself, each executed once for all
+    (resolvers.fanout), until the connection ends; from the resolver, or straight from the socket's handler
+    for a document seen before (resolvers.direct)."""
+    rt = ctx.rt
+    websocket = ctx.request
+    assert isinstance(websocket, WebSocket)
+    renderer = fanout.SharedRenderer(lane, info, lambda e, c: _convert(e, c, rt))
+    writer = StreamWriter(
+        websocket.send_text,
+        render_now=renderer.frame_now,
+        render=renderer.frame,
+        on_overflow=_closer(rt, websocket),
+    )
+    async with open_stream(
+        rt, actor=ctx.actor, kind="graphql", transport=writer, cursor=after, conn_id=ctx.stream_id()
+    ) as stream:
+        try:
+            await writer.run(stream)
+        except Exception as error:
+            if stream.conn.overflowed:
+                return  # closed with 1013 for its overflow: a send still in hand fails, as it should
+            if not isinstance(error, OutboxClosed):
+                raise
+            if error.reason == "overflow":
+                await websocket.close(close_codes.TRY_AGAIN_LATER)
+            # Otherwise the server ended the stream: the operation completes.
+
+
+async def _start_direct(ctx: Context, lane: fanout.Lane, prepared: direct.Prepared, arguments: dict[str, Any]) -> None:
+    await stream_to_socket(ctx, lane, direct.ResolveInfoView(prepared), arguments.get("after"))
+
+
+def _closer(rt: Runtime, websocket: WebSocket) -> Callable[[], None]:
+    """The overflow of a socket's stream: close the socket (1013) from the socket's own context; the overflow is
+    noticed in the publisher's task, and a client that stopped reading leaves the writer stuck in a send."""
+    context = contextvars.copy_context()
+
+    def close_slow() -> None:
+        rt.spawn(_close_slow(websocket), context=context)
+
+    return close_slow
 
 
 def _cut_off(stream: http.HttpStream) -> Callable[[], None]:

@@ -113,6 +113,15 @@ class QuietProtocolErrors(logging.Filter):
         return True
 
 
+class NoDuplicateLines(logging.Filter):
+    """websockets logs "connection open" through uvicorn's logger once each WebSocket's handshake is answered,
+    right after uvicorn's own `"WebSocket /path" [accepted]` line, which says the same and more: dropped, one line
+    less to format and write per socket."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "connection open"
+
+
 class ConnectionContext(logging.Filter):
     """Add `connection_id` (the socket being served, if any) to every record."""
 
@@ -212,5 +221,6 @@ def install(fmt: str = "text", level: str = "INFO") -> None:
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())
     error_log = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, QuietProtocolErrors) for f in error_log.filters):
-        error_log.addFilter(QuietProtocolErrors())
+    for quieter in (QuietProtocolErrors, NoDuplicateLines):
+        if not any(isinstance(f, quieter) for f in error_log.filters):
+            error_log.addFilter(quieter())

@@ -117,6 +117,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and getattr(self, "request", None) is not None:
+            # uvicorn keeps the handshake's request and response (their headers: ~4 KiB) for as long as the socket
+            # is open, and reads them only while answering the handshake.
+            self.request = self.response = None  # type: ignore[assignment]
+
     def connection_lost(self, exc: Exception | None) -> None:
         _release(self.transport)
         super().connection_lost(exc)

@@ -172,3 +172,14 @@ def test_log_settings_are_checked() -> None:
         Settings.from_env({"LOG_FORMAT": "xml"})
     with pytest.raises(ConfigError, match="LOG_LEVEL"):
         Settings.from_env({"LOG_LEVEL": "loud"})
+
+
+async def test_a_sockets_handshake_is_logged_once(api: Api) -> None:
+    """uvicorn's `[accepted]` line names the socket; websockets' `connection open` after it said nothing more."""
+    alice, bob = await api.new_user("alice"), await api.new_user("bob")
+    await api.new_chat(alice, bob)
+    legacy = await LegacyClient(api, alice).connect()
+    await legacy.request("get_chat_status", reply="chat_status")
+    await legacy.close()
+    wait_for_line(api.server, lambda line: "[accepted]" in line and f"/websocket/ws/{alice.id}" in line)
+    assert "connection open" not in api.server.log()
