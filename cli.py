@@ -315,6 +315,9 @@ async def _db_upgrade(db: Any) -> None:
         await db.dispose()
 
 
+LISTEN_BACKLOG = 16384
+
+
 def listening_socket(settings: Settings, *, host: str, port: int) -> socket.socket:
     """The server's socket, bound here so accepted connections inherit a capped kernel send buffer."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -322,7 +325,9 @@ def listening_socket(settings: Settings, *, host: str, port: int) -> socket.sock
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer)
     sock.bind((host, port))
-    sock.listen(2048)
+    # A reconnect storm brings thousands of handshakes faster than a busy event loop accepts them; a full accept
+    # queue makes the kernel drop them (resets after a minute). The kernel caps this at net.core.somaxconn.
+    sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
