@@ -4,7 +4,9 @@ Strawberry runs a subscription's selection set once per event *per subscriber*, 
 a `next` message for each. For an event going to a thousand sockets that is a thousand identical executions.
 Here a `chatEvents` subscription on graphql-transport-ws sends its events itself: each event is executed once
 per distinct (document, variables), the `payload` JSON is cached on the event's `Delivery`, and each subscriber
-only adds its operation id around it.
+only adds its operation id around it. That one execution is a plan compiled from the document once
+(resolvers.render: graphql-core's exact JSON, ~15x cheaper than its executor per event); graphql-core's executor
+remains for the documents and events the plan cannot be sure of.
 
 Why sharing is safe: which events a subscriber gets is decided per user before this point (the hub puts only
 the user's own chats' events in the user's outbox); the selection set of an event reads only the event —
@@ -38,6 +40,7 @@ from realtime.events import Event
 from realtime.hub import Delivery
 from resolvers import direct
 from resolvers.errors import CodedErrors
+from resolvers.render import Plan, Unsupported, Unsure, compile_plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +118,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
 class SharedRenderer:
     """One subscription's document and variables, and the `next` payload of an event, computed once for all
-    subscriptions with the same document and the same values of the variables its selection set uses."""
+    subscriptions with the same document and the same values of the variables its selection set uses.
+
+    The payload comes from the document's compiled plan (resolvers.render) when it has one and the event is
+    plain for it; otherwise from graphql-core's executor, as before."""
 
     def __init__(self, lane: Lane, info: Any, convert: Callable[[Event, str | None], Any]) -> None:
         self._convert = convert  # an event as the GraphQL object its selection set runs over
@@ -124,11 +130,13 @@ class SharedRenderer:
         used = _used_variables(raw, lane)
         shown = {name: value for name, value in (lane.variables or {}).items() if name in used}
         self.key = ("graphql-next", lane.query, lane.operation_name, json.dumps(shown, sort_keys=True, default=str))
-        self._executor = _shared_executor(raw.schema, self.key, lane, raw)
+        self._executor, self.plan = _shared_execution(raw.schema, self.key, lane, raw)
 
     def frame_now(self, delivery: Delivery) -> str | None:
         """This subscription's whole `next` message for `delivery`, or None if rendering it would have to wait."""
         payload: str | None = delivery.cached(self.key)
+        if payload is None:
+            payload = self._compiled(delivery)
         if payload is None:
             result = self._execute(delivery)
             if inspect.isawaitable(result):  # not with this schema's event types; `frame` will wait for it
@@ -143,11 +151,24 @@ class SharedRenderer:
             return None
         payload: str | None = item.cached(self.key)
         if payload is None:
+            payload = self._compiled(item)
+        if payload is None:
             result = self._execute(item)
             if inspect.isawaitable(result):
                 result = await result
             payload = self._store(item, result)
         return self.prefix + payload + "}"
+
+    def _compiled(self, delivery: Delivery) -> str | None:
+        """The payload by the compiled plan, or None where only the executor knows the answer."""
+        if self.plan is None:
+            return None
+        try:
+            text = self.plan.render(delivery.encoded("graphql", self._convert))
+        except Unsure:
+            return None
+        delivery.store(self.key, text)
+        return text
 
     def _execute(self, delivery: Delivery) -> Any:
         source = delivery.encoded("graphql", self._convert)
@@ -163,17 +184,20 @@ class SharedRenderer:
         return text
 
 
-# Executors by (schema, subscription key), shared by every subscription with that key: each is ~5 KiB, and ten
-# thousand subscriptions usually carry a handful of distinct documents. Bounded, least recently built first out.
+# Executors and their compiled plans by (schema, subscription key), shared by every subscription with that key:
+# each executor is ~5 KiB, and ten thousand subscriptions usually carry a handful of distinct documents. Bounded,
+# least recently built first out.
 _SHARED_MAX = 256
-_executors: OrderedDict[tuple[Any, ...], Executor[Any]] = OrderedDict()
+_executions: OrderedDict[tuple[Any, ...], tuple[Executor[Any], Plan | None]] = OrderedDict()
 
 
-def _shared_executor(schema: Any, key: tuple[Any, ...], lane: Lane, raw: Any) -> Executor[Any]:
+def _shared_execution(schema: Any, key: tuple[Any, ...], lane: Lane, raw: Any) -> tuple[Executor[Any], Plan | None]:
+    """The executor of a subscription's document and variables, and its compiled plan (None: outside the subset
+    resolvers.render compiles; its events always go through the executor)."""
     cache_key = (schema, *key)
-    executor = _executors.get(cache_key)
-    if executor is None:
-        built = Executor.build(
+    shared = _executions.get(cache_key)
+    if shared is None:
+        executor = Executor.build(
             schema,
             DocumentNode(definitions=(raw.operation, *raw.fragments.values())),
             # No context: the event types' fields read only the event (see the module docstring), and a shared
@@ -182,12 +206,16 @@ def _shared_executor(schema: Any, key: tuple[Any, ...], lane: Lane, raw: Any) ->
             raw_variable_values=lane.variables,
             operation_name=lane.operation_name,
         )
-        if not isinstance(built, Executor):  # cannot happen: Strawberry validated this very request
+        if not isinstance(executor, Executor):  # cannot happen: Strawberry validated this very request
             raise GraphQLError("cannot execute the subscription's document")
-        executor = _executors[cache_key] = built
-        if len(_executors) > _SHARED_MAX:
-            _executors.popitem(last=False)
-    return executor
+        try:
+            plan: Plan | None = compile_plan(executor)
+        except Unsupported:
+            plan = None
+        shared = _executions[cache_key] = (executor, plan)
+        if len(_executions) > _SHARED_MAX:
+            _executions.popitem(last=False)
+    return shared
 
 
 # The variables each document's selection set reads, by (schema, query text, operation name): walking the document
