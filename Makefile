@@ -43,6 +43,6 @@ test: $(VENV)/.installed-dev tests/js/node_modules/.installed /usr/bin/chromium
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-# The benchmark (~25 minutes): writes bench/results/ (report.md, report.json, latency.png).
+# The benchmark (~15 minutes): writes bench/results/ (report.md, report.json, latency.png).
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
