@@ -113,8 +113,15 @@ def start_server(tmp_path: Path) -> Iterator[object]:
         return srv
 
     yield start
+    # Every server is stopped even when one of them fails to stop in time; the first failure is raised after.
+    failures: list[BaseException] = []
     for srv in started:
-        srv.stop()
+        try:
+            srv.stop()
+        except Exception as error:
+            failures.append(error)
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture
