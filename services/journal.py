@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, false, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, false, func, or_, select, update
 
 from models import Database, EventLog, Member, Writer
 from realtime.codec import decode_envelope
@@ -103,13 +103,7 @@ async def replay_for(db: Database, *, user_id: uuid.UUID, after: Vector, upto: V
     when it removed them; events "to the others" skip the user who caused them.
     """
     await check_cursor(db, after)
-    # Each writer's range past `after` up to `upto`; none at all is an empty replay (an `or_()` of nothing
-    # would filter nothing, and replay what is newer than `upto` too).
-    ranges = [
-        and_(EventLog.writer == w, EventLog.n > after[w], EventLog.n <= upto[w])
-        for w in sorted(upto.writers)
-        if upto[w] > after[w]
-    ]
+    ranges = _ranges(after, upto)
     if not ranges:
         return []
     window = or_(*ranges)
@@ -175,14 +169,20 @@ def window_size(after: Vector, upto: Vector) -> int:
     return sum(max(0, n - after[w]) for w, n in upto.items())
 
 
-async def read_window(db: Database, after: Vector, upto: Vector) -> list[WindowRow]:
-    """Every event past `after` up to `upto`, in (writer, n) order; `ResyncRequired` as `replay_for`."""
-    await check_cursor(db, after)
-    ranges = [
+def _ranges(after: Vector, upto: Vector) -> list[ColumnElement[bool]]:
+    """Each writer's range of the log past `after` up to `upto`. None at all is an empty replay: the callers
+    return early, since an `or_()` of nothing would filter nothing and replay what is newer than `upto` too."""
+    return [
         and_(EventLog.writer == w, EventLog.n > after[w], EventLog.n <= upto[w])
         for w in sorted(upto.writers)
         if upto[w] > after[w]
     ]
+
+
+async def read_window(db: Database, after: Vector, upto: Vector) -> list[WindowRow]:
+    """Every event past `after` up to `upto`, in (writer, n) order; `ResyncRequired` as `replay_for`."""
+    await check_cursor(db, after)
+    ranges = _ranges(after, upto)
     if not ranges:
         return []
     query = (
