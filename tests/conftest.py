@@ -98,6 +98,17 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture
+async def backend(database_url: str) -> AsyncIterator[Runtime]:
+    """A runtime on each database (the session's test databases)."""
+    runtime = Runtime(Settings(database_url=database_url, secret_key="s" * 32))
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@pytest.fixture
 def api(server: Server) -> Api:
     return Api(server)
 

@@ -5,30 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from realtime.hub import Delivery
 from realtime.positions import Vector
-from server.config import Settings
 from services import chats, journal, messages, users
 from services.auth import Actor
 from services.runtime import Runtime
 from tests.legacy_client import LegacyClient
 from tests.support import Api, Subscriber
-
-
-@pytest.fixture
-async def backend(database_url: str) -> AsyncIterator[Runtime]:
-    """A runtime on each database (the session's test databases)."""
-    runtime = Runtime(Settings(database_url=database_url, secret_key="s" * 32))
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def new_users(rt: Runtime, count: int) -> list[uuid.UUID]:

@@ -8,7 +8,7 @@ import dataclasses
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,17 +23,6 @@ from services.auth import Actor
 from services.errors import Forbidden
 from services.runtime import Runtime
 from services.views import MessageView
-
-
-@pytest.fixture
-async def backend(database_url: str) -> AsyncIterator[Runtime]:
-    """A runtime on each database (the session's test databases)."""
-    runtime = Runtime(Settings(database_url=database_url, secret_key="s" * 32))
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def member_pair(rt: Runtime) -> tuple[Actor, uuid.UUID]:
