@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -157,17 +157,23 @@ def _parse(query: str, options: dict[str, Any]) -> DocumentNode:
             previous = token.prev
             token.prev = token.next = None
             token = previous
-    nodes: list[Node] = [document]
-    while nodes:
-        node = nodes.pop()
+    for node in ast_nodes(document):
         location = node.loc
         if location is not None:
             # graphql-core types these as always set; dropping the token chain frees the lexer's tokens.
             location.start_token = location.end_token = None  # type: ignore[assignment]
+    return document
+
+
+def ast_nodes(root: Node) -> Iterator[Node]:
+    """`root` and every node under it, in no particular order (without recursion: documents may nest deeply)."""
+    nodes: list[Node] = [root]
+    while nodes:
+        node = nodes.pop()
+        yield node
         for key in node.keys:
             value = getattr(node, key, None)
             if isinstance(value, Node):
                 nodes.append(value)
             elif isinstance(value, (list, tuple)):
                 nodes.extend(child for child in value if isinstance(child, Node))
-    return document

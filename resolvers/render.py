@@ -64,6 +64,8 @@ from graphql.pyutils import Undefined
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.union import StrawberryUnion
 
+from resolvers.documents import ast_nodes
+
 # Strawberry keeps its own definition of a GraphQL type or field under this key of `extensions`.
 STRAWBERRY = "strawberry-definition"
 # The directives whose effect `collect_fields` decides once here; any other could change how a field is executed.
@@ -133,17 +135,9 @@ def compile_plan(executor: Executor[Any]) -> Plan:
 
 
 def _check_directives(node: Node) -> None:
-    stack: list[Any] = [node]
-    while stack:
-        current = stack.pop()
+    for current in ast_nodes(node):
         if isinstance(current, DirectiveNode) and current.name.value not in KNOWN_DIRECTIVES:
             raise Unsupported(f"directive @{current.name.value}")
-        for key in current.keys:
-            value = getattr(current, key, None)
-            if isinstance(value, Node):
-                stack.append(value)
-            elif isinstance(value, (list, tuple)):
-                stack.extend(child for child in value if isinstance(child, Node))
 
 
 class _Compiler:
