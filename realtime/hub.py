@@ -345,12 +345,16 @@ class Hub:
         author = route.from_user_id
         message_seq = route.message_seq
         delivered = 0
+        # A UUID's hash and equality are Python code: each test below first asks what is free (a None, an empty set),
+        # so an ordinary message costs no UUID comparison per recipient.
         for conn in tuple(targets):  # a copy: an overflow callback may close connections
-            if conn.user_id == exclude or (paused_chat is not None and paused_chat in conn.paused):
+            if exclude is not None and conn.user_id == exclude:
                 continue
-            if author is not None and author in conn.blocked:
+            if paused_chat is not None and conn.paused and paused_chat in conn.paused:
                 continue
-            if message_seq is not None and conn.hides(route.chat_id, message_seq):
+            if author is not None and conn.blocked and author in conn.blocked:
+                continue
+            if message_seq is not None and conn.joined_at and conn.hides(route.chat_id, message_seq):
                 continue
             if conn.transport.send_now(delivery) or conn.outbox.put(delivery, size=size, ephemeral=ephemeral):
                 delivered += 1

@@ -117,12 +117,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
-    async def send(self, message: Any) -> None:
-        await super().send(message)
-        if self.handshake_complete and getattr(self, "request", None) is not None:
-            # uvicorn keeps the handshake's request and response (their headers: ~4 KiB) for as long as the socket
-            # is open, and reads them only while answering the handshake.
-            self.request = self.response = None  # type: ignore[assignment]
+    def start_keepalive(self) -> None:
+        # uvicorn calls this once, right after it has written the handshake's answer. It keeps the handshake's
+        # request and response (their headers: ~4 KiB) for as long as the socket is open, and reads them only while
+        # answering the handshake: drop them here. (Not in an override of `send`: that would add a coroutine to
+        # every frame the socket sends.)
+        super().start_keepalive()
+        self.request = self.response = None  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         _release(self.transport)
