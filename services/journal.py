@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, false, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, false, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Database, EventLog, Member, Writer
 from realtime.codec import decode_envelope
@@ -350,23 +351,45 @@ def _chat_of(event: Event) -> uuid.UUID | None:
 
 
 async def purge_older_than(db: Database, cutoff: datetime) -> int:
-    """Drop log entries older than `cutoff` and raise each writer's floor below which cursors need a resync."""
+    """Drop log entries older than `cutoff` and raise each writer's floor below which cursors need a resync.
+
+    A writer's entries are stamped as they take their position, so their `created_at` grows with `n`: the last
+    entry older than `cutoff` is found by a binary search over `n` (a few dozen primary-key lookups), which spares
+    every send an index entry on `created_at` (a B-tree page more per commit). A clock stepping back makes an entry
+    look a few seconds older or younger than it is, against a retention of days."""
     async with db.write() as session:
-        floors = (
-            await session.execute(
-                select(EventLog.writer, func.max(EventLog.n))
-                .where(EventLog.created_at < cutoff)
-                .group_by(EventLog.writer)
-            )
-        ).all()
+        slots = (await session.execute(select(Writer.slot, Writer.floor_n, Writer.last_n))).all()
         purged = 0
-        for writer, upto in floors:
+        for writer, floor_n, last_n in slots:
+            upto = await _last_older_than(session, writer, floor_n, last_n, cutoff)
+            if upto <= floor_n:
+                continue
             result = await session.execute(delete(EventLog).where(EventLog.writer == writer, EventLog.n <= upto))
             purged += int(result.rowcount or 0)  # type: ignore[attr-defined]  # a DELETE gives a CursorResult
             await session.execute(
                 update(Writer).where(Writer.slot == writer, Writer.floor_n < upto).values(floor_n=upto)
             )
         return purged
+
+
+async def _last_older_than(session: AsyncSession, writer: int, low: int, high: int, cutoff: datetime) -> int:
+    """The highest `n` of `writer` in (low, high] whose entry is older than `cutoff` (`low` if there is none):
+    a binary search on the first entry at or after each probe (a purge may have left nothing below it)."""
+    while low < high:
+        probe = (low + high + 1) // 2
+        stamp = (
+            await session.execute(
+                select(EventLog.created_at)
+                .where(EventLog.writer == writer, EventLog.n >= probe, EventLog.n <= high)
+                .order_by(EventLog.n)
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if stamp is not None and stamp < cutoff:
+            low = probe
+        else:
+            high = probe - 1
+    return low
 
 
 __all__ = [

@@ -10,13 +10,21 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from models import EventLog, Writer
+from server.config import Settings
+from services import journal
+from services import messages as message_service
+from services.runtime import Runtime
 from tests.legacy_client import LegacyClient
 from tests.support import EVENT_TIMEOUT, Api, Subscriber, User
+from tests.test_store import member_pair
 
 
 class Http:
@@ -290,6 +298,48 @@ async def test_cursor_past_retention_yields_resync_required_then_live(own_databa
         assert live["__typename"] == "NewMessage" and live["message"]["content"] == "live"
     finally:
         await resumed.close()
+
+
+async def test_retention_purges_exactly_the_entries_older_than_the_cutoff_and_raises_the_floor(
+    own_database_url: str,
+) -> None:
+    """The cut is found by a binary search over each writer's positions (no index on created_at): every entry
+    older than the cutoff goes, every other stays, and the writer's floor is the last one purged."""
+    rt = Runtime(Settings(database_url=own_database_url, secret_key="s" * 32))
+    await rt.start()
+    try:
+        sender, chat_id = await member_pair(rt)
+        for i in range(9):
+            await message_service.send_message(rt, actor=sender, chat_id=chat_id, content=f"m{i}")
+
+        async def log() -> list[tuple[int, int, Any]]:
+            async with rt.db.read() as session:
+                rows = await session.execute(select(EventLog.writer, EventLog.n, EventLog.created_at))
+                return sorted(rows.tuples().all())
+
+        async def floors() -> dict[int, int]:
+            async with rt.db.read() as session:
+                return dict((await session.execute(select(Writer.slot, Writer.floor_n))).tuples().all())
+
+        before = await log()
+        assert len(before) >= 10  # the chat's creation and nine messages
+        assert [stamp for _, _, stamp in before] == sorted(stamp for _, _, stamp in before)
+        for cut in (4, 7, len(before)):  # entries strictly older than the cut-th one's stamp go
+            cutoff = before[cut - 1][2] if cut < len(before) else before[-1][2] + timedelta(seconds=1)
+            older = [(w, n) for w, n, stamp in before if stamp < cutoff]
+            kept_before = await log()
+            purged = await journal.purge_older_than(rt.db, cutoff)
+            assert purged == len([row for row in kept_before if (row[0], row[1]) in older])
+            assert [(w, n) for w, n, _ in await log()] == [(w, n) for w, n, _ in before if (w, n) not in older]
+            writer = before[0][0]
+            assert (await floors())[writer] == max(n for w, n in older if w == writer)
+            assert await journal.purge_older_than(rt.db, cutoff) == 0  # again: nothing more
+        # After everything was purged the writer goes on from where it was.
+        sent = await message_service.send_message(rt, actor=sender, chat_id=chat_id, content="after")
+        assert [(w, n) for w, n, _ in await log()] == [(before[-1][0], before[-1][1] + 1)]
+        assert sent.seq == 10
+    finally:
+        await rt.stop()
 
 
 # -- idempotent send ------------------------------------------------------------------------------
