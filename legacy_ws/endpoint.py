@@ -28,6 +28,7 @@ from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from realtime.stream import Stream, StreamWriter
 from server.logging_setup import bind_connection, fields, peer
+from server.websocket_guard import direct_send
 from services import activity, blocks, chats, messages, reactions
 from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError, Forbidden, Unauthenticated
@@ -329,9 +330,10 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         return
     cursor = websocket.query_params.get("cursor")
     try:
-        # Events go out through the raw ASGI `send`, as one message dict per event shared by every recipient. A
-        # client that stopped reading leaves the writer stuck in a send: on overflow the writer's task is cancelled.
-        writer = StreamWriter(send, render_now=_event_message, render=_item_message)
+        # Events go out through the raw ASGI `send` (the guard's, past the framework's wrappers), as one message dict
+        # per event shared by every recipient. A client that stopped reading leaves the writer stuck in a send: on
+        # overflow the writer's task is cancelled.
+        writer = StreamWriter(direct_send(scope, send), render_now=_event_message, render=_item_message)
         async with open_stream(
             rt, actor=actor, kind="legacy", transport=writer, cursor=cursor, conn_id=conn_id
         ) as stream:

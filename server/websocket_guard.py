@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,17 +46,11 @@ class WebSocketGuard:
             await self.app(scope, receive, send)
             return
         limiter = RateLimiter.for_connection(self.settings) if scope.get("path") in self.paced_paths else None
-        closed = False
         graphql = scope.get("path") in self.paced_paths
-
-        async def guarded_send(message: Message) -> None:
-            if closed and message["type"] == "websocket.send":
-                return  # the guard closed this socket: what the app still sends has nowhere to go
-            await send(message)
+        guarded_send = scope[SCOPE_SEND] = GuardedSend(send)
 
         async def guarded_receive() -> Message:
-            nonlocal closed
-            if closed:
+            if guarded_send.closed:
                 return {"type": "websocket.disconnect", "code": close_codes.POLICY}
             message = await receive()
             if message["type"] != "websocket.receive":
@@ -71,8 +66,7 @@ class WebSocketGuard:
             return message
 
         async def close(code: int, reason: str) -> Message:
-            nonlocal closed
-            closed = True
+            guarded_send.closed = True
             log.warning("closing WebSocket %s: protocol violation: %s (%d)", scope.get("path"), reason, code)
             try:
                 await send({"type": "websocket.close", "code": code, "reason": reason})
@@ -81,6 +75,40 @@ class WebSocketGuard:
             return {"type": "websocket.disconnect", "code": code}
 
         await self.app(scope, guarded_receive, guarded_send)
+
+
+# The key of a socket's `GuardedSend` in its ASGI scope (`direct_send`).
+SCOPE_SEND = "tailtrail.guarded_send"
+
+
+class GuardedSend:
+    """A socket's send as the server gives it, with the guard's one rule: once the guard closed the socket, what the
+    app still sends has nowhere to go and is dropped.
+
+    A plain callable returning the server's own coroutine, not a coroutine of its own: a fan-out writes each event
+    to thousands of sockets, and every wrapper between it and the server costs a coroutine per frame."""
+
+    __slots__ = ("_send", "closed")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.closed = False
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if self.closed and message["type"] == "websocket.send":
+            return _dropped()
+        return self._send(message)
+
+
+async def _dropped() -> None:
+    return None
+
+
+def direct_send(scope: Scope, send: Send) -> Send:
+    """The socket's guarded send, past the framework's wrappers between the guard and the endpoint (Starlette's
+    exception handling, which acts on HTTP responses only): for the frames a fan-out writes. `send` without a guard."""
+    guarded = scope.get(SCOPE_SEND)
+    return guarded if isinstance(guarded, GuardedSend) else send
 
 
 def is_protocol_message(message: Message) -> bool:
