@@ -28,7 +28,7 @@ from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from realtime.stream import Stream, StreamWriter
 from server.logging_setup import bind_connection, fields, peer
-from server.websocket_guard import direct_send
+from server.sends import direct_send
 from services import activity, blocks, chats, messages, reactions
 from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError, Forbidden, Unauthenticated

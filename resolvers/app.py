@@ -39,6 +39,7 @@ from resolvers.sockets import CONNECTION_INIT_TIMEOUT, SCOPE_SOCKET, GraphQLSock
 from resolvers.subscription import Subscription
 from server.config import Settings
 from server.logging_setup import bind_connection, fields, peer
+from server.sends import direct_send
 from services.auth import TokenRules, authenticate, token_from, token_from_connection_params
 from services.errors import RateLimited, Unauthenticated
 from services.runtime import Runtime
@@ -127,7 +128,7 @@ class GraphQLApp(GraphQL[Context, None]):
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": close_codes.POLICY})
             return
-        socket = scope[SCOPE_SOCKET] = GraphQLSocket(self.rt.admission, address, send)
+        socket = scope[SCOPE_SOCKET] = GraphQLSocket(self.rt.admission, address, send, direct_send(scope, send))
         log.info("graphql socket opened", extra=fields(client=client, subprotocols=scope.get("subprotocols")))
         try:
             await super().__call__(scope, receive, socket.send)

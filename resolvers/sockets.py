@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from realtime import close_codes
 from realtime.admission import Admission
 from realtime.expiry import TOKEN_EXPIRED_REASON, TokenExpiry
 from server.logging_setup import fields
+from server.sends import dropped
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,24 @@ SCOPE_SOCKET = "tailtrail.graphql_socket"
 
 class GraphQLSocket:
     # One per open socket, for as long as it is open: slots, and its init timer dropped once cancelled.
-    __slots__ = ("_admission", "_closed", "_closing", "_pending", "_send", "_timer", "address", "expiry", "user_id")
+    __slots__ = (
+        "_admission",
+        "_closed",
+        "_closing",
+        "_direct",
+        "_pending",
+        "_send",
+        "_timer",
+        "address",
+        "expiry",
+        "user_id",
+    )
 
-    def __init__(self, admission: Admission, address: str | None, send: Send) -> None:
+    def __init__(self, admission: Admission, address: str | None, send: Send, direct: Send | None = None) -> None:
         self._admission = admission
         self.address = address
         self._send = send
+        self._direct = direct or send  # the same send past the framework's wrappers (server.sends)
         self._pending = True
         self.user_id: uuid.UUID | None = None
         self._closed = False
@@ -55,11 +68,18 @@ class GraphQLSocket:
         self._closing: asyncio.Task[None] | None = None
         self.expiry: TokenExpiry | None = None
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
         """The socket's ASGI send: nothing goes out after this object closed it."""
         if self._closed and message["type"] in ("websocket.send", "websocket.close"):
-            return
-        await self._send(message)
+            return dropped()
+        return self._send(message)
+
+    def send_direct(self, message: Message) -> Awaitable[None]:
+        """`send` past the framework's wrappers: for the events the fan-out writes (one coroutine per frame less
+        for each wrapper skipped)."""
+        if self._closed and message["type"] in ("websocket.send", "websocket.close"):
+            return dropped()
+        return self._direct(message)
 
     def initialised(self) -> None:
         """`connection_init` arrived: the socket no longer counts as pending."""

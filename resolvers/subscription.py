@@ -5,11 +5,11 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any
 
 import strawberry
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from realtime import close_codes
 from realtime.hub import Delivery
@@ -17,6 +17,7 @@ from realtime.outbox import OutboxClosed
 from realtime.stream import Queued, StreamWriter
 from resolvers import direct, fanout, http
 from resolvers.context import Context
+from resolvers.sockets import socket_of
 from schema import types
 from server.logging_setup import fields
 from services.auth import require_user
@@ -99,7 +100,7 @@ async def stream_to_socket(ctx: Context, lane: fanout.Lane, info: Any, after: st
     assert isinstance(websocket, WebSocket)
     renderer = fanout.SharedRenderer(lane, info, lambda e, c: _convert(e, c, rt))
     writer = StreamWriter(
-        websocket.send_text,
+        _text_sender(websocket),
         render_now=renderer.frame_now,
         render=renderer.frame,
         on_overflow=_closer(rt, websocket),
@@ -121,6 +122,28 @@ async def stream_to_socket(ctx: Context, lane: fanout.Lane, info: Any, after: st
 
 async def _start_direct(ctx: Context, lane: fanout.Lane, prepared: direct.Prepared, arguments: dict[str, Any]) -> None:
     await stream_to_socket(ctx, lane, direct.ResolveInfoView(prepared), arguments.get("after"))
+
+
+def _text_sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
+    """`websocket.send_text` for the socket's event frames: Starlette's rules for a connected socket, written
+    through the socket's direct send (resolvers.sockets) — one coroutine per frame where Starlette's WebSocket and
+    the framework's wrappers took five."""
+    socket = socket_of(websocket.scope)
+    if socket is None:
+        return websocket.send_text
+    direct = socket.send_direct
+
+    async def send_text(text: str) -> None:
+        if websocket.application_state is not WebSocketState.CONNECTED:
+            await websocket.send_text(text)  # Starlette's answer for a socket not (or no longer) connected
+            return
+        try:
+            await direct({"type": "websocket.send", "text": text})
+        except OSError:  # as Starlette's WebSocket.send: the client is gone
+            websocket.application_state = WebSocketState.DISCONNECTED
+            raise WebSocketDisconnect(code=1006) from None
+
+    return send_text
 
 
 def _closer(rt: Runtime, websocket: WebSocket) -> Callable[[], None]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +22,7 @@ from realtime import close_codes
 from realtime.ratelimit import RateLimiter
 from resolvers.limits import request_shape_error
 from server.config import Settings
+from server.sends import SCOPE_SEND, GuardedSend
 
 log = logging.getLogger(__name__)
 
@@ -75,40 +75,6 @@ class WebSocketGuard:
             return {"type": "websocket.disconnect", "code": code}
 
         await self.app(scope, guarded_receive, guarded_send)
-
-
-# The key of a socket's `GuardedSend` in its ASGI scope (`direct_send`).
-SCOPE_SEND = "tailtrail.guarded_send"
-
-
-class GuardedSend:
-    """A socket's send as the server gives it, with the guard's one rule: once the guard closed the socket, what the
-    app still sends has nowhere to go and is dropped.
-
-    A plain callable returning the server's own coroutine, not a coroutine of its own: a fan-out writes each event
-    to thousands of sockets, and every wrapper between it and the server costs a coroutine per frame."""
-
-    __slots__ = ("_send", "closed")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.closed = False
-
-    def __call__(self, message: Message) -> Awaitable[None]:
-        if self.closed and message["type"] == "websocket.send":
-            return _dropped()
-        return self._send(message)
-
-
-async def _dropped() -> None:
-    return None
-
-
-def direct_send(scope: Scope, send: Send) -> Send:
-    """The socket's guarded send, past the framework's wrappers between the guard and the endpoint (Starlette's
-    exception handling, which acts on HTTP responses only): for the frames a fan-out writes. `send` without a guard."""
-    guarded = scope.get(SCOPE_SEND)
-    return guarded if isinstance(guarded, GuardedSend) else send
 
 
 def is_protocol_message(message: Message) -> bool:
