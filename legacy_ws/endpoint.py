@@ -28,7 +28,7 @@ from realtime.outbox import OutboxClosed
 from realtime.ratelimit import RateLimiter
 from realtime.stream import Stream, StreamWriter
 from server.logging_setup import bind_connection, fields, peer
-from server.sends import direct_send
+from server.sends import GuardedSend, direct_send, server_frame
 from services import activity, blocks, chats, messages, reactions
 from services.auth import Actor, TokenRules, authenticate, refresh, token_from
 from services.errors import BadRequest, DomainError, Forbidden, Unauthenticated
@@ -333,7 +333,13 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         # Events go out through the raw ASGI `send` (the guard's, past the framework's wrappers), as one message dict
         # per event shared by every recipient. A client that stopped reading leaves the writer stuck in a send: on
         # overflow the writer's task is cancelled.
-        writer = StreamWriter(direct_send(scope, send), render_now=_event_message, render=_item_message)
+        guarded = direct_send(scope, send)
+        writer = StreamWriter(
+            guarded,
+            render_now=_event_message,
+            render=_item_message,
+            write_now=_frame_writer(guarded) if isinstance(guarded, GuardedSend) else None,
+        )
         async with open_stream(
             rt, actor=actor, kind="legacy", transport=writer, cursor=cursor, conn_id=conn_id
         ) as stream:
@@ -371,6 +377,20 @@ async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream
 def _event_message(delivery: Delivery) -> Message:
     message: Message = delivery.encoded("legacy-asgi", _asgi_message)
     return message
+
+
+def _frame_writer(send: GuardedSend) -> Callable[[Delivery], bool]:
+    """Write an event's frame to the socket without a coroutine when it can take it now: the frame is serialized
+    once per event for every legacy socket (all get the same text)."""
+
+    def write_now(delivery: Delivery) -> bool:
+        frame = delivery.cached("legacy-frame")
+        if frame is None:
+            frame = server_frame(_event_message(delivery)["text"])
+            delivery.store("legacy-frame", frame)
+        return send.write_frame(frame)
+
+    return write_now
 
 
 def _asgi_message(event: Event, cursor: str | None) -> Message:

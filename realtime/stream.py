@@ -79,8 +79,9 @@ class StreamWriter:
     """The one writer of a socket: sends its stream's items in order — and lets the hub's fan-out send an
     event right away when nothing is queued or in hand before it, so no task wakes up per delivery.
 
-    `render_now(delivery)` gives what `send` takes for an event, without waiting (None: not possible now, queue
-    it); `render(item)` gives it for any item, waiting if need be (None: nothing to send for it). A send the
+    `write_now(delivery)`, if given, writes an event's frame then and there when the socket can take it (False:
+    not now). `render_now(delivery)` gives what `send` takes for an event, without waiting (None: not possible now,
+    queue it); `render(item)` gives it for any item, waiting if need be (None: nothing to send for it). A send the
     fan-out started but the socket's backpressure held up (realtime.eager) is finished here, before anything
     queued after it. `on_overflow` ends the connection when its outbox overflows, even while the writer is stuck
     in a send to a client that stopped reading (default: cancel the task running the writer)."""
@@ -92,10 +93,14 @@ class StreamWriter:
         render_now: Callable[[Delivery], Any | None],
         render: Callable[[Delivery | str], Awaitable[Any | None]],
         on_overflow: Callable[[], None] | None = None,
+        write_now: Callable[[Delivery], bool] | None = None,
     ) -> None:
         self.send = send  # takes what the renderers give: a text, or a whole ASGI message shared by recipients
         self.render_now = render_now
         self.render = render
+        # Writes an event's frame to the socket at once, without a coroutine, if the socket can take it now (False:
+        # not now, send it through `send`): the frame serialized once for every recipient (server.sends).
+        self.write_now = write_now
         self._on_overflow = on_overflow
         self._stream: Stream | None = None  # while running
         self._task: asyncio.Task[Any] | None = None
@@ -129,6 +134,8 @@ class StreamWriter:
         if stream is None or self.writing or len(stream.conn.outbox) or stream.replay or stream.busy:
             return False
         if stream.replayed(delivery):
+            return True
+        if self.write_now is not None and self.write_now(delivery):
             return True
         message = self.render_now(delivery)
         if message is None:

@@ -10,8 +10,10 @@ so an endpoint may write its events through it directly (`direct_send`).
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Protocol
 
 from starlette.types import Message, Scope, Send
+from websockets.frames import Frame, Opcode
 
 # The key of a socket's `GuardedSend` in its ASGI scope (`direct_send`).
 SCOPE_SEND = "tailtrail.guarded_send"
@@ -24,16 +26,37 @@ class GuardedSend:
     A plain callable returning the server's own coroutine, not a coroutine of its own: a fan-out writes each event
     to thousands of sockets, and every wrapper between it and the server costs a coroutine per frame."""
 
-    __slots__ = ("_send", "closed")
+    __slots__ = ("_frames", "_send", "closed")
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.closed = False
+        # The server's protocol object, when it can write a frame serialized once for many sockets
+        # (server.uvicorn_protocols): `send` is its bound method.
+        frames = getattr(send, "__self__", None)
+        self._frames: FrameWriter | None = frames if callable(getattr(frames, "write_frame", None)) else None
 
     def __call__(self, message: Message) -> Awaitable[None]:
         if self.closed and message["type"] == "websocket.send":
             return dropped()
         return self._send(message)
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write `frame` (`server_frame`) now, without a coroutine, if the socket can take it now; True also when
+        the guard closed the socket (the frame is dropped, as `__call__` drops it). False: send it the ASGI way."""
+        if self.closed:
+            return True
+        return self._frames is not None and self._frames.write_frame(frame)
+
+
+class FrameWriter(Protocol):
+    def write_frame(self, frame: bytes) -> bool: ...
+
+
+def server_frame(text: str) -> bytes:
+    """A complete text frame from the server, as websockets serializes it (unmasked, no extension): the same bytes
+    for every socket that takes it."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
 async def dropped() -> None:

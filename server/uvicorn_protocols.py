@@ -26,6 +26,7 @@ from typing import Any
 from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from realtime import close_codes
 from server.config import Settings
@@ -117,6 +118,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    def write_frame(self, frame: bytes) -> bool:
+        """Write a text frame serialized once for every socket it goes to (server.sends.server_frame), if this socket
+        can take it now: handshake done, open, nothing sent to close it, not applying backpressure, no extension
+        negotiated (a compressing socket encodes its own frames), nothing of websockets' own waiting to go out.
+        False: send it through the ASGI `send` instead, which waits or raises as it should. (A server's frames are
+        not masked, so the same bytes are right for every socket.)"""
+        conn = self.conn
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or conn.state is not State.OPEN
+            or conn.extensions
+            or conn.writes
+            or conn.expect_continuation_frame
+        ):
+            return False
+        self.transport.write(frame)
+        return True
+
     def start_keepalive(self) -> None:
         # uvicorn calls this once, right after it has written the handshake's answer. It keeps the handshake's
         # request and response (their headers: ~4 KiB) for as long as the socket is open, and reads them only while
