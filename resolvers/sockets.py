@@ -29,7 +29,7 @@ from realtime import close_codes
 from realtime.admission import Admission
 from realtime.expiry import TOKEN_EXPIRED_REASON, TokenExpiry
 from server.logging_setup import fields
-from server.sends import dropped
+from server.sends import GuardedSend, dropped
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class GraphQLSocket:
         "_closed",
         "_closing",
         "_direct",
+        "_frames",
         "_pending",
         "_send",
         "_timer",
@@ -59,6 +60,7 @@ class GraphQLSocket:
         self.address = address
         self._send = send
         self._direct = direct or send  # the same send past the framework's wrappers (server.sends)
+        self._frames = direct if isinstance(direct, GuardedSend) else None
         self._pending = True
         self.user_id: uuid.UUID | None = None
         self._closed = False
@@ -80,6 +82,13 @@ class GraphQLSocket:
         if self._closed and message["type"] in ("websocket.send", "websocket.close"):
             return dropped()
         return self._direct(message)
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write a serialized frame (server.sends.server_frame) now, without a coroutine, if the socket can take it
+        now; True also when this object closed the socket (the frame is dropped, as `send` drops it)."""
+        if self._closed:
+            return True
+        return self._frames is not None and self._frames.write_frame(frame)
 
     def initialised(self) -> None:
         """`connection_init` arrived: the socket no longer counts as pending."""

@@ -20,6 +20,7 @@ from resolvers.context import Context
 from resolvers.sockets import socket_of
 from schema import types
 from server.logging_setup import fields
+from server.sends import server_frame
 from services.auth import require_user
 from services.errors import RateLimited
 from services.runtime import Runtime
@@ -104,6 +105,7 @@ async def stream_to_socket(ctx: Context, lane: fanout.Lane, info: Any, after: st
         render_now=renderer.frame_now,
         render=renderer.frame,
         on_overflow=_closer(rt, websocket),
+        write_now=_frame_writer(websocket, renderer),
     )
     async with open_stream(
         rt, actor=ctx.actor, kind="graphql", transport=writer, cursor=after, conn_id=ctx.stream_id()
@@ -144,6 +146,22 @@ def _text_sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
             raise WebSocketDisconnect(code=1006) from None
 
     return send_text
+
+
+def _frame_writer(websocket: WebSocket, renderer: fanout.SharedRenderer) -> Callable[[Delivery], bool] | None:
+    """Write an event's `next` frame to the socket without a coroutine when it can take it now (the payload is
+    rendered once for all; the frame carries this subscription's id)."""
+    socket = socket_of(websocket.scope)
+    if socket is None:
+        return None
+
+    def write_now(delivery: Delivery) -> bool:
+        if websocket.application_state is not WebSocketState.CONNECTED:
+            return False
+        text = renderer.frame_now(delivery)
+        return text is not None and socket.write_frame(server_frame(text))
+
+    return write_now
 
 
 def _closer(rt: Runtime, websocket: WebSocket) -> Callable[[], None]:
