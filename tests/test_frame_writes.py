@@ -1,0 +1,110 @@
+"""In process, on the server's own WebSocket protocol (server.uvicorn_protocols): a frame serialized once for many
+sockets (server.sends.server_frame) is written straight to a socket that can take it now, and refused — so the
+fan-out sends it the ASGI way, which waits or raises — while the socket applies backpressure, after the app closed
+it, and once it is gone. The frames are what websockets' own client reads as the text."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.types import Message, Receive, Scope, Send
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.uri import parse_uri
+
+from server.sends import GuardedSend, server_frame
+from server.uvicorn_protocols import GuardedWebSocketProtocol
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+
+async def served() -> tuple[GuardedWebSocketProtocol, Transport, ClientProtocol, GuardedSend, asyncio.Event]:
+    """A socket of the server's protocol, its handshake done by websockets' client, and the guarded send its app
+    was given; the app holds the socket open until the returned event is set."""
+    accepted: asyncio.Future[GuardedSend] = asyncio.get_running_loop().create_future()
+    release = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        accepted.set_result(GuardedSend(send))
+        await release.wait()
+        await send({"type": "websocket.close", "code": 1000})
+
+    config = Config(app=app, ws_per_message_deflate=False, lifespan="off", log_level="warning")
+    config.load()
+    protocol = GuardedWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    client = ClientProtocol(parse_uri("ws://127.0.0.1:8000/ws"))
+    client.send_request(client.connect())
+    protocol.data_received(b"".join(client.data_to_send()))
+    guarded = await asyncio.wait_for(accepted, 5)
+    client.receive_data(b"".join(transport.written))  # the handshake's answer
+    transport.written.clear()
+    return protocol, transport, client, guarded, release
+
+
+def texts(client: ClientProtocol, transport: Transport) -> list[str]:
+    client.receive_data(b"".join(transport.written))
+    transport.written.clear()
+    return [event.data.decode() for event in client.events_received() if getattr(event, "opcode", None) == Opcode.TEXT]
+
+
+async def test_a_shared_frame_is_written_when_the_socket_can_take_it_and_refused_otherwise() -> None:
+    protocol, transport, client, guarded, release = await served()
+    frame = server_frame('{"type":"new_message","data":{"content":"héllo"}}')
+
+    assert guarded.write_frame(frame)
+    assert guarded.write_frame(frame)
+    assert texts(client, transport) == ['{"type":"new_message","data":{"content":"héllo"}}'] * 2
+
+    protocol.pause_writing()  # the kernel's buffer is full: the ASGI send would wait
+    assert not guarded.write_frame(frame)
+    protocol.resume_writing()
+    assert guarded.write_frame(frame)
+    assert len(texts(client, transport)) == 1
+
+    release.set()  # the app closes the socket
+    while not protocol.close_sent:
+        await asyncio.sleep(0)
+    assert not guarded.write_frame(frame)
+    protocol.connection_lost(None)
+    assert not guarded.write_frame(frame)
+    assert texts(client, transport) == []
+
+
+async def test_the_guard_drops_a_frame_on_a_socket_it_closed() -> None:
+    protocol, transport, client, guarded, release = await served()
+    guarded.closed = True  # as the guard does when it closes a socket for a protocol violation
+    assert guarded.write_frame(server_frame("dropped"))  # taken, and dropped as the ASGI send drops it
+    await guarded({"type": "websocket.send", "text": "dropped too"})
+    assert transport.written == []
+    release.set()
+
+
+def test_a_send_without_the_servers_protocol_has_no_frame_writes() -> None:
+    async def plain_send(message: Message) -> None:
+        return None
+
+    assert not GuardedSend(plain_send).write_frame(server_frame("x"))  # plain uvicorn: the ASGI send only
