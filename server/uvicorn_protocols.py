@@ -117,7 +117,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+# websockets' own records of a socket's life at INFO (`connection open`, which repeats uvicorn's handshake line and
+# which logging_setup.NoDuplicateLines drops) are not even made: a record costs tens of microseconds in a busy
+# server, and a reconnect storm opens thousands of sockets a second. Its warnings and errors still go out.
+_websockets_log = logging.getLogger("uvicorn.error.websockets")
+_websockets_log.setLevel(logging.WARNING)
+
+
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn.logger = _websockets_log
+        self.conn.debug = False
+
     def write_frame(self, frame: bytes) -> bool:
         """Write a text frame serialized once for every socket it goes to (server.sends.server_frame), if this socket
         can take it now: handshake done, open, nothing sent to close it, not applying backpressure, no extension
