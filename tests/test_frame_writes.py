@@ -6,6 +6,7 @@ it, and once it is gone. The frames are what websockets' own client reads as the
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -38,11 +39,21 @@ class Transport(asyncio.Transport):
         return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
 
 
-async def served() -> tuple[GuardedWebSocketProtocol, Transport, ClientProtocol, GuardedSend, asyncio.Event]:
+@dataclass
+class Served:
+    protocol: GuardedWebSocketProtocol
+    transport: Transport
+    client: ClientProtocol
+    guarded: GuardedSend
+    release: asyncio.Event  # set: the app closes the socket
+    closed: asyncio.Event  # set by the app once its close went out
+
+
+async def served() -> Served:
     """A socket of the server's protocol, its handshake done by websockets' client, and the guarded send its app
-    was given; the app holds the socket open until the returned event is set."""
+    was given; the app holds the socket open until `release` is set."""
     accepted: asyncio.Future[GuardedSend] = asyncio.get_running_loop().create_future()
-    release = asyncio.Event()
+    release, closed = asyncio.Event(), asyncio.Event()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()  # websocket.connect
@@ -50,6 +61,7 @@ async def served() -> tuple[GuardedWebSocketProtocol, Transport, ClientProtocol,
         accepted.set_result(GuardedSend(send))
         await release.wait()
         await send({"type": "websocket.close", "code": 1000})
+        closed.set()
 
     config = Config(app=app, ws_per_message_deflate=False, lifespan="off", log_level="warning")
     config.load()
@@ -62,7 +74,7 @@ async def served() -> tuple[GuardedWebSocketProtocol, Transport, ClientProtocol,
     guarded = await asyncio.wait_for(accepted, 5)
     client.receive_data(b"".join(transport.written))  # the handshake's answer
     transport.written.clear()
-    return protocol, transport, client, guarded, release
+    return Served(protocol, transport, client, guarded, release, closed)
 
 
 def texts(client: ClientProtocol, transport: Transport) -> list[str]:
@@ -72,7 +84,8 @@ def texts(client: ClientProtocol, transport: Transport) -> list[str]:
 
 
 async def test_a_shared_frame_is_written_when_the_socket_can_take_it_and_refused_otherwise() -> None:
-    protocol, transport, client, guarded, release = await served()
+    socket = await served()
+    protocol, transport, client, guarded = socket.protocol, socket.transport, socket.client, socket.guarded
     frame = server_frame('{"type":"new_message","data":{"content":"héllo"}}')
 
     assert guarded.write_frame(frame)
@@ -85,9 +98,9 @@ async def test_a_shared_frame_is_written_when_the_socket_can_take_it_and_refused
     assert guarded.write_frame(frame)
     assert len(texts(client, transport)) == 1
 
-    release.set()  # the app closes the socket
-    while not protocol.close_sent:
-        await asyncio.sleep(0)
+    socket.release.set()  # the app closes the socket
+    await asyncio.wait_for(socket.closed.wait(), 5)
+    assert protocol.close_sent
     assert not guarded.write_frame(frame)
     protocol.connection_lost(None)
     assert not guarded.write_frame(frame)
@@ -95,12 +108,12 @@ async def test_a_shared_frame_is_written_when_the_socket_can_take_it_and_refused
 
 
 async def test_the_guard_drops_a_frame_on_a_socket_it_closed() -> None:
-    protocol, transport, client, guarded, release = await served()
-    guarded.closed = True  # as the guard does when it closes a socket for a protocol violation
-    assert guarded.write_frame(server_frame("dropped"))  # taken, and dropped as the ASGI send drops it
-    await guarded({"type": "websocket.send", "text": "dropped too"})
-    assert transport.written == []
-    release.set()
+    socket = await served()
+    socket.guarded.closed = True  # as the guard does when it closes a socket for a protocol violation
+    assert socket.guarded.write_frame(server_frame("dropped"))  # taken, and dropped as the ASGI send drops it
+    await socket.guarded({"type": "websocket.send", "text": "dropped too"})
+    assert socket.transport.written == []
+    socket.release.set()
 
 
 def test_a_send_without_the_servers_protocol_has_no_frame_writes() -> None:
