@@ -46,7 +46,6 @@ class GraphQLSocket:
         "_closed",
         "_closing",
         "_direct",
-        "_frames",
         "_pending",
         "_send",
         "_timer",
@@ -60,7 +59,6 @@ class GraphQLSocket:
         self.address = address
         self._send = send
         self._direct = direct or send  # the same send past the framework's wrappers (server.sends)
-        self._frames = direct if isinstance(direct, GuardedSend) else None
         self._pending = True
         self.user_id: uuid.UUID | None = None
         self._closed = False
@@ -72,23 +70,25 @@ class GraphQLSocket:
 
     def send(self, message: Message) -> Awaitable[None]:
         """The socket's ASGI send: nothing goes out after this object closed it."""
-        if self._closed and message["type"] in ("websocket.send", "websocket.close"):
-            return dropped()
-        return self._send(message)
+        return self._through(self._send, message)
 
     def send_direct(self, message: Message) -> Awaitable[None]:
         """`send` past the framework's wrappers: for the events the fan-out writes (one coroutine per frame less
         for each wrapper skipped)."""
+        return self._through(self._direct, message)
+
+    def _through(self, send: Send, message: Message) -> Awaitable[None]:
         if self._closed and message["type"] in ("websocket.send", "websocket.close"):
             return dropped()
-        return self._direct(message)
+        return send(message)
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a serialized frame (server.sends.server_frame) now, without a coroutine, if the socket can take it
         now; True also when this object closed the socket (the frame is dropped, as `send` drops it)."""
         if self._closed:
             return True
-        return self._frames is not None and self._frames.write_frame(frame)
+        direct = self._direct
+        return isinstance(direct, GuardedSend) and direct.write_frame(frame)
 
     def initialised(self) -> None:
         """`connection_init` arrived: the socket no longer counts as pending."""

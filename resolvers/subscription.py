@@ -5,7 +5,7 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
 import strawberry
@@ -17,7 +17,7 @@ from realtime.outbox import OutboxClosed
 from realtime.stream import Queued, StreamWriter
 from resolvers import direct, fanout, http
 from resolvers.context import Context
-from resolvers.sockets import socket_of
+from resolvers.sockets import GraphQLSocket, socket_of
 from schema import types
 from server.logging_setup import fields
 from server.sends import server_frame
@@ -100,12 +100,14 @@ async def stream_to_socket(ctx: Context, lane: fanout.Lane, info: Any, after: st
     websocket = ctx.request
     assert isinstance(websocket, WebSocket)
     renderer = fanout.SharedRenderer(lane, info, lambda e, c: _convert(e, c, rt))
+    socket = socket_of(websocket.scope)
+    frames = _EventFrames(websocket, socket, renderer) if socket is not None else None
     writer = StreamWriter(
-        _text_sender(websocket),
+        frames.send_text if frames is not None else websocket.send_text,
         render_now=renderer.frame_now,
         render=renderer.frame,
         on_overflow=_closer(rt, websocket),
-        write_now=_frame_writer(websocket, renderer),
+        write_now=frames.write_now if frames is not None else None,
     )
     async with open_stream(
         rt, actor=ctx.actor, kind="graphql", transport=writer, cursor=after, conn_id=ctx.stream_id()
@@ -126,42 +128,34 @@ async def _start_direct(ctx: Context, lane: fanout.Lane, prepared: direct.Prepar
     await stream_to_socket(ctx, lane, direct.ResolveInfoView(prepared), arguments.get("after"))
 
 
-def _text_sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
-    """`websocket.send_text` for the socket's event frames: Starlette's rules for a connected socket, written
-    through the socket's direct send (resolvers.sockets) — one coroutine per frame where Starlette's WebSocket and
-    the framework's wrappers took five."""
-    socket = socket_of(websocket.scope)
-    if socket is None:
-        return websocket.send_text
-    direct = socket.send_direct
+class _EventFrames:
+    """How a subscription's event frames reach its socket (resolvers.sockets): written straight to the transport
+    when the socket can take them now (`write_now`; the payload rendered once for all, the frame carrying this
+    subscription's id), else through the socket's direct send (`send_text`: one coroutine per frame where
+    Starlette's WebSocket and the framework's wrappers took five). Both keep Starlette's rule: only a connected
+    socket is written to this way."""
 
-    async def send_text(text: str) -> None:
+    __slots__ = ("_renderer", "_socket", "_websocket")
+
+    def __init__(self, websocket: WebSocket, socket: GraphQLSocket, renderer: fanout.SharedRenderer) -> None:
+        self._websocket, self._socket, self._renderer = websocket, socket, renderer
+
+    def write_now(self, delivery: Delivery) -> bool:
+        if self._websocket.application_state is not WebSocketState.CONNECTED:
+            return False
+        text = self._renderer.frame_now(delivery)
+        return text is not None and self._socket.write_frame(server_frame(text))
+
+    async def send_text(self, text: str) -> None:
+        websocket = self._websocket
         if websocket.application_state is not WebSocketState.CONNECTED:
             await websocket.send_text(text)  # Starlette's answer for a socket not (or no longer) connected
             return
         try:
-            await direct({"type": "websocket.send", "text": text})
+            await self._socket.send_direct({"type": "websocket.send", "text": text})
         except OSError:  # as Starlette's WebSocket.send: the client is gone
             websocket.application_state = WebSocketState.DISCONNECTED
             raise WebSocketDisconnect(code=1006) from None
-
-    return send_text
-
-
-def _frame_writer(websocket: WebSocket, renderer: fanout.SharedRenderer) -> Callable[[Delivery], bool] | None:
-    """Write an event's `next` frame to the socket without a coroutine when it can take it now (the payload is
-    rendered once for all; the frame carries this subscription's id)."""
-    socket = socket_of(websocket.scope)
-    if socket is None:
-        return None
-
-    def write_now(delivery: Delivery) -> bool:
-        if websocket.application_state is not WebSocketState.CONNECTED:
-            return False
-        text = renderer.frame_now(delivery)
-        return text is not None and socket.write_frame(server_frame(text))
-
-    return write_now
 
 
 def _closer(rt: Runtime, websocket: WebSocket) -> Callable[[], None]:
