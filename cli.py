@@ -379,30 +379,43 @@ def announce_when_serving(url: str, banner: str, stop: threading.Event) -> None:
 def serve_app(settings: Settings, sock: socket.socket, *, url: str, banner: str, workers: int = 1) -> None:
     """Serve the app on `sock` until stopped; `banner` is printed once it answers at `url`."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from server.logging_setup import log_config
 
     stop = threading.Event()
     announce_when_serving(url, banner, stop)
+    config = uvicorn.Config(
+        "app:app",
+        workers=workers,
+        # Per-message deflate costs ~300 KiB per connection when a client offers it (docs/library-notes.md); chat
+        # frames are small. Off, deliberately.
+        ws_per_message_deflate=False,
+        # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.
+        ws_max_size=settings.max_frame_bytes + 1,
+        timeout_graceful_shutdown=10,
+        # uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol
+        # violations logged as one line (uvicorn_protocols).
+        http="server.uvicorn_protocols:GuardedHttpToolsProtocol",
+        ws="server.uvicorn_protocols:GuardedWebSocketProtocol",
+        log_config=log_config(settings.log_format, settings.log_level),
+    )
+    # The socket itself, not its file descriptor: given `fd=`, uvicorn reopens it as a Unix socket, and the event
+    # loop then serves TCP clients as pipes (no TCP_NODELAY: replies wait for the client's delayed ACK).
+    server = uvicorn.Server(config)
     try:
-        uvicorn.run(
-            "app:app",
-            fd=sock.fileno(),
-            workers=workers,
-            # Per-message deflate costs ~300 KiB per connection when a client offers it (docs/library-notes.md); chat
-            # frames are small. Off, deliberately.
-            ws_per_message_deflate=False,
-            # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.
-            ws_max_size=settings.max_frame_bytes + 1,
-            timeout_graceful_shutdown=10,
-            # uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol
-            # violations logged as one line (uvicorn_protocols).
-            http="server.uvicorn_protocols:GuardedHttpToolsProtocol",
-            ws="server.uvicorn_protocols:GuardedWebSocketProtocol",
-            log_config=log_config(settings.log_format, settings.log_level),
-        )
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
         stop.set()
+    if workers == 1 and not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -268,3 +269,30 @@ def test_serve_with_workers_and_the_memory_bus_is_refused_before_forking() -> No
     assert "--workers 2 needs a shared event bus" in done.stderr and "BROADCAST_URL=redis://" in done.stderr
     assert "Started parent process" not in done.stderr + done.stdout  # nothing was forked
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_gives_uvicorn_the_tcp_socket_itself(monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    """uvicorn reopens a socket passed as `fd=` as a Unix socket, and uvloop then serves every TCP client as a
+    pipe: no TCP_NODELAY, so a small frame can wait for the client's delayed ACK. `serve` hands over the bound
+    socket object, TCP as bound, with one worker and with several."""
+    import uvicorn
+    import uvicorn.supervisors
+
+    served: list[list[Any]] = []
+
+    def run_one(self: uvicorn.Server, sockets: list[Any] | None = None) -> None:
+        self.started = True
+        served.append(list(sockets or []))
+
+    def run_many(self: uvicorn.supervisors.Multiprocess) -> None:
+        served.append(list(self.sockets))
+
+    monkeypatch.setattr(uvicorn.Server, "run", run_one)
+    monkeypatch.setattr(uvicorn.supervisors.Multiprocess, "run", run_many)
+    settings = cli.Settings.from_env()
+    sock = cli.listening_socket(settings, host="127.0.0.1", port=0)
+    with sock:
+        cli.serve_app(settings, sock, url="http://127.0.0.1:1", banner="", workers=workers)
+        assert len(served) == 1 and served[0] == [sock]
+        assert served[0][0].family == socket.AF_INET and served[0][0].type == socket.SOCK_STREAM

@@ -85,20 +85,25 @@ def test_serve_help_lists_the_port_option() -> None:
 
 
 def test_serve_listens_on_port_8000_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI's default, read by running the CLI with socket binding and uvicorn.run recorded."""
+    """The CLI's default, read by running the CLI with socket binding and uvicorn's server recorded."""
     import uvicorn
 
     import cli
 
     bound: list[tuple[str, int]] = []
-    calls: list[dict[str, Any]] = []
+    listening = object()
+    served: list[tuple[Any, list[Any] | None]] = []
 
     def fake_socket(settings: Any, *, host: str, port: int) -> Any:
         bound.append((host, port))
-        return type("Sock", (), {"fileno": lambda self: 99})()
+        return listening
+
+    def run(self: uvicorn.Server, sockets: list[Any] | None = None) -> None:
+        self.started = True
+        served.append((self.config.app, sockets))
 
     monkeypatch.setattr(cli, "listening_socket", fake_socket)
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append({"args": args, **kwargs}))
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     assert cli.main(["serve"]) == 0
     assert bound == [("127.0.0.1", 8000)]
-    assert len(calls) == 1 and calls[0]["fd"] == 99 and calls[0]["args"] == ("app:app",)
+    assert served == [("app:app", [listening])]
