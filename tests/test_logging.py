@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import websockets
 
 from realtime.typing_state import TypingTracker
 from server.config import ConfigError, Settings
-from server.logging_setup import bind_connection, connection_id
+from server.logging_setup import TextFormatter, bind_connection, connection_id
 from tests.legacy_client import LegacyClient
 from tests.support import EVENT_TIMEOUT, Api, Server, Subscriber, User
 
@@ -183,3 +184,15 @@ async def test_a_sockets_handshake_is_logged_once(api: Api) -> None:
     await legacy.close()
     wait_for_line(api.server, lambda line: "[accepted]" in line and f"/websocket/ws/{alice.id}" in line)
     assert "connection open" not in api.server.log()
+
+
+def test_text_lines_carry_loggings_own_timestamp_across_seconds() -> None:
+    """The text formatter renders the date and time of day once a second: each record still gets logging's
+    default timestamp (local time, milliseconds) for its own moment, across second boundaries."""
+    ours, reference = TextFormatter(), logging.Formatter()
+    start = time.time()
+    for created in (start, start + 0.0004, start + 0.5, start + 0.9996, start + 1.0, start + 1.25, start + 3601.1):
+        record = logging.LogRecord("tailtrail", logging.INFO, __file__, 1, "m", None, None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.formatTime(record) == reference.formatTime(record)
+        assert ours.format(record).startswith(reference.formatTime(record) + " INFO    tailtrail m")
