@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from services.auth import Actor
 from services.errors import Forbidden
 from services.runtime import Runtime
 from services.views import MessageView
+from tests.support import EVENT_TIMEOUT
 
 
 async def member_pair(rt: Runtime) -> tuple[Actor, uuid.UUID]:
@@ -244,3 +246,57 @@ async def test_closing_the_sqlite_writer_finishes_the_queued_units_then_refuses_
     with sqlite3.connect(tmp_path / "plain.db") as check:
         assert check.execute("SELECT x FROM t ORDER BY x").fetchall() == [(0,), (1,), (2,)]
     writer.close()  # again: nothing to do
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def within(timeout: float, condition: Callable[[], bool]) -> bool:
+    """Whether `condition` holds within `timeout` seconds (looked at every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+async def fill(writer: GroupCommit, transactions: int) -> None:
+    """`transactions` commits of one row of ~3 KB each: a WAL page or more apiece."""
+    await writer.run(lambda c: c.execute("CREATE TABLE t (x BLOB)"))
+    for _ in range(transactions):
+        await writer.run(lambda c: c.execute("INSERT INTO t VALUES (zeroblob(3000))"))
+
+
+async def test_a_commit_leaves_the_wal_checkpoint_to_the_checkpointer(tmp_path: Path) -> None:
+    """SQLite copies the WAL into the database in the commit that takes it past 1,000 pages, and that commit's
+    callers wait meanwhile. Here no commit does: with no checkpoint asked for, 3,000 commits stay in the WAL."""
+    path = tmp_path / "plain.db"
+    writer = GroupCommit(str(path), checkpoint_changes=10**9)
+    try:
+        await fill(writer, 3000)
+        assert file_size(Path(f"{path}-wal")) > 2500 * 4096 and file_size(path) < 1_000_000
+        assert writer.checkpoints == 0
+    finally:
+        writer.close()
+    assert await writer_data(path) == 3000  # and the last connection's close checkpoints it all
+
+
+async def test_the_checkpointer_copies_the_wal_into_the_database_beside_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    writer = GroupCommit(str(path), checkpoint_changes=100)
+    try:
+        await fill(writer, 3000)
+        # The checkpointer runs on its own thread: wait for its copy to land.
+        assert await asyncio.to_thread(within, EVENT_TIMEOUT, lambda: file_size(path) >= 3000 * 3000)
+        assert file_size(path) >= 3000 * 3000 and writer.checkpoints >= 1
+    finally:
+        writer.close()
+
+
+async def writer_data(path: Path) -> int:
+    with sqlite3.connect(path) as check:
+        (rows,) = check.execute("SELECT count(*) FROM t").fetchone()
+    assert not Path(f"{path}-wal").exists() or file_size(path) >= 3000 * 3000
+    return int(rows)
