@@ -25,6 +25,7 @@ from typing import Any
 
 from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import is_ssl
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
@@ -35,6 +36,8 @@ from server.logging_setup import SCOPE_CONNECTION_ID, fields
 log = logging.getLogger("tailtrail.transport")
 
 _settings: Settings | None = None
+# The transport a GuardedHttpToolsProtocol is upgrading right now, with its local and remote addresses.
+_upgrading: tuple[asyncio.Transport, tuple[str, int | None] | None, tuple[str, int] | None] | None = None
 # Open connections by client address, in this process; and the address each counted transport was counted for
 # (a WebSocket upgrade hands the transport to the WebSocket protocol, whose close then releases it).
 _by_address: dict[str, int] = {}
@@ -84,6 +87,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _release(self.transport)
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self) -> None:
+        # uvicorn hands the transport to a new WebSocket protocol, which reads both addresses of the socket again
+        # (each read makes a socket object around the descriptor and a system call: ~25 µs of CPU per read in a
+        # busy server): it takes this protocol's instead (GuardedWebSocketProtocol.connection_made).
+        global _upgrading
+        _upgrading = (self.transport, self.server, self.client)
+        try:
+            super().handle_websocket_upgrade()
+        finally:
+            _upgrading = None
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._start_head_timer()
@@ -129,6 +143,16 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.conn.logger = _websockets_log
         self.conn.debug = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """uvicorn's, with the addresses the upgrading HTTP protocol of this transport already read."""
+        if _upgrading is None or _upgrading[0] is not transport:
+            super().connection_made(transport)
+            return
+        self.connections.add(self)
+        self.transport = _upgrading[0]
+        self.server, self.client = _upgrading[1], _upgrading[2]
+        self.scheme = "wss" if is_ssl(self.transport) else "ws"
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a text frame serialized once for every socket it goes to (server.sends.server_frame), if this socket
