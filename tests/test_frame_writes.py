@@ -13,7 +13,7 @@ from starlette.types import Message, Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.client import ClientProtocol
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from server.sends import GuardedSend, server_frame
@@ -121,3 +121,13 @@ def test_a_send_without_the_servers_protocol_has_no_frame_writes() -> None:
         return None
 
     assert not GuardedSend(plain_send).write_frame(server_frame("x"))  # plain uvicorn: the ASGI send only
+
+
+def test_a_server_frame_is_the_bytes_websockets_serializes() -> None:
+    """`server_frame` writes RFC 6455's header itself: byte for byte websockets' own unmasked text frame, at every
+    length encoding's bounds (7-bit, 16-bit, 64-bit) and for text that is not ASCII."""
+    for size in (0, 1, 124, 125, 126, 127, 65534, 65535, 65536, 70000):
+        text = "x" * size
+        assert server_frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False), size
+    for text in ("héllo", "日本語" * 50, "🙂" * 20000):
+        assert server_frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
