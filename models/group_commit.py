@@ -63,7 +63,10 @@ def sqlite_uuid(value: uuid.UUID) -> str:
 
 def sqlite_time(value: datetime) -> str:
     """An aware datetime as SQLAlchemy's `DateTime` stores it on SQLite: UTC, no zone, microseconds, a four-digit
-    year (`isoformat`: a third cheaper than `strftime`, and this runs three times per send)."""
+    year (`isoformat`: a third cheaper than `strftime`, and this runs twice per send). A UTC time is rendered with
+    its zone and the zone cut off (26 characters before it): half the cost of converting it to a naive one first."""
+    if value.tzinfo is UTC:
+        return value.isoformat(" ", "microseconds")[:26]
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 

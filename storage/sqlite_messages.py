@@ -43,9 +43,14 @@ def _parse_optional(value: str | None) -> datetime | None:
     return None if value is None else parse_time(value)
 
 
-def next_seq(connection: sqlite3.Connection, chat_id: uuid.UUID, member: uuid.UUID | None) -> int | None:
-    """Take the chat's next seq (only if `member` is a member of it, when given); None without one."""
-    stamp, chat = sqlite_time(utcnow()), sqlite_uuid(chat_id)
+def next_seq(
+    connection: sqlite3.Connection, chat_id: uuid.UUID, member: uuid.UUID | None, *, stamp: str | None = None
+) -> int | None:
+    """Take the chat's next seq (only if `member` is a member of it, when given) and stamp the chat as updated at
+    `stamp` (now if None); None without one."""
+    chat = sqlite_uuid(chat_id)
+    if stamp is None:
+        stamp = sqlite_time(utcnow())
     if member is None:
         row = connection.execute(_NEXT_SEQ, (stamp, chat)).fetchone()
     else:
@@ -83,11 +88,11 @@ def send(
             deleted_at=_parse_optional(deleted),
         )
         return Sent(message=data, retry=True)
-    seq = next_seq(connection, chat_id, sender_id)  # one statement authorizes and takes the next seq
-    if seq is None:
-        return Sent(refused=Refusal.NOT_MEMBER)
     now = utcnow()
     stamp = sqlite_time(now)
+    seq = next_seq(connection, chat_id, sender_id, stamp=stamp)  # one statement authorizes and takes the next seq
+    if seq is None:
+        return Sent(refused=Refusal.NOT_MEMBER)
     message_id = uuid.uuid4()
     connection.execute(_INSERT_MESSAGE, (sqlite_uuid(message_id), chat, seq, sender, content, client_id, stamp, stamp))
     data = MessageData(

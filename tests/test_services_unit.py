@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import event
 
 from realtime.codec import EventDecodeError, decode
+from realtime.event_base import MessageData, UserRef, jsonable, message_payload
 from realtime.events import EVENT_TYPES, Event
 from realtime.outbox import Outbox, OutboxClosed
 from services import chats, messages, users
@@ -193,6 +195,20 @@ def test_event_survives_encode_and_decode(event_type: str, nulls: bool) -> None:
     assert decoded == original
     assert decoded.route() == original.route()
     assert decoded.encode() == raw
+
+
+@pytest.mark.parametrize("nulls", [False, True], ids=["values", "nulls"])
+def test_a_message_is_encoded_as_the_generic_walk_of_its_fields_encodes_it(nulls: bool) -> None:
+    """`message_payload` writes out what the generic dataclass walk gives, field for field and in field order: a
+    field added to MessageData and not to it fails here."""
+    message = build(MessageData, nulls=nulls)
+    generic = {f.name: jsonable(getattr(message, f.name)) for f in dataclasses.fields(MessageData)}
+    generic["sender"] = {f.name: jsonable(getattr(message.sender, f.name)) for f in dataclasses.fields(UserRef)}
+    written = message_payload(message)
+    assert list(written) == list(generic)
+    assert list(written["sender"]) == list(generic["sender"])
+    assert json.dumps(written) == json.dumps(generic)
+    assert jsonable(message) == written
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
 
 from models import EventLog, Message, User, utcnow
-from models.group_commit import GroupCommit, WriterClosed
+from models.group_commit import GroupCommit, WriterClosed, sqlite_time
 from server.config import Settings
 from services import chats, messages, users
 from services.auth import Actor
@@ -166,6 +167,21 @@ async def test_sqlite_rows_have_the_formats_sqlalchemy_writes(tmp_path: Path) ->
         assert raw.seq == 1
     finally:
         await rt.stop()
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 12, 3, 14, 51, 38, 940977, tzinfo=UTC),
+        datetime(2026, 12, 3, 14, 51, 38, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),  # a three-digit year: still four digits
+        datetime(2026, 12, 3, 20, 21, 38, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    ],
+)
+def test_sqlite_time_is_the_utc_text_sqlalchemy_stores(moment: datetime) -> None:
+    store = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert store is not None
+    assert sqlite_time(moment) == store(moment.astimezone(UTC).replace(tzinfo=None))
 
 
 async def test_a_failing_sqlite_unit_rolls_back_alone_inside_a_shared_transaction(tmp_path: Path) -> None:
