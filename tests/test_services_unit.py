@@ -7,14 +7,14 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, get_type_hints
 
 import pytest
 from sqlalchemy import event
 
 from realtime.codec import EventDecodeError, decode
-from realtime.event_base import MessageData, UserRef, jsonable, message_payload
+from realtime.event_base import MessageData, UserRef, iso, jsonable, message_payload
 from realtime.events import EVENT_TYPES, Event
 from realtime.outbox import Outbox, OutboxClosed
 from services import chats, messages, users
@@ -209,6 +209,14 @@ def test_a_message_is_encoded_as_the_generic_walk_of_its_fields_encodes_it(nulls
     assert list(written["sender"]) == list(generic["sender"])
     assert json.dumps(written) == json.dumps(generic)
     assert jsonable(message) == written
+
+
+def test_iso_renders_each_moment_as_isoformat_does_even_equal_moments_in_other_zones() -> None:
+    moment = datetime(2026, 12, 3, 15, 20, 1, 123456, tzinfo=UTC)
+    same_instant = moment.astimezone(timezone(timedelta(hours=5, minutes=30)))  # equal, but rendered otherwise
+    equal_copy = moment.replace()  # equal, another object
+    for value in (moment, moment, same_instant, moment, equal_copy, moment.replace(microsecond=0)):
+        assert iso(value) == value.isoformat()
 
 
 @pytest.mark.parametrize(
