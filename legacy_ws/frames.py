@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 from realtime import events
+from realtime.jsontext import dumps
 from services import views
 
 # -- client -> server -------------------------------------------------------------------------------
@@ -73,7 +74,7 @@ def token_refreshed_frame(expires_at: float) -> str:
 
 
 def encode(frame: ServerFrame) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    return dumps(frame)
 
 
 def _iso(value: Any) -> str | None:
@@ -89,7 +90,7 @@ def event_frame(event: events.Event, cursor: str | None = None) -> str:
     frame: dict[str, Any] = {"type": event.type, "data": event.legacy_data()}
     if cursor is not None:
         frame["cursor"] = cursor
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    return dumps(frame)
 
 
 def error_frame(code: str, message: str, details: dict[str, Any] | None = None) -> str:

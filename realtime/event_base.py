@@ -6,12 +6,12 @@ their JSON form (`payload`, the bus envelope, and back with `hints_of` / `build`
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
+from realtime.jsontext import dumps
 from realtime.positions import Pos
 
 
@@ -150,7 +150,7 @@ class Event:
         return event
 
     def encode(self) -> str:
-        return json.dumps(self._envelope(), separators=(",", ":"))
+        return dumps(self._envelope())
 
     def _envelope(self) -> dict[str, Any]:
         envelope: dict[str, Any] = {"type": self.type, "data": self.payload()}
