@@ -166,19 +166,37 @@ class Event:
 def legacy_message(m: MessageData) -> dict[str, Any]:
     """A message in the legacy protocol (`new_message` data, `messages` replies): its fields at the top level."""
     return {
-        "id": str(m.id),
+        "id": uuid_text(m.id),
         "content": m.content,
         "created_at": iso(m.created_at),
         "updated_at": iso(m.updated_at),
         # A message on its way to its readers is unread; the per-member truth is `unread_count`.
         "is_read": False,
-        "chat_id": str(m.chat_id),
-        "sender": {"id": str(m.sender.id), "email": m.sender.email, "image_url": m.sender.image_url},
+        "chat_id": uuid_text(m.chat_id),
+        "sender": {"id": uuid_text(m.sender.id), "email": m.sender.email, "image_url": m.sender.image_url},
         "seq": m.seq,
         "client_id": m.client_id,
         "edited_at": None if m.edited_at is None else m.edited_at.isoformat(),
         "deleted_at": None if m.deleted_at is None else m.deleted_at.isoformat(),
     }
+
+
+# UUIDs as text, by their integer (a hash in C). `str(uuid)` is Python code (~9,000 instructions): a message's id, chat
+# and sender are written for its log entry and again for its legacy frame, and a chat's and a sender's come back
+# with every message. Emptied when full: each text is then made once more.
+_UUID_TEXTS: dict[int, str] = {}
+UUID_TEXTS_MAX = 16_384
+
+
+def uuid_text(value: uuid.UUID) -> str:
+    """`str(value)`, remembered."""
+    key = value.int
+    text = _UUID_TEXTS.get(key)
+    if text is None:
+        if len(_UUID_TEXTS) >= UUID_TEXTS_MAX:
+            _UUID_TEXTS.clear()
+        text = _UUID_TEXTS[key] = str(value)
+    return text
 
 
 # The last moment `iso` rendered, and its text. A new message's creation time is also its update time (the same
@@ -205,13 +223,13 @@ def message_payload(m: MessageData) -> dict[str, Any]:
     (tests/test_services_unit.py compares the two)."""
     sender = m.sender
     return {
-        "id": str(m.id),
-        "chat_id": str(m.chat_id),
+        "id": uuid_text(m.id),
+        "chat_id": uuid_text(m.chat_id),
         "seq": m.seq,
         "content": m.content,
         "created_at": iso(m.created_at),
         "updated_at": iso(m.updated_at),
-        "sender": {"id": str(sender.id), "email": sender.email, "image_url": sender.image_url},
+        "sender": {"id": uuid_text(sender.id), "email": sender.email, "image_url": sender.image_url},
         "client_id": m.client_id,
         "edited_at": None if m.edited_at is None else m.edited_at.isoformat(),
         "deleted_at": None if m.deleted_at is None else m.deleted_at.isoformat(),

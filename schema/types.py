@@ -13,6 +13,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from realtime import events
+from realtime.event_base import uuid_text
 from services import views
 
 
@@ -189,14 +190,14 @@ def user(view: views.UserView) -> User:
 def message(data: events.MessageData, *, sender_online: bool = False) -> Message:
     sender = data.sender
     return Message(
-        id=strawberry.ID(str(data.id)),
-        chat_id=strawberry.ID(str(data.chat_id)),
+        id=strawberry.ID(uuid_text(data.id)),
+        chat_id=strawberry.ID(uuid_text(data.chat_id)),
         seq=data.seq,
         content=data.content,
         created_at=data.created_at,
         updated_at=data.updated_at,
         sender=User(
-            id=strawberry.ID(str(sender.id)),
+            id=strawberry.ID(uuid_text(sender.id)),
             email=sender.email,
             image_url=sender.image_url,
             is_online=sender_online,

@@ -13,8 +13,9 @@ from typing import Any, get_type_hints
 import pytest
 from sqlalchemy import event
 
+from realtime import event_base
 from realtime.codec import EventDecodeError, decode
-from realtime.event_base import MessageData, UserRef, iso, jsonable, message_payload
+from realtime.event_base import MessageData, UserRef, iso, jsonable, message_payload, uuid_text
 from realtime.events import EVENT_TYPES, Event
 from realtime.outbox import Outbox, OutboxClosed
 from services import chats, messages, users
@@ -209,6 +210,15 @@ def test_a_message_is_encoded_as_the_generic_walk_of_its_fields_encodes_it(nulls
     assert list(written["sender"]) == list(generic["sender"])
     assert json.dumps(written) == json.dumps(generic)
     assert jsonable(message) == written
+
+
+def test_uuid_text_is_str_of_the_uuid_also_once_the_memory_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(event_base, "UUID_TEXTS_MAX", 4)
+    ids = [uuid.uuid4() for _ in range(10)]
+    for value in [*ids, *ids, uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]:
+        assert uuid_text(value) == str(value)
+        assert uuid_text(uuid.UUID(str(value))) == str(value)  # another object, the same id
+    assert len(event_base._UUID_TEXTS) <= 4
 
 
 def test_iso_renders_each_moment_as_isoformat_does_even_equal_moments_in_other_zones() -> None:
