@@ -91,7 +91,7 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self) -> ServerProcess:
+    def start(self, within: float = STARTUP_TIMEOUT) -> ServerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -102,7 +102,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 preexec_fn=pinned(self.cpu),
             )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} server exited with {self.proc.returncode}:\n{self.log_tail()}")
@@ -114,7 +114,7 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.kind} server did not answer /healthz within {STARTUP_TIMEOUT}s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.kind} server did not answer /healthz within {within}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -9,6 +9,8 @@ machine's other load would make such checks flaky. The figures are `make bench`'
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +110,28 @@ def test_cluster_smoke_run_reports_every_configuration(tmp_path: Path) -> None:
         assert all(v >= 0 for v in closed["cpu_ms_per_send"].values()), result
     assert (tmp_path / "cluster.md").read_text().startswith("# Cluster benchmark")
     assert (tmp_path / "cluster.png").read_bytes().startswith(b"\x89PNG")
+
+
+# The instruction counter runs its servers under valgrind: the floor's start-up alone takes ~10 s there.
+INSTRUCTIONS_TIMEOUT = 110
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None and os.environ.get("CI") != "true", reason="valgrind is not installed"
+)
+def test_instruction_counter_counts_a_servers_messages(tmp_path: Path) -> None:
+    """`python -m bench.instructions` on the floor, a small chat, a few messages: a count per message that is
+    neither zero nor the server's whole life (its start-up alone runs hundreds of millions of instructions)."""
+    out = tmp_path / "instructions.json"
+    command = [sys.executable, "-m", "bench.instructions", "--servers", "baseline", "--members", "2"]
+    run = subprocess.run(
+        [*command, "--messages", "5", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=INSTRUCTIONS_TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr[-6000:]
+    figures = json.loads(out.read_text())["baseline"]
+    assert 10_000 < figures["per_message"] < 10_000_000, figures
+    assert figures["per_delivery"] == pytest.approx(figures["per_message"] / 3)

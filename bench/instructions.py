@@ -1,0 +1,140 @@
+"""`python -m bench.instructions`: instructions per message through a real server, counted by callgrind.
+
+CPU time on a shared machine moves by tens of percent from one run to the next; an instruction count does not. Each
+server runs under `valgrind --tool=callgrind` with instrumentation off while it starts; the client opens one chat's
+members (a connection each) and a sender (one more connection of the first member, as in the bench's (b)), sends
+warm-up messages, then turns instrumentation on (`callgrind_control -i on`), sends `--messages` messages, each once
+the one before has reached every connection, turns it off and has the counts dumped. What the server's threads
+executed in user space in between, divided by the messages, is a message's cost in instructions: repeatable to a
+few percent (timers, garbage collection), blind to the kernel (a frame's `write`, which costs every server the
+same) and to caches. It is the tool for an A/B of the product's own code (run it in each checkout); the CPU ratios
+of `python -m bench` stay the measure of record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.dialects import DIALECTS, Dialect
+from bench.plan import FULL
+from bench.seed import seed_database, user_tokens
+from bench.servers import PRODUCT, SECRET, ServerProcess
+from bench.wsclient import WebSocket
+
+SERVERS = ("baseline", "legacy", "graphql")
+WARMUP = 30
+STARTUP = 600.0  # a server starts several times slower under valgrind
+DELIVERY_TIMEOUT = 120.0
+
+
+class Counted(ServerProcess):
+    """A bench server started under callgrind, its instrumentation off until `on`."""
+
+    def __init__(self, kind: str, *, work: Path) -> None:
+        database_url = f"sqlite+aiosqlite:///{work / f'{kind}.db'}" if kind in PRODUCT else None
+        super().__init__(kind, cpu=0, log_path=work / f"{kind}.log", database_url=database_url)
+        self.counts = work / f"{kind}.callgrind"
+
+    def command(self) -> list[str]:
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={self.counts}"]
+        return valgrind + super().command()
+
+    def control(self, *args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(self.pid)], check=True, stdout=subprocess.DEVNULL)
+
+    def total(self) -> int:
+        """The instructions counted between `-i on` and the dump (`totals:` of the dump's file)."""
+        dump = self.counts.with_name(self.counts.name + ".1")
+        for line in dump.read_text().splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no totals in {dump}")
+
+
+async def one_message(dialect: Dialect, sender: WebSocket, connections: list[WebSocket], chat: str, i: int) -> None:
+    """Send message `i` and wait until it has reached every connection."""
+    mark = f"instructions-{i}-mark"
+    sender.send(dialect.send_frame(chat, mark, f"instructions-{i}"))
+    for ws in connections:
+        while True:
+            frame = await ws.recv(DELIVERY_TIMEOUT)
+            if not dialect.keep_alive(ws, frame, 0, len(frame)) and mark.encode() in frame:
+                break
+
+
+async def drive(server: Counted, tokens: list[str], members: int, messages: int) -> int:
+    dialect = DIALECTS[server.kind]("127.0.0.1", server.port, tokens)
+    chat = FULL.small_chat(0)
+    receivers = [await dialect.open_receiver(FULL.small_member(0, j), [chat]) for j in range(members)]
+    sender = await dialect.open_sender(FULL.small_member(0, 0), chat)
+    connections = [*receivers, sender]
+    for i in range(WARMUP):
+        await one_message(dialect, sender, connections, chat, i)
+    server.control("-i", "on")
+    for i in range(WARMUP, WARMUP + messages):
+        await one_message(dialect, sender, connections, chat, i)
+    server.control("-i", "off")
+    server.control("-d")
+    for ws in connections:
+        await ws.close()
+    return server.total()
+
+
+def measure(kind: str, *, work: Path, members: int, messages: int) -> dict[str, float]:
+    server = Counted(kind, work=work)
+    tokens: list[str] = []
+    if kind in PRODUCT:
+        assert server.database_url is not None
+        asyncio.run(seed_database(server.database_url, FULL))
+        tokens = user_tokens(FULL, SECRET)
+    server.start(within=STARTUP)
+    try:
+        total = asyncio.run(drive(server, tokens, members, messages))
+    finally:
+        server.stop()
+    per_message = total / messages
+    return {"per_message": per_message, "per_delivery": per_message / (members + 1)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, from: " + ", ".join(SERVERS))
+    parser.add_argument("--members", type=int, default=10, help="the chat's members (default 10: the bench's (b))")
+    parser.add_argument("--messages", type=int, default=300, help="messages counted (default 300)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    kinds = args.servers.split(",")
+    unknown = set(kinds) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as scratch:
+        for kind in kinds:
+            started = time.monotonic()
+            results[kind] = measure(kind, work=Path(scratch), members=args.members, messages=args.messages)
+            figures = results[kind]
+            print(
+                f"{kind}: {figures['per_message']:,.0f} instructions per message, "
+                f"{figures['per_delivery']:,.0f} per delivery ({time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
+    if "baseline" in results:
+        for kind in kinds:
+            if kind != "baseline":
+                ratio = results[kind]["per_message"] / results["baseline"]["per_message"]
+                print(f"{kind} / baseline: {ratio:.2f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
