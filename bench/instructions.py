@@ -48,7 +48,7 @@ class Counted(ServerProcess):
         return valgrind + super().command()
 
     def control(self, *args: str) -> None:
-        subprocess.run(["callgrind_control", *args, str(self.pid)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["callgrind_control", *args, str(self.pid)], check=True, capture_output=True)
 
     def total(self) -> int:
         """The instructions counted between `-i on` and the dump (`totals:` of the dump's file)."""
