@@ -181,9 +181,9 @@ def legacy_message(m: MessageData) -> dict[str, Any]:
     }
 
 
-# UUIDs as text, by their integer (a hash in C). `str(uuid)` is Python code (~9,000 instructions): a message's id, chat
-# and sender are written for its log entry and again for its legacy frame, and a chat's and a sender's come back
-# with every message. Emptied when full: each text is then made once more.
+# UUIDs as text, by their integer (a hash in C), for every event's payload and frame. `str(uuid)` is Python code
+# (~9,000 instructions): a message's id, chat and sender are written for its log entry and again for its legacy
+# frame, and a chat's and a sender's come back with every message. Emptied when full: each text is made once more.
 _UUID_TEXTS: dict[int, str] = {}
 UUID_TEXTS_MAX = 16_384
 
@@ -250,7 +250,7 @@ def jsonable(obj: Any) -> Any:
     if kind in _AS_IS:
         return obj
     if kind is uuid.UUID:
-        return str(obj)
+        return uuid_text(obj)
     if kind is MessageData:
         return message_payload(obj)
     names = _FIELD_NAMES.get(kind)  # a dataclass met before (MessageData, UserRef): no is_dataclass walk
