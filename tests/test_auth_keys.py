@@ -1,10 +1,18 @@
 """Token verification in process: each signing key is prepared once (services.auth), and that never lets a
-token signed with one key pass under another, nor a key PyJWT refuses pass on a second try."""
+token signed with one key pass under another, nor a key PyJWT refuses pass on a second try; the written-out HS256
+check answers as PyJWT's decoder does."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import string
+import time
 import uuid
 
+import jwt
 import pytest
 
 from services import auth
@@ -44,3 +52,121 @@ def test_a_key_shaped_like_an_asymmetric_one_is_refused_every_time() -> None:
     for _ in range(2):
         with pytest.raises(Unauthenticated, match="invalid token"):
             authenticate(token, TokenRules(key=pem))
+
+
+def _pyjwt_answer(token: str, key: str, leeway: float) -> str:
+    """What `authenticate` answered while PyJWT's decoder checked tokens: the claims, or the refusal's reason."""
+    try:
+        claims = jwt.PyJWT().decode(token, key, algorithms=["HS256"], options={"require": ["exp"]}, leeway=leeway)
+    except jwt.ExpiredSignatureError:
+        return "token expired"
+    except jwt.ImmatureSignatureError:
+        return "token not yet valid"
+    except jwt.PyJWTError:
+        return "invalid token"
+    return repr(claims)
+
+
+def _lean_answer(token: str, key: str, leeway: float) -> str:
+    try:
+        return repr(auth._verified_claims(token, key, leeway))
+    except auth._Refused as refused:
+        return str(refused)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _signed(header: object, claims: object, key: str = KEY_A, *, raw_claims: bytes | None = None) -> str:
+    head = _b64(json.dumps(header).encode())
+    body = _b64(raw_claims if raw_claims is not None else json.dumps(claims).encode())
+    signature = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(signature)}"
+
+
+def _corpus() -> list[str]:
+    now = int(time.time())
+    user = str(uuid.uuid4())
+    hs = {"alg": "HS256", "typ": "JWT"}
+    good = {"user_id": user, "iat": now, "exp": now + 3600}
+    valid = _signed(hs, good)
+    head, body, signature = valid.split(".")
+    tokens = [
+        valid,
+        issue_user_token(user, key=KEY_A),
+        issue_user_token(user, key=KEY_B),
+        jwt.encode({"role": "service", "exp": now + 60}, KEY_A, algorithm="HS256"),
+        jwt.encode({**good, "exp": now + 3600.5, "nbf": now - 1.5}, KEY_A, algorithm="HS256"),
+        # time claims either side of the leeway (30 s), two seconds clear of it (`now` is whole seconds, and the
+        # answers are compared a moment later), and of the wrong kinds
+        *(_signed(hs, {**good, "exp": exp}) for exp in (now - 28, now - 32, now - 10_000, now + 10**12)),
+        *(_signed(hs, {**good, name: now + 3600}) for name in ("iat", "nbf")),
+        *(_signed(hs, {**good, name: now + ahead}) for name in ("iat", "nbf") for ahead in (28, 32, 34)),
+        *(_signed(hs, {**good, name: value}) for name in ("exp", "iat", "nbf") for value in BAD_TIMES),
+        _signed(hs, {"user_id": user}),
+        _signed(hs, {**good, "exp": None}),
+        # claims PyJWT checks by default
+        *(_signed(hs, {**good, "aud": aud}) for aud in ("x", ["x"], "", [], None)),
+        *(_signed(hs, {**good, name: value}) for name in ("sub", "jti", "iss") for value in ("x", 1, None, ["x"])),
+        # headers
+        *(_signed({**hs, "alg": alg}, good) for alg in ("none", "HS384", "hs256", "", None, ["HS256"], 256)),
+        _signed({"typ": "JWT"}, good),
+        *(_signed({**hs, "kid": kid}, good) for kid in ("k1", 1, None)),
+        *(_signed({**hs, "crit": crit}, good) for crit in (["b64"], ["exp"], [], "b64", [1])),
+        _signed({**hs, "crit": ["b64"], "b64": True}, good),
+        _signed({**hs, "crit": ["b64"], "b64": False}, good),
+        _signed({**hs, "b64": False}, good),
+        _signed(["HS256"], good),
+        _signed(hs, [good]),
+        _signed(hs, None, raw_claims=b"not json"),
+        _signed(hs, None, raw_claims=b"[" * 100_000 + b"]" * 100_000),
+        _signed(hs, None, raw_claims=json.dumps(good).encode() + b" "),
+        # the compact form itself
+        f"{head}.{body}",
+        f"{head}.{body}.{signature}.{signature}",
+        f"{head}.{body}x.{signature}",
+        f"{head}.{body}.{signature[:-1]}",
+        f"{head}.{body}.{signature}=",
+        f"{head}=.{body}.{signature}",
+        f"{head}.{body}.{signature}A",
+        f"{head}.{body}.{signature}AA==",
+        f"{head}.{body}.{signature}A===",
+        f"{head}.{body}.{signature.replace('-', '+')}",
+        f"{head}.{body}.!!!!",
+        f"{head}.{body}.",
+        f"{head}..{signature}",
+        f".{body}.{signature}",
+        f"{head}.{body}.{signature} ",
+        f"{head}.{body}.é{signature}",
+        "",
+        ".",
+        "..",
+        "not a token",
+    ]
+    # the first tokens with the last character of each segment changed to every other one of the alphabet: some
+    # spell the same bytes (bits past the last byte set), which PyJWT refuses too
+    for token in list(tokens[:3]):
+        parts = token.split(".")
+        for i, part in enumerate(parts):
+            for replacement in string.ascii_letters + string.digits + "-_":
+                changed = [*parts]
+                changed[i] = part[:-1] + replacement
+                tokens.append(".".join(changed))
+    return tokens
+
+
+BAD_TIMES: tuple[object, ...] = ("123", "soon", 1.5, True, None, [1], {"a": 1}, 10**400, -(10**30))
+
+
+def test_tokens_are_checked_as_pyjwt_checks_them() -> None:
+    """The written-out HS256 check (services.auth._verified_claims) gives PyJWT's answer on every token of the corpus:
+    valid ones, the edges of each time claim, the claims and headers PyJWT checks, tampered and malformed forms."""
+    corpus = _corpus()
+    answers = {"invalid token": 0, "token expired": 0, "token not yet valid": 0, "claims": 0}
+    for token in corpus:
+        for key in (KEY_A, KEY_B):
+            expected = _pyjwt_answer(token, key, 30.0)
+            assert _lean_answer(token, key, 30.0) == expected, (token, key)
+            answers[expected if expected in answers else "claims"] += 1
+    assert all(answers.values()), answers  # the corpus reaches every kind of answer
