@@ -33,6 +33,8 @@ SERVERS = ("baseline", "legacy", "graphql")
 WARMUP = 30
 STARTUP = 600.0  # a server starts several times slower under valgrind
 DELIVERY_TIMEOUT = 120.0
+PROOF_WAIT = 5.0  # for one proof message to reach a connection
+PROOF_ATTEMPTS = 10
 
 
 class Counted(ServerProcess):
@@ -70,6 +72,30 @@ async def one_message(dialect: Dialect, sender: WebSocket, connections: list[Web
                 break
 
 
+async def prove_live(
+    dialect: Dialect, sender: WebSocket, connections: list[WebSocket], chat: str, first: int = 2
+) -> None:
+    """Send messages to `chat` until each connection has received one: a server may set a subscription up after
+    it has read a send that came later, so one message is not proof. Messages are numbered from `first` (a
+    product acknowledges a repeated client id without sending the message again)."""
+    pending = list(connections)
+    for i in range(first, first + PROOF_ATTEMPTS):
+        mark = f"instructions-{i}-mark".encode()
+        sender.send(dialect.send_frame(chat, mark.decode(), f"instructions-{i}"))
+        waiting = []
+        for ws in pending:
+            try:
+                while True:
+                    frame = await ws.recv(PROOF_WAIT)
+                    if not dialect.keep_alive(ws, frame, 0, len(frame)) and mark in frame:
+                        break
+            except TimeoutError:
+                waiting.append(ws)
+        if not (pending := waiting):
+            return
+    raise TimeoutError(f"{len(pending)} connections never received a message")
+
+
 async def drive(server: Counted, tokens: list[str], members: int, messages: int) -> int:
     dialect = DIALECTS[server.kind]("127.0.0.1", server.port, tokens)
     chat = FULL.small_chat(0)
@@ -88,7 +114,28 @@ async def drive(server: Counted, tokens: list[str], members: int, messages: int)
     return server.total()
 
 
-def measure(kind: str, *, work: Path, members: int, messages: int) -> dict[str, float]:
+async def drive_openings(server: Counted, tokens: list[str], openings: int) -> int:
+    dialect = DIALECTS[server.kind]("127.0.0.1", server.port, tokens)
+    warm, counted = FULL.idle_groups()[0], range(FULL.idle_warmup, FULL.idle_warmup + openings)
+    lobby, warm_lobby = FULL.lobby(1), FULL.lobby(0)
+    if openings > FULL.batch:
+        raise ValueError(f"at most {FULL.batch} openings (one lobby's members)")
+    warm_connections = [await dialect.open_receiver(i, [warm_lobby]) for i in warm]
+    warm_sender = await dialect.open_sender(warm[0], warm_lobby)
+    await one_message(dialect, warm_sender, [*warm_connections, warm_sender], warm_lobby, 0)
+    sender = await dialect.open_sender(counted[0], lobby)
+    await one_message(dialect, sender, [sender], lobby, 1)
+    server.control("-i", "on")
+    connections = [await dialect.open_receiver(i, [lobby]) for i in counted]
+    await prove_live(dialect, sender, connections, lobby)
+    server.control("-i", "off")
+    server.control("-d")
+    for ws in [*warm_connections, warm_sender, *connections, sender]:
+        await ws.close()
+    return server.total()
+
+
+def measure(kind: str, *, work: Path, members: int, messages: int, openings: int = 0) -> dict[str, float]:
     server = Counted(kind, work=work)
     tokens: list[str] = []
     if kind in PRODUCT:
@@ -97,9 +144,14 @@ def measure(kind: str, *, work: Path, members: int, messages: int) -> dict[str, 
         tokens = user_tokens(FULL, SECRET)
     server.start(within=STARTUP)
     try:
-        total = asyncio.run(drive(server, tokens, members, messages))
+        if openings:
+            total = asyncio.run(drive_openings(server, tokens, openings))
+        else:
+            total = asyncio.run(drive(server, tokens, members, messages))
     finally:
         server.stop()
+    if openings:
+        return {"per_opening": total / openings}
     per_message = total / messages
     return {"per_message": per_message, "per_delivery": per_message / (members + 1)}
 
@@ -109,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, from: " + ", ".join(SERVERS))
     parser.add_argument("--members", type=int, default=10, help="the chat's members (default 10: the bench's (b))")
     parser.add_argument("--messages", type=int, default=300, help="messages counted (default 300)")
+    parser.add_argument(
+        "--openings", type=int, default=0, help=f"count N connections opening instead (N <= {FULL.batch})"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     kinds = args.servers.split(",")
@@ -119,18 +174,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as scratch:
         for kind in kinds:
             started = time.monotonic()
-            results[kind] = measure(kind, work=Path(scratch), members=args.members, messages=args.messages)
-            figures = results[kind]
-            print(
-                f"{kind}: {figures['per_message']:,.0f} instructions per message, "
-                f"{figures['per_delivery']:,.0f} per delivery ({time.monotonic() - started:.0f} s)",
-                flush=True,
+            results[kind] = figures = measure(
+                kind, work=Path(scratch), members=args.members, messages=args.messages, openings=args.openings
             )
+            took = f"({time.monotonic() - started:.0f} s)"
+            if args.openings:
+                print(f"{kind}: {figures['per_opening']:,.0f} instructions per opening {took}", flush=True)
+            else:
+                print(
+                    f"{kind}: {figures['per_message']:,.0f} instructions per message, "
+                    f"{figures['per_delivery']:,.0f} per delivery {took}",
+                    flush=True,
+                )
+    key = "per_opening" if args.openings else "per_message"
     if "baseline" in results:
         for kind in kinds:
             if kind != "baseline":
-                ratio = results[kind]["per_message"] / results["baseline"]["per_message"]
-                print(f"{kind} / baseline: {ratio:.2f}")
+                print(f"{kind} / baseline: {results[kind][key] / results['baseline'][key]:.2f}")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -135,3 +135,22 @@ def test_instruction_counter_counts_a_servers_messages(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())["baseline"]
     assert 10_000 < figures["per_message"] < 10_000_000, figures
     assert figures["per_delivery"] == pytest.approx(figures["per_message"] / 3)
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None and os.environ.get("CI") != "true", reason="valgrind is not installed"
+)
+def test_instruction_counter_counts_a_servers_openings(tmp_path: Path) -> None:
+    """`python -m bench.instructions --openings 3` on the floor: a count per opening that is neither zero nor the
+    server's whole life, with every opened connection proven live by a message."""
+    out = tmp_path / "openings.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.instructions", "--servers", "baseline", "--openings", "3", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=INSTRUCTIONS_TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr[-6000:]
+    figures = json.loads(out.read_text())["baseline"]
+    assert 50_000 < figures["per_opening"] < 50_000_000, figures
