@@ -40,12 +40,12 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 _SUPPORTED_CRITICAL = ("b64",)
 
 
-def _segment(text: str) -> bytes:
+def _segment(encoded: str) -> bytes:
     """One base64url segment, decoded as PyJWT decodes it: up to two `=` of padding (only where it completes the
     last group), nothing outside the alphabet, and only the one spelling that encodes its bytes."""
-    stripped = text.rstrip("=")
-    padding = len(text) - len(stripped)
-    if padding > 2 or (padding and len(text) % 4) or len(stripped) % 4 == 1 or not _SEGMENT.fullmatch(stripped):
+    stripped = encoded.rstrip("=")
+    padding = len(encoded) - len(stripped)
+    if padding > 2 or (padding and len(encoded) % 4) or len(stripped) % 4 == 1 or not _SEGMENT.fullmatch(stripped):
         raise _Refused("invalid token")
     try:
         decoded = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
