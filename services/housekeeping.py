@@ -3,7 +3,7 @@
 - `maintenance`: every second, the garbage collection policy's tick (realtime.gcpolicy), typing of processes
   that went silent stopped for this process's connections, and every few seconds idle chats forgotten by the
   sequencer and a look at the log for events whose publish was lost (a safety net behind the sequencer's gap
-  filling, for the last event before a quiet spell).
+  filling, for the last event before a quiet spell; `LostPublishes`).
 - `retention`: durable events older than `RETENTION_DAYS` purged from the log.
 """
 
@@ -32,8 +32,28 @@ MAINTENANCE_SECONDS = 1.0
 CATCH_UP_CHECK_SECONDS = 5.0
 
 
+class LostPublishes:
+    """When the log holds events this process has not dispatched, for good.
+
+    The log can be ahead of the sequencer for a moment without anything lost: a unit has committed (a read sees it)
+    and its publish is on its way to the event loop. A catch-up started then would hold that publish behind a read
+    of the log, and the command that wrote it could answer before its own event goes out (`block_user`'s reply
+    ahead of `block_changed`). So a gap counts only when the log was already that far ahead at the previous look
+    and the sequencer has still not got there."""
+
+    def __init__(self) -> None:
+        self._seen: Vector | None = None
+
+    def check(self, head: Vector, frontier: Vector) -> bool:
+        """`head`: the log's last positions now; `frontier`: what the sequencer has taken. True: catch up."""
+        lost = self._seen is not None and self._seen.beyond(frontier)
+        self._seen = head if head.beyond(frontier) else None
+        return lost
+
+
 async def maintenance(rt: Runtime) -> None:
     since_check = since_freeze = 0.0
+    lost = LostPublishes()
     while True:
         await asyncio.sleep(MAINTENANCE_SECONDS)
         since_freeze += MAINTENANCE_SECONDS
@@ -50,8 +70,9 @@ async def maintenance(rt: Runtime) -> None:
             since_check = 0.0
             rt.sequencer.forget_idle_chats(rt.hub.streams_chat)
             with contextlib.suppress(Exception):
+                head = await journal.current(rt.db)
                 frontier = Vector(rt.sequencer.frontier)
-                if not rt.relay.catching_up and (await journal.current(rt.db)).beyond(frontier):
+                if lost.check(head, frontier) and not rt.relay.catching_up:
                     await rt.relay.catch_up(frontier)
 
 

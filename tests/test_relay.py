@@ -1,6 +1,6 @@
 """The relay alone (services.relay), with stand-ins for the process's other parts: a committed event reaches this
 process's connections at once and goes out on its channels followed by how far its writer got; what the bus brings
-while a catch-up is due waits for it."""
+while a catch-up is due waits for it; the periodic look at the log starts a catch-up only for a gap that stays."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any, cast
 from realtime.bus import CONTROL, chat_channel
 from realtime.events import Event, MessageData, NewMessage, UserRef
 from realtime.positions import Pos, Vector
+from services.housekeeping import LostPublishes
 from services.relay import Relay
 from services.runtime import Runtime
 from storage import Recorded
@@ -106,3 +107,19 @@ async def test_what_the_bus_brings_waits_while_a_catch_up_is_due() -> None:
     assert relay.catching_up
     relay.on_bus_message({"type": "_upto", "writer": 1, "n": 5}, "")
     assert parts.sequencer.announced == []  # held until the log has been read
+
+
+def test_the_log_ahead_for_a_moment_is_no_lost_publish_and_ahead_at_two_looks_is() -> None:
+    """services.housekeeping.LostPublishes: a commit whose publish is on its way (the log ahead of the sequencer at
+    one look, caught up by the next) starts no catch-up, which would hold that publish behind a read of the log; a
+    position still missing at the next look does."""
+    lost = LostPublishes()
+    assert not lost.check(head=Vector({0: 5}), frontier=Vector({0: 5}))
+    assert not lost.check(head=Vector({0: 6}), frontier=Vector({0: 5}))  # 6 committed, its publish on its way
+    assert not lost.check(head=Vector({0: 7}), frontier=Vector({0: 6}))  # 6 arrived; 7 is the next one in flight
+    assert not lost.check(head=Vector({0: 7}), frontier=Vector({0: 7}))
+    assert not lost.check(head=Vector({0: 8}), frontier=Vector({0: 7}))
+    assert lost.check(head=Vector({0: 8}), frontier=Vector({0: 7}))  # 8 never came: lost
+    assert lost.check(head=Vector({0: 8, 1: 3}), frontier=Vector({0: 7}))  # still behind what was seen
+    assert lost.check(head=Vector({0: 8, 1: 3}), frontier=Vector({0: 8}))  # writer 1's 3, seen last time, missing
+    assert not lost.check(head=Vector({0: 8, 1: 3}), frontier=Vector({0: 8, 1: 3}))
