@@ -61,15 +61,27 @@ class Counted(ServerProcess):
         raise RuntimeError(f"no totals in {dump}")
 
 
-async def one_message(dialect: Dialect, sender: WebSocket, connections: list[WebSocket], chat: str, i: int) -> None:
-    """Send message `i` and wait until it has reached every connection."""
+def send_mark(dialect: Dialect, sender: WebSocket, chat: str, i: int) -> bytes:
+    """Send message `i` to `chat`; the mark its deliveries carry."""
     mark = f"instructions-{i}-mark"
     sender.send(dialect.send_frame(chat, mark, f"instructions-{i}"))
+    return mark.encode()
+
+
+async def until_mark(dialect: Dialect, ws: WebSocket, mark: bytes, within: float) -> None:
+    """Read `ws` (answering keep-alives) until a frame carries `mark`; `TimeoutError` if none comes `within`
+    seconds of the last frame."""
+    while True:
+        frame = await ws.recv(within)
+        if not dialect.keep_alive(ws, frame, 0, len(frame)) and mark in frame:
+            return
+
+
+async def one_message(dialect: Dialect, sender: WebSocket, connections: list[WebSocket], chat: str, i: int) -> None:
+    """Send message `i` and wait until it has reached every connection."""
+    mark = send_mark(dialect, sender, chat, i)
     for ws in connections:
-        while True:
-            frame = await ws.recv(DELIVERY_TIMEOUT)
-            if not dialect.keep_alive(ws, frame, 0, len(frame)) and mark.encode() in frame:
-                break
+        await until_mark(dialect, ws, mark, DELIVERY_TIMEOUT)
 
 
 async def prove_live(
@@ -80,20 +92,25 @@ async def prove_live(
     product acknowledges a repeated client id without sending the message again)."""
     pending = list(connections)
     for i in range(first, first + PROOF_ATTEMPTS):
-        mark = f"instructions-{i}-mark".encode()
-        sender.send(dialect.send_frame(chat, mark.decode(), f"instructions-{i}"))
+        mark = send_mark(dialect, sender, chat, i)
         waiting = []
         for ws in pending:
             try:
-                while True:
-                    frame = await ws.recv(PROOF_WAIT)
-                    if not dialect.keep_alive(ws, frame, 0, len(frame)) and mark in frame:
-                        break
+                await until_mark(dialect, ws, mark, PROOF_WAIT)
             except TimeoutError:
                 waiting.append(ws)
         if not (pending := waiting):
             return
     raise TimeoutError(f"{len(pending)} connections never received a message")
+
+
+async def counted_total(server: Counted, connections: list[WebSocket]) -> int:
+    """Instrumentation off, the counts dumped, the connections closed: what was counted since `-i on`."""
+    server.control("-i", "off")
+    server.control("-d")
+    for ws in connections:
+        await ws.close()
+    return server.total()
 
 
 async def drive(server: Counted, tokens: list[str], members: int, messages: int) -> int:
@@ -107,19 +124,14 @@ async def drive(server: Counted, tokens: list[str], members: int, messages: int)
     server.control("-i", "on")
     for i in range(WARMUP, WARMUP + messages):
         await one_message(dialect, sender, connections, chat, i)
-    server.control("-i", "off")
-    server.control("-d")
-    for ws in connections:
-        await ws.close()
-    return server.total()
+    return await counted_total(server, connections)
 
 
 async def drive_openings(server: Counted, tokens: list[str], openings: int) -> int:
+    """`openings` members of one lobby (at most a lobby's, `FULL.batch`) open a connection each, counted."""
     dialect = DIALECTS[server.kind]("127.0.0.1", server.port, tokens)
     warm, counted = FULL.idle_groups()[0], range(FULL.idle_warmup, FULL.idle_warmup + openings)
     lobby, warm_lobby = FULL.lobby(1), FULL.lobby(0)
-    if openings > FULL.batch:
-        raise ValueError(f"at most {FULL.batch} openings (one lobby's members)")
     warm_connections = [await dialect.open_receiver(i, [warm_lobby]) for i in warm]
     warm_sender = await dialect.open_sender(warm[0], warm_lobby)
     await one_message(dialect, warm_sender, [*warm_connections, warm_sender], warm_lobby, 0)
@@ -128,11 +140,7 @@ async def drive_openings(server: Counted, tokens: list[str], openings: int) -> i
     server.control("-i", "on")
     connections = [await dialect.open_receiver(i, [lobby]) for i in counted]
     await prove_live(dialect, sender, connections, lobby)
-    server.control("-i", "off")
-    server.control("-d")
-    for ws in [*warm_connections, warm_sender, *connections, sender]:
-        await ws.close()
-    return server.total()
+    return await counted_total(server, [*warm_connections, warm_sender, *connections, sender])
 
 
 def measure(kind: str, *, work: Path, members: int, messages: int, openings: int = 0) -> dict[str, float]:
@@ -167,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     kinds = args.servers.split(",")
+    if not 0 <= args.openings <= FULL.batch:
+        parser.error(f"--openings: at most {FULL.batch} (one lobby's members)")
     unknown = set(kinds) - set(SERVERS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")

@@ -114,43 +114,38 @@ def test_cluster_smoke_run_reports_every_configuration(tmp_path: Path) -> None:
 
 # The instruction counter runs its servers under valgrind: the floor's start-up alone takes ~10 s there.
 INSTRUCTIONS_TIMEOUT = 110
-
-
-@pytest.mark.skipif(
+needs_valgrind = pytest.mark.skipif(
     shutil.which("valgrind") is None and os.environ.get("CI") != "true", reason="valgrind is not installed"
 )
-def test_instruction_counter_counts_a_servers_messages(tmp_path: Path) -> None:
-    """`python -m bench.instructions` on the floor, a small chat, a few messages: a count per message that is
-    neither zero nor the server's whole life (its start-up alone runs hundreds of millions of instructions)."""
+
+
+def count_instructions(tmp_path: Path, *args: str) -> dict[str, float]:
+    """`python -m bench.instructions --servers baseline ARGS`: the floor's figures."""
     out = tmp_path / "instructions.json"
-    command = [sys.executable, "-m", "bench.instructions", "--servers", "baseline", "--members", "2"]
     run = subprocess.run(
-        [*command, "--messages", "5", "--json", str(out)],
+        [sys.executable, "-m", "bench.instructions", "--servers", "baseline", *args, "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=INSTRUCTIONS_TIMEOUT,
     )
     assert run.returncode == 0, run.stderr[-6000:]
-    figures = json.loads(out.read_text())["baseline"]
+    figures: dict[str, float] = json.loads(out.read_text())["baseline"]
+    return figures
+
+
+@needs_valgrind
+def test_instruction_counter_counts_a_servers_messages(tmp_path: Path) -> None:
+    """`python -m bench.instructions` on the floor, a small chat, a few messages: a count per message that is
+    neither zero nor the server's whole life (its start-up alone runs hundreds of millions of instructions)."""
+    figures = count_instructions(tmp_path, "--members", "2", "--messages", "5")
     assert 10_000 < figures["per_message"] < 10_000_000, figures
     assert figures["per_delivery"] == pytest.approx(figures["per_message"] / 3)
 
 
-@pytest.mark.skipif(
-    shutil.which("valgrind") is None and os.environ.get("CI") != "true", reason="valgrind is not installed"
-)
+@needs_valgrind
 def test_instruction_counter_counts_a_servers_openings(tmp_path: Path) -> None:
     """`python -m bench.instructions --openings 3` on the floor: a count per opening that is neither zero nor the
     server's whole life, with every opened connection proven live by a message."""
-    out = tmp_path / "openings.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.instructions", "--servers", "baseline", "--openings", "3", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=INSTRUCTIONS_TIMEOUT,
-    )
-    assert run.returncode == 0, run.stderr[-6000:]
-    figures = json.loads(out.read_text())["baseline"]
+    figures = count_instructions(tmp_path, "--openings", "3")
     assert 50_000 < figures["per_opening"] < 50_000_000, figures
