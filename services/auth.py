@@ -99,8 +99,7 @@ def _verified_claims(token: str, key: str, leeway: float) -> dict[str, Any]:
         raise _Refused("invalid token")
     payload = _segment(payload_segment)
     signature = _segment(signature_segment)
-    algorithm = header.get("alg")
-    if not algorithm or algorithm not in (ALGORITHM,):
+    if header.get("alg") != ALGORITHM:
         raise _Refused("invalid token")
     try:
         prepared = _prepared_key(key)
