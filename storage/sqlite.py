@@ -1,6 +1,5 @@
-"""The SQLite backend: every unit of work is plain `sqlite3` on the group commit's one write connection
-(`models.group_commit`), which runs all the units waiting at a moment in one transaction, each in a savepoint (a lone
-unit in none) — on the event loop when they are few and the writer is idle, else on its writer thread.
+"""The SQLite backend: every unit of work is plain `sqlite3` on the group commit's one writer thread
+(`models.group_commit`), which runs all the units waiting at a moment in one transaction, each in a savepoint (a lone unit in none).
 
 SQLite has one writer at a time anyway; here that writer never waits for a pool, builds no ORM statements and
 commits once for many units. Log positions are taken from writer 0's row of `writers` inside each unit: commit order is
@@ -178,7 +177,7 @@ class SqliteStore(MembershipStore, MessagingStore):
         await self._run(unit)
 
     async def user_chat_ids(self, *, user_id: uuid.UUID) -> list[uuid.UUID]:
-        # Through the group commit too: a reconnect storm of thousands of sockets queues there, in order, instead of
+        # On the writer thread too: a reconnect storm of thousands of sockets queues there, in order, instead of
         # timing out on the engine's small pool.
         key = sqlite_uuid(user_id)
 
@@ -189,5 +188,5 @@ class SqliteStore(MembershipStore, MessagingStore):
         return await self._run(unit)
 
     async def stream_start(self, *, user_id: uuid.UUID) -> StreamStart:
-        # Through the group commit, like `user_chat_ids`.
+        # On the writer thread, like `user_chat_ids`.
         return await self._program(functools.partial(membership.stream_start, user_id=user_id))

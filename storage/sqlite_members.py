@@ -1,5 +1,5 @@
 """The SQLite driver of the membership programs (storage.membership): each runs synchronously as one unit of work
-through the group commit (storage.sqlite), its values in the formats SQLAlchemy stores on SQLite."""
+on the group commit's thread (storage.sqlite), its values in the formats SQLAlchemy stores on SQLite."""
 
 from __future__ import annotations
 

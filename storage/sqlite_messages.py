@@ -1,4 +1,4 @@
-"""The SQLite backend's send (storage.sqlite runs it through the group commit: the hot path, in plain `sqlite3`),
+"""The SQLite backend's send (storage.sqlite runs it on the group commit's thread: the hot path, in plain `sqlite3`),
 and the chat's next seq, which the units that log a chat event take. The other units of work on messages are
 written once for every backend (storage.messaging)."""
 

@@ -225,8 +225,7 @@ def insert(x: int) -> Callable[[sqlite3.Connection], object]:
 
 
 async def test_the_sqlite_writer_takes_what_waits_in_batches_of_at_most_max_batch(tmp_path: Path) -> None:
-    # inline_max=0: every unit goes to the writer thread (the blocking unit must not run on the event loop).
-    writer = GroupCommit(str(tmp_path / "plain.db"), max_batch=2, inline_max=0)
+    writer = GroupCommit(str(tmp_path / "plain.db"), max_batch=2)
     started, release = threading.Event(), threading.Event()
     try:
         await writer.run(lambda c: c.execute("CREATE TABLE t (x INTEGER)"))
@@ -248,96 +247,6 @@ async def test_the_sqlite_writer_takes_what_waits_in_batches_of_at_most_max_batc
         ]
     finally:
         release.set()
-        writer.close()
-
-
-def where(x: int, ran: dict[int, int]) -> Callable[[sqlite3.Connection], object]:
-    """Insert x, noting the thread that ran the unit."""
-
-    def unit(c: sqlite3.Connection) -> None:
-        ran[x] = threading.get_ident()
-        c.execute("INSERT INTO t VALUES (?)", (x,))
-
-    return unit
-
-
-async def test_a_few_units_run_on_the_event_loop_while_the_writer_thread_is_idle_and_the_rest_on_the_thread(
-    tmp_path: Path,
-) -> None:
-    # quiet=3600: no unit runs at once; each waits for the rest of the loop's turn, with those queued meanwhile.
-    writer = GroupCommit(str(tmp_path / "plain.db"), inline_max=2, quiet=3600)
-    loop_thread, ran = threading.get_ident(), dict[int, int]()
-    started, release = threading.Event(), threading.Event()
-    try:
-        await writer.run(lambda c: c.execute("CREATE TABLE t (x INTEGER)"))
-        await writer.run(where(1, ran))  # alone, the thread idle: on the loop, in a transaction of its own
-        before = writer.transactions
-        await asyncio.gather(*(writer.run(where(x, ran)) for x in (2, 3)))  # two together: still on the loop
-        assert ran[1] == ran[2] == ran[3] == loop_thread and writer.transactions - before == 1
-
-        def blocking(c: sqlite3.Connection) -> None:
-            ran[4] = threading.get_ident()
-            started.set()
-            release.wait()  # the writer thread holds here
-
-        # Three together are more than inline_max: the thread takes them (the first holds it).
-        held = [asyncio.ensure_future(writer.run(unit)) for unit in (blocking, where(5, ran), where(6, ran))]
-        await asyncio.to_thread(started.wait)
-        # With the thread busy, even a lone unit goes to it, and commits after the ones before it.
-        late = asyncio.ensure_future(writer.run(where(7, ran)))
-        await asyncio.sleep(0.05)  # a turn of the loop or several: the late unit must not have run meanwhile
-        assert 7 not in ran and not late.done()
-        release.set()
-        await asyncio.gather(*held, late)
-        assert ran[4] == ran[5] == ran[6] == ran[7] != loop_thread
-        rows = await writer.run(lambda c: c.execute("SELECT x FROM t ORDER BY rowid").fetchall())
-        assert rows == [(x,) for x in (1, 2, 3, 5, 6, 7)]
-        await writer.run(where(8, ran))  # the thread idle again: back on the loop
-        assert ran[8] == loop_thread
-    finally:
-        release.set()
-        writer.close()
-
-
-async def test_a_unit_after_a_quiet_spell_commits_at_once_without_waiting_for_the_loops_next_turn(
-    tmp_path: Path,
-) -> None:
-    writer = GroupCommit(str(tmp_path / "plain.db"), quiet=0)
-    loop_thread, ran = threading.get_ident(), dict[int, int]()
-    try:
-        await writer.run(lambda c: c.execute("CREATE TABLE t (x INTEGER)"))
-        running = writer.run(where(1, ran))
-        with pytest.raises(StopIteration):  # the coroutine finished on its first step: it never suspended
-            running.send(None)
-        assert ran[1] == loop_thread
-        assert await writer.run(lambda c: c.execute("SELECT x FROM t").fetchall()) == [(1,)]
-    finally:
-        writer.close()
-
-
-async def test_a_unit_never_holds_the_event_loop_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
-    path = tmp_path / "plain.db"
-    writer = GroupCommit(str(path))
-    loop_thread, ran = threading.get_ident(), dict[int, int]()
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        await writer.run(lambda c: c.execute("CREATE TABLE t (x INTEGER)"))
-        other.execute("BEGIN IMMEDIATE")  # another writer of the file holds its write lock
-        pending = asyncio.ensure_future(writer.run(where(1, ran)))
-        ticks = 0
-        while ticks < 20:  # the loop keeps turning while the unit waits for the lock
-            await asyncio.sleep(0.005)
-            ticks += 1
-        assert not pending.done() and 1 not in ran
-        other.execute("COMMIT")
-        await asyncio.wait_for(pending, EVENT_TIMEOUT)
-        assert ran[1] != loop_thread  # it waited on the writer thread, which waits for the lock
-        await writer.run(where(2, ran))
-        assert ran[2] == loop_thread
-        rows = await writer.run(lambda c: c.execute("SELECT x FROM t ORDER BY rowid").fetchall())
-        assert rows == [(1,), (2,)]
-    finally:
-        other.close()
         writer.close()
 
 
