@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 
-from server.config import ConfigError, Settings
+from server.config import LISTEN_BACKLOG, ConfigError, Settings
 from services.auth import issue_service_token, issue_user_token
 
 app = typer.Typer(
@@ -315,9 +315,6 @@ async def _db_upgrade(db: Any) -> None:
         await db.dispose()
 
 
-LISTEN_BACKLOG = 16384
-
-
 def listening_socket(settings: Settings, *, host: str, port: int) -> socket.socket:
     """The server's socket, bound here so accepted connections inherit a capped kernel send buffer."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -325,8 +322,6 @@ def listening_socket(settings: Settings, *, host: str, port: int) -> socket.sock
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer)
     sock.bind((host, port))
-    # A reconnect storm brings thousands of handshakes faster than a busy event loop accepts them; a full accept
-    # queue makes the kernel drop them (resets after a minute). The kernel caps this at net.core.somaxconn.
     sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
@@ -394,6 +389,9 @@ def serve_app(settings: Settings, sock: socket.socket, *, url: str, banner: str,
         # Inbound frames are refused above MAX_FRAME_BYTES by the app; uvicorn need not buffer more than that.
         ws_max_size=settings.max_frame_bytes + 1,
         timeout_graceful_shutdown=10,
+        # uvicorn listens again on the socket it is given (asyncio's `create_server` does), with its own backlog
+        # (2,048 by default): without this, the queue `listening_socket` asked for would be cut back to that.
+        backlog=LISTEN_BACKLOG,
         # uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol
         # violations logged as one line (uvicorn_protocols).
         http="server.uvicorn_protocols:GuardedHttpToolsProtocol",

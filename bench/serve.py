@@ -1,5 +1,5 @@
 """What the Python comparison servers share: their health route and how they are run (the product's uvicorn
-options: per-message deflate off, no access log)."""
+options: per-message deflate off, its accept queue; no access log)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
+
+from server.config import LISTEN_BACKLOG
 
 
 async def healthz(request: Request) -> PlainTextResponse:
@@ -22,5 +24,11 @@ def run(app: Any, description: str) -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     uvicorn.run(
-        app, host=args.host, port=args.port, ws_per_message_deflate=False, access_log=False, log_level="warning"
+        app,
+        host=args.host,
+        port=args.port,
+        ws_per_message_deflate=False,
+        backlog=LISTEN_BACKLOG,
+        access_log=False,
+        log_level="warning",
     )

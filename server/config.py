@@ -15,6 +15,10 @@ DEV_SECRET_KEY = "tailtrail-dev-insecure-key-do-not-use-in-production"
 MIN_SECRET_KEY_BYTES = 32
 # HISTORY_VISIBILITY's values: a group's earlier messages are "shared" with every member, or shown from "joined" on.
 HISTORY_VISIBILITIES = ("shared", "joined")
+# The kernel's queue of accepted handshakes waiting for the event loop (`listen`'s backlog; the kernel caps it at
+# net.core.somaxconn). A reconnect storm brings thousands of handshakes faster than a busy loop takes them; those that
+# find the queue full are dropped and retried by the client's TCP, and reset if that takes too long.
+LISTEN_BACKLOG = 16384
 
 
 class ConfigError(ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.config import LISTEN_BACKLOG
 from tests.support import EVENT_TIMEOUT, Server, sqlite_server
 
 MIB = 1024 * 1024
@@ -202,3 +204,19 @@ def test_connections_per_address_are_capped(served: Server) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert "connection refused: too many connections from" in served.log()
+
+
+def test_the_accept_queue_is_the_one_serve_asks_for_up_to_the_kernels_cap(served: Server) -> None:
+    """uvicorn listens again on the socket it is given, with a backlog of its own (2,048 unless told): the queue of
+    handshakes a reconnect storm fills is LISTEN_BACKLOG, as far as net.core.somaxconn allows (`ss` shows a
+    listening socket's backlog as its Send-Q)."""
+    listing = subprocess.run(
+        ["ss", "--listening", "--tcp", "--numeric", "--no-header", f"sport = :{served.port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (line,) = listing.splitlines()
+    backlog = int(line.split()[2])
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert backlog == min(LISTEN_BACKLOG, somaxconn)
