@@ -14,10 +14,26 @@ from realtime.gcpolicy import GcPolicy
 
 @pytest.fixture
 def policy() -> Iterator[GcPolicy]:
+    thresholds = gc.get_threshold()
     yield GcPolicy(turnover_min=100)
     gcpolicy._installed = None  # leave the test process's collector as it was
+    gc.set_threshold(*thresholds)
     gc.unfreeze()
     gc.collect()
+
+
+@pytest.fixture
+def collections() -> Iterator[list[int]]:
+    """The generation of every collection CPython runs meanwhile."""
+    seen: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(note)
+    yield seen
+    gc.callbacks.remove(note)
 
 
 class Node:
@@ -47,3 +63,21 @@ def test_a_large_population_needs_as_many_closes_as_are_open(policy: GcPolicy) -
     assert policy.full_collections == 1
     policy.tick(closed=5100, open_now=5000)  # counted from the last full collection
     assert policy.full_collections == 1
+
+
+def test_a_burst_of_survivors_starts_no_full_collection_between_ticks(policy: GcPolicy, collections: list[int]) -> None:
+    """A reconnect storm's objects live on: CPython's own full collections would walk them again and again until the
+    next freeze. Without the policy, this burst starts several (a control, so the test cannot pass for want of one)."""
+    burst = [[i] for i in range(300_000)]
+    assert 0 in collections and 1 in collections, "the young generations are still collected"
+    assert 2 not in collections, "no full collection until the policy asks for one"
+    policy.tick(closed=0, open_now=1)
+    del burst
+
+    gc.set_threshold(*gc.get_threshold()[:2], 10)  # CPython's default for the oldest generation
+    gc.collect()  # the last full collection leaves little behind: a quarter of it is soon reached
+    gc.freeze()
+    collections.clear()
+    control = [[i] for i in range(300_000)]
+    assert 2 in collections, "CPython's default starts full collections in such a burst"
+    del control
