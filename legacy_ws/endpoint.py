@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from starlette.types import Message, Receive, Scope, Send
@@ -339,6 +339,7 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
             render_now=_event_message,
             render=_item_message,
             write_now=_frame_writer(guarded) if isinstance(guarded, GuardedSend) else None,
+            write_many=_frames_writer(guarded) if isinstance(guarded, GuardedSend) else None,
         )
         async with open_stream(
             rt, actor=actor, kind="legacy", transport=writer, cursor=cursor, conn_id=conn_id
@@ -384,13 +385,26 @@ def _frame_writer(send: GuardedSend) -> Callable[[Delivery], bool]:
     once per event for every legacy socket (all get the same text)."""
 
     def write_now(delivery: Delivery) -> bool:
-        frame = delivery.cached("legacy-frame")
-        if frame is None:
-            frame = server_frame(_event_message(delivery)["text"])
-            delivery.store("legacy-frame", frame)
-        return send.write_frame(frame)
+        return send.write_frame(_frame(delivery))
 
     return write_now
+
+
+def _frames_writer(send: GuardedSend) -> Callable[[Sequence[Delivery]], int]:
+    """`_frame_writer` for several events at once, in one write (a replay)."""
+
+    def write_many(deliveries: Sequence[Delivery]) -> int:
+        return len(deliveries) if send.write_frames([_frame(d) for d in deliveries]) else 0
+
+    return write_many
+
+
+def _frame(delivery: Delivery) -> bytes:
+    frame: bytes | None = delivery.cached("legacy-frame")
+    if frame is None:
+        frame = server_frame(_event_message(delivery)["text"])
+        delivery.store("legacy-frame", frame)
+    return frame
 
 
 def _asgi_message(event: Event, cursor: str | None) -> Message:

@@ -9,7 +9,7 @@ a framework iterates instead (GraphQL over the `graphql-ws` subprotocol) uses `Q
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -18,6 +18,8 @@ from realtime.hub import CatchUp, Connection, Delivery
 from realtime.positions import Vector
 
 CatchUpFrom = Callable[[Vector], Awaitable[tuple[list[Delivery], Vector]]]
+# Frames per write of `StreamWriter.write_many`: a long queue goes out in writes of a bounded size.
+WRITE_MANY_MAX = 64
 # What both adapters' `send` return: a coroutine (an ASGI send, a Strawberry socket's send), stepped by eager.start.
 Sending = Coroutine[Any, Any, None]
 
@@ -80,7 +82,9 @@ class StreamWriter:
     event right away when nothing is queued or in hand before it, so no task wakes up per delivery.
 
     `write_now(delivery)`, if given, writes an event's frame then and there when the socket can take it (False:
-    not now). `render_now(delivery)` gives what `send` takes for an event, without waiting (None: not possible now,
+    not now); `write_many(deliveries)` writes the frames of as many of them as it can now, in order, in one write to
+    the socket, and says how many (a replay, or what queued up while the socket was busy: one system call and one
+    TCP segment for them all instead of one each). `render_now(delivery)` gives what `send` takes for an event, without waiting (None: not possible now,
     queue it); `render(item)` gives it for any item, waiting if need be (None: nothing to send for it). A send the
     fan-out started but the socket's backpressure held up (realtime.eager) is finished here, before anything
     queued after it. `on_overflow` ends the connection when its outbox overflows, even while the writer is stuck
@@ -94,6 +98,7 @@ class StreamWriter:
         render: Callable[[Delivery | str], Awaitable[Any | None]],
         on_overflow: Callable[[], None] | None = None,
         write_now: Callable[[Delivery], bool] | None = None,
+        write_many: Callable[[Sequence[Delivery]], int] | None = None,
     ) -> None:
         self.send = send  # takes what the renderers give: a text, or a whole ASGI message shared by recipients
         self.render_now = render_now
@@ -101,6 +106,7 @@ class StreamWriter:
         # Writes an event's frame to the socket at once, without a coroutine, if the socket can take it now (False:
         # not now, send it through `send`): the frame serialized once for every recipient (server.sends).
         self.write_now = write_now
+        self.write_many = write_many
         self._on_overflow = on_overflow
         self._stream: Stream | None = None  # while running
         self._task: asyncio.Task[Any] | None = None
@@ -114,17 +120,29 @@ class StreamWriter:
                 items = await stream.take()
                 self.writing = True
                 try:
-                    for item in items:
-                        if isinstance(item, eager.Suspended):
-                            await item.finish()
-                            continue
-                        message = await self.render(item)
-                        if message is not None:
-                            await self.send(message)
+                    await self._send_all(items)
                 finally:
                     self.writing = False
         finally:
             self._stream = None
+
+    async def _send_all(self, items: list[Delivery | str | eager.Suspended]) -> None:
+        i = 0
+        while i < len(items):
+            item = items[i]
+            if isinstance(item, eager.Suspended):
+                await item.finish()
+                i += 1
+                continue
+            if self.write_many is not None and isinstance(item, Delivery):
+                written = self.write_many(_deliveries(items, i))
+                if written:
+                    i += written
+                    continue
+            message = await self.render(item)
+            if message is not None:
+                await self.send(message)
+            i += 1
 
     # -- Transport ------------------------------------------------------------------------------------------
 
@@ -157,6 +175,16 @@ class StreamWriter:
 
     def release(self) -> None:
         self._on_overflow, self._task, self._stream = None, None, None
+
+
+def _deliveries(items: list[Delivery | str | eager.Suspended], start: int) -> list[Delivery]:
+    """The events in a row from `items[start]` on, at most WRITE_MANY_MAX of them."""
+    run: list[Delivery] = []
+    for item in items[start : start + WRITE_MANY_MAX]:
+        if not isinstance(item, Delivery):
+            break
+        run.append(item)
+    return run
 
 
 class Queued:

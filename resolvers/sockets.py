@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -89,6 +89,13 @@ class GraphQLSocket:
             return True
         direct = self._direct
         return isinstance(direct, GuardedSend) and direct.write_frame(frame)
+
+    def write_frames(self, frames: Sequence[bytes]) -> bool:
+        """`write_frame` for several frames, in order, in one write."""
+        if self._closed:
+            return True
+        direct = self._direct
+        return isinstance(direct, GuardedSend) and direct.write_frames(frames)
 
     def initialised(self) -> None:
         """`connection_init` arrived: the socket no longer counts as pending."""

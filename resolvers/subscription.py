@@ -5,7 +5,7 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Annotated, Any
 
 import strawberry
@@ -108,6 +108,7 @@ async def stream_to_socket(ctx: Context, lane: fanout.Lane, info: Any, after: st
         render=renderer.frame,
         on_overflow=_closer(rt, websocket),
         write_now=frames.write_now if frames is not None else None,
+        write_many=frames.write_many if frames is not None else None,
     )
     async with open_stream(
         rt, actor=ctx.actor, kind="graphql", transport=writer, cursor=after, conn_id=ctx.stream_id()
@@ -145,6 +146,18 @@ class _EventFrames:
             return False
         text = self._renderer.frame_now(delivery)
         return text is not None and self._socket.write_frame(server_frame(text))
+
+    def write_many(self, deliveries: Sequence[Delivery]) -> int:
+        """`write_now` for as many of `deliveries` as render now, in one write (a replay); how many."""
+        if self._websocket.application_state is not WebSocketState.CONNECTED:
+            return 0
+        frames = []
+        for delivery in deliveries:
+            text = self._renderer.frame_now(delivery)
+            if text is None:
+                break
+            frames.append(server_frame(text))
+        return len(frames) if frames and self._socket.write_frames(frames) else 0
 
     async def send_text(self, text: str) -> None:
         websocket = self._websocket

@@ -10,7 +10,7 @@ so an endpoint may write its events through it directly (`direct_send`).
 from __future__ import annotations
 
 import struct
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from starlette.types import Message, Scope, Send
@@ -48,9 +48,17 @@ class GuardedSend:
             return True
         return self._frames is not None and self._frames.write_frame(frame)
 
+    def write_frames(self, frames: Sequence[bytes]) -> bool:
+        """`write_frame` for several frames, in order, in one write."""
+        if self.closed:
+            return True
+        return self._frames is not None and self._frames.write_frames(frames)
+
 
 class FrameWriter(Protocol):
     def write_frame(self, frame: bytes) -> bool: ...
+
+    def write_frames(self, frames: Sequence[bytes]) -> bool: ...
 
 
 _MEDIUM = struct.Struct("!BBH").pack

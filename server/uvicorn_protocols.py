@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from uvicorn.middleware.proxy_headers import _TrustedHosts
@@ -160,8 +161,21 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         negotiated (a compressing socket encodes its own frames), nothing of websockets' own waiting to go out.
         False: send it through the ASGI `send` instead, which waits or raises as it should. (A server's frames are
         not masked, so the same bytes are right for every socket.)"""
+        if not self._takes_frames_now():
+            return False
+        self.transport.write(frame)
+        return True
+
+    def write_frames(self, frames: Sequence[bytes]) -> bool:
+        """`write_frame` for several frames, in order, in one write (one system call, one TCP segment)."""
+        if not self._takes_frames_now():
+            return False
+        self.transport.write(b"".join(frames))
+        return True
+
+    def _takes_frames_now(self) -> bool:
         conn = self.conn
-        if (
+        return not (
             not self.handshake_complete
             or self.close_sent
             or self.disconnected
@@ -171,10 +185,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             or conn.extensions
             or conn.writes
             or conn.expect_continuation_frame
-        ):
-            return False
-        self.transport.write(frame)
-        return True
+        )
 
     def start_keepalive(self) -> None:
         # uvicorn calls this once, right after it has written the handshake's answer. It keeps the handshake's

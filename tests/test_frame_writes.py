@@ -1,14 +1,18 @@
 """In process, on the server's own WebSocket protocol (server.uvicorn_protocols): a frame serialized once for many
 sockets (server.sends.server_frame) is written straight to a socket that can take it now, and refused — so the
 fan-out sends it the ASGI way, which waits or raises — while the socket applies backpressure, after the app closed
-it, and once it is gone. The frames are what websockets' own client reads as the text."""
+it, and once it is gone. The frames are what websockets' own client reads as the text. Frames in a row (a replay)
+go out in one write, and a stream's writer sends events in a row that way."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from starlette.types import Message, Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.server import ServerState
@@ -16,6 +20,10 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
+from realtime.events import UserTyping
+from realtime.hub import Connection, Delivery, OutboxItem
+from realtime.outbox import Outbox, OutboxClosed
+from realtime.stream import Stream, StreamWriter
 from server.sends import GuardedSend, server_frame
 from server.uvicorn_protocols import GuardedWebSocketProtocol
 
@@ -131,3 +139,55 @@ def test_a_server_frame_is_the_bytes_websockets_serializes() -> None:
         assert server_frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False), size
     for text in ("héllo", "日本語" * 50, "🙂" * 20000):
         assert server_frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
+async def test_frames_in_a_row_go_out_in_one_write_or_wait_together() -> None:
+    socket = await served()
+    protocol, transport, client, guarded = socket.protocol, socket.transport, socket.client, socket.guarded
+    frames = [server_frame(f'{{"n":{n}}}') for n in range(3)]
+
+    assert guarded.write_frames(frames)
+    assert len(transport.written) == 1, "one write for the three"
+    assert texts(client, transport) == ['{"n":0}', '{"n":1}', '{"n":2}']
+
+    protocol.pause_writing()
+    assert not guarded.write_frames(frames)
+    assert transport.written == []
+    protocol.resume_writing()
+    socket.release.set()
+    await asyncio.wait_for(socket.closed.wait(), 5)
+    assert not guarded.write_frames(frames)
+
+
+async def test_a_stream_writes_events_in_a_row_together_and_the_rest_the_asgi_way() -> None:
+    """A replay goes out through `write_many`, as much at a time as it takes; what it does not take now (the socket
+    applies backpressure) is sent the ASGI way, and anything that is not an event too — all in order."""
+    chat = uuid.uuid4()
+    replay = [Delivery(UserTyping(chat_id=chat, user_id=uuid.uuid4()), raw=str(n)) for n in range(5)]
+    order: list[str] = []
+    calls = 0
+
+    def write_many(deliveries: Sequence[Delivery]) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            return 0  # the socket is full just now
+        taken = deliveries[:2]
+        order.append("written " + ",".join(d.raw for d in taken))
+        return len(taken)
+
+    async def render(item: Delivery | str) -> str:
+        return item if isinstance(item, str) else f"asgi {item.raw}"
+
+    async def send(message: str) -> None:
+        order.append(message)
+
+    writer = StreamWriter(send, render_now=lambda delivery: None, render=render, write_many=write_many)
+    outbox: Outbox[OutboxItem] = Outbox(max_items=10, max_bytes=10_000)
+    stream = Stream(Connection(uuid.uuid4(), "legacy", outbox, writer), replay=replay)
+    running = asyncio.ensure_future(writer.run(stream))
+    outbox.put("a text frame", size=12, ephemeral=False)
+    outbox.close()
+    with pytest.raises(OutboxClosed):
+        await asyncio.wait_for(running, 5)
+    assert order == ["written 0,1", "asgi 2", "written 3,4", "a text frame"]
