@@ -17,9 +17,10 @@ and tests must not pass on one and fail on the other.
 
 broadcaster's listener dies silently when Redis drops (docs/library-notes.md), and a subscription can die while publishing
 still works: the bus proves its own liveness end to end by publishing a heartbeat every `HEARTBEAT_SECONDS` on the
-control channel and expecting to hear it back. Silence for `SILENCE_SECONDS`, or any error, ends the session; the
-supervisor reconnects with backoff, subscribes again to every channel its connections need, and — once its own
-heartbeat comes back — reports connected and calls `on_connected` (the runtime catches up from the event log).
+control channel and expecting to hear it back. Silence (`SILENT_BEATS` heartbeats sent, none back, for
+`SILENCE_SECONDS`), or any error, ends the session; the supervisor reconnects with backoff, subscribes again to every
+channel its connections need, and — once its own heartbeat comes back — reports connected and calls `on_connected`
+(the runtime catches up from the event log).
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ from realtime.presence import HEARTBEAT_SECONDS
 log = logging.getLogger(__name__)
 
 CONTROL = "tailtrail.control"
-# Four missed heartbeats: long enough to ride out a GC pause or a busy loop, short enough that a dead broker
-# is noticed within two seconds.
-SILENCE_SECONDS = 4 * HEARTBEAT_SECONDS
+# Four missed heartbeats: long enough to ride out a GC pause, short enough that a dead broker is noticed within two
+# seconds. Missed means sent and not back: an event loop too busy to read the echoes is also too busy to send the
+# beats, so a reconnect storm that keeps it seconds behind is not taken for a dead broker (which cost a resubscription
+# and a catch-up from the log at the worst moment).
+SILENT_BEATS = 4
+SILENCE_SECONDS = SILENT_BEATS * HEARTBEAT_SECONDS
 # Reconnect backoff: doubling from 0.1 s up to 1 s, so a broker that comes back is used again within a second.
 BACKOFF_START, BACKOFF_MAX = 0.1, 1.0
 # A channel no local connection needs is kept this long: clients reconnecting at once (a deploy, a flaky
@@ -83,6 +87,7 @@ class EventBus:
         self._supervisor: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._last_echo = 0.0
+        self._unanswered = 0  # heartbeats sent since our last echo came back
         self._tasks: set[asyncio.Task[Any]] = set()
         # The channels this process's connections need (besides CONTROL), kept across reconnections.
         self._wanted: set[str] = set()
@@ -212,7 +217,7 @@ class EventBus:
         try:
             await session.subscribe([CONTROL], confirmed=False)  # the heartbeat's echo proves it
             self._session = session
-            self._last_echo = time.monotonic()
+            self._last_echo, self._unanswered = time.monotonic(), 0
             tasks = [
                 asyncio.create_task(self._read(session, first)),
                 asyncio.create_task(self._beat(session)),
@@ -239,9 +244,10 @@ class EventBus:
             await asyncio.wait_for(
                 session.publish([([CONTROL], json.dumps(self._heartbeat_message()))]), BROKER_TIMEOUT
             )
+            self._unanswered += 1
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            if time.monotonic() - self._last_echo > SILENCE_SECONDS:
-                raise BrokerSilent(f"no heartbeat for {SILENCE_SECONDS}s")
+            if self._unanswered >= SILENT_BEATS and time.monotonic() - self._last_echo > SILENCE_SECONDS:
+                raise BrokerSilent(f"no heartbeat back for {SILENCE_SECONDS}s ({self._unanswered} sent)")
 
     async def _read(self, session: Session, first: bool) -> None:
         async for raw in session.messages():
@@ -253,7 +259,7 @@ class EventBus:
             if not isinstance(message, dict):
                 continue
             if message.get("type") == "_heartbeat" and message.get("process") == self._process_id:
-                self._last_echo = time.monotonic()
+                self._last_echo, self._unanswered = time.monotonic(), 0
                 if not self.connected:
                     # Our own heartbeat came back: the subscription is live end to end.
                     self._connected.set()
