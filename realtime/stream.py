@@ -84,11 +84,12 @@ class StreamWriter:
     `write_now(delivery)`, if given, writes an event's frame then and there when the socket can take it (False:
     not now); `write_many(deliveries)` writes the frames of as many of them as it can now, in order, in one write to
     the socket, and says how many (a replay, or what queued up while the socket was busy: one system call and one
-    TCP segment for them all instead of one each). `render_now(delivery)` gives what `send` takes for an event, without waiting (None: not possible now,
-    queue it); `render(item)` gives it for any item, waiting if need be (None: nothing to send for it). A send the
-    fan-out started but the socket's backpressure held up (realtime.eager) is finished here, before anything
-    queued after it. `on_overflow` ends the connection when its outbox overflows, even while the writer is stuck
-    in a send to a client that stopped reading (default: cancel the task running the writer)."""
+    TCP segment for them all instead of one each). `render_now(delivery)` gives what `send` takes for an event,
+    without waiting (None: not possible now, queue it); `render(item)` gives it for any item, waiting if need be
+    (None: nothing to send for it). A send the fan-out started but the socket's backpressure held up (realtime.eager)
+    is finished here, before anything queued after it. `on_overflow` ends the connection when its outbox overflows,
+    even while the writer is stuck in a send to a client that stopped reading (default: cancel the task running the
+    writer)."""
 
     def __init__(
         self,
