@@ -7,10 +7,12 @@ carries that id; `LOG_FORMAT=json` makes each record one JSON object.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import websockets
 
 from realtime.typing_state import TypingTracker
 from server.config import ConfigError, Settings
-from server.logging_setup import TextFormatter, bind_connection, connection_id
+from server.logging_setup import BATCH_MAX_LINES, LoopBatchedHandler, TextFormatter, bind_connection, connection_id
 from tests.legacy_client import LegacyClient
 from tests.support import EVENT_TIMEOUT, Api, Server, Subscriber, User
 
@@ -196,3 +198,59 @@ def test_text_lines_carry_loggings_own_timestamp_across_seconds() -> None:
         record.created, record.msecs = created, (created - int(created)) * 1000
         assert ours.formatTime(record) == reference.formatTime(record)
         assert ours.format(record).startswith(reference.formatTime(record) + " INFO    tailtrail m")
+
+
+class Writes(io.StringIO):
+    """A stream that remembers each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def batched_logger(stream: Writes) -> tuple[logging.Logger, LoopBatchedHandler]:
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(f"tailtrail.test.{uuid.uuid4()}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return logger, handler
+
+
+async def test_lines_logged_in_one_turn_of_the_loop_go_out_in_one_write_in_order() -> None:
+    stream = Writes()
+    logger, _ = batched_logger(stream)
+    for n in range(3):
+        logger.info("line %d", n)
+    assert stream.writes == [], "written before the loop's turn ended"
+    await asyncio.sleep(0)  # the turn ends; the handler's write runs at the start of the next one
+    await asyncio.sleep(0)
+    assert stream.writes == ["line 0\nline 1\nline 2\n"]
+    logger.info("line 3")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert stream.writes[1:] == ["line 3\n"]
+
+
+async def test_another_threads_line_goes_out_at_once_after_the_waiting_ones() -> None:
+    stream = Writes()
+    logger, _ = batched_logger(stream)
+    logger.info("from the loop")
+    await asyncio.to_thread(logger.info, "from a thread")
+    assert stream.writes == ["from the loop\nfrom a thread\n"]
+
+
+async def test_waiting_lines_are_bounded_and_flushed_by_logging_at_exit() -> None:
+    stream = Writes()
+    logger, handler = batched_logger(stream)
+    for n in range(BATCH_MAX_LINES):
+        logger.info("%d", n)
+    assert len(stream.writes) == 1 and stream.getvalue().count("\n") == BATCH_MAX_LINES, "no write at the bound"
+    logger.info("last")
+    logging.shutdown([weakref.ref(handler)])  # what logging runs at exit: waiting lines are not lost
+    assert stream.writes[1:] == ["last\n"]
