@@ -307,9 +307,11 @@ class Hub:
 
     # -- fan-out ------------------------------------------------------------------------------------
 
-    def dispatch(self, event: Event, raw: str, after: Vector | None = None) -> None:
+    def dispatch(self, event: Event, raw: str, after: Vector | None = None, *, queued: bool = False) -> None:
         """Route one event from the bus to every local connection that should see it (`after`: the streams'
-        progress once they have it, for its cursor)."""
+        progress once they have it, for its cursor). `queued`: into each connection's outbox even where its socket
+        could take the event now, for one of a burst of events dispatched together (presence): each socket's
+        writer then sends its share of the burst in one write, not one write per event."""
         route = event.route()
         change = event.block_change()
         if change is not None:
@@ -356,7 +358,9 @@ class Hub:
                 continue
             if message_seq is not None and conn.joined_at and conn.hides(route.chat_id, message_seq):
                 continue
-            if conn.transport.send_now(delivery) or conn.outbox.put(delivery, size=size, ephemeral=ephemeral):
+            if (not queued and conn.transport.send_now(delivery)) or conn.outbox.put(
+                delivery, size=size, ephemeral=ephemeral
+            ):
                 delivered += 1
             elif conn.outbox.closed_reason == "overflow":
                 if not conn.overflowed:  # once per connection: it stays in the hub until its adapter closes it

@@ -109,6 +109,9 @@ class PresenceFeed:
         if not users or not self.rt.hub.open_connections:
             return
         chats = await _chats_of(self.rt, set(users), max_members=self.rt.settings.presence_max_members)
+        # A burst (a crowd coming online at once, as after a deploy) gives each partner several events: queued, each
+        # partner's socket gets them in one write instead of one write each.
+        queued = sum(map(len, chats.values())) > 1
         for user_id, chat_ids in chats.items():
             for chat_id in chat_ids:
                 if not self.rt.hub.streams_chat(chat_id):
@@ -120,7 +123,7 @@ class PresenceFeed:
                     left_at = users[user_id]
                     assert left_at is not None
                     event = UserOffline(chat_id=chat_id, user_id=user_id, last_seen=left_at)
-                self.rt.hub.dispatch(event, event.encode())
+                self.rt.hub.dispatch(event, event.encode(), queued=queued)
 
 
 async def _chats_of(rt: Runtime, users: set[uuid.UUID], *, max_members: int) -> dict[uuid.UUID, list[uuid.UUID]]:

@@ -2,7 +2,8 @@
 sockets (server.sends.server_frame) is written straight to a socket that can take it now, and refused — so the
 fan-out sends it the ASGI way, which waits or raises — while the socket applies backpressure, after the app closed
 it, and once it is gone. The frames are what websockets' own client reads as the text. Frames in a row (a replay)
-go out in one write, and a stream's writer sends events in a row that way."""
+go out in one write, and a stream's writer sends events in a row that way: a burst the hub dispatches `queued`
+(presence after a crowd came online) reaches each socket in one write."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from realtime.events import UserTyping
-from realtime.hub import Connection, Delivery, OutboxItem
+from realtime.hub import Connection, Delivery, Hub, OutboxItem
 from realtime.outbox import Outbox, OutboxClosed
 from realtime.stream import Stream, StreamWriter
 from server.sends import GuardedSend, server_frame
@@ -191,3 +192,51 @@ async def test_a_stream_writes_events_in_a_row_together_and_the_rest_the_asgi_wa
     with pytest.raises(OutboxClosed):
         await asyncio.wait_for(running, 5)
     assert order == ["written 0,1", "asgi 2", "written 3,4", "a text frame"]
+
+
+class Everything:
+    """The bus's side of the hub (realtime.hub.Interest): every chat and user is already subscribed."""
+
+    def want(self, chats: Any = (), users: Any = ()) -> bool:
+        return False
+
+    def drop(self, chats: Any = (), users: Any = ()) -> None:
+        pass
+
+
+async def test_a_burst_dispatched_queued_reaches_each_socket_in_one_write() -> None:
+    """Presence after a crowd came online: events dispatched `queued` wait in each connection's outbox, and its
+    writer sends them in one write; one dispatched alone is written at once, from the fan-out."""
+    chat = uuid.uuid4()
+    writes: list[list[str]] = []
+    burst_written = asyncio.Event()
+
+    def write_now(delivery: Delivery) -> bool:
+        writes.append([delivery.raw])
+        return True
+
+    def write_many(deliveries: Sequence[Delivery]) -> int:
+        writes.append([d.raw for d in deliveries])
+        burst_written.set()
+        return len(deliveries)
+
+    async def never(item: Delivery | str) -> str:
+        raise AssertionError("every event goes out through write_now or write_many")
+
+    writer = StreamWriter(never, render_now=lambda d: None, render=never, write_now=write_now, write_many=write_many)
+    hub = Hub(outbox_max_events=100, outbox_max_bytes=100_000, interest=Everything())
+    conn = hub.open(uuid.uuid4(), "graphql", writer)
+    hub.watch(conn, [chat])
+    running = asyncio.ensure_future(writer.run(Stream(conn)))
+    await asyncio.sleep(0)  # the writer waits for its first items
+
+    hub.dispatch(UserTyping(chat_id=chat, user_id=uuid.uuid4()), "alone")
+    assert writes == [["alone"]], "not written at once"
+    for n in range(3):
+        hub.dispatch(UserTyping(chat_id=chat, user_id=uuid.uuid4()), f"burst {n}", queued=True)
+    assert writes == [["alone"]], "a queued event was written from the fan-out"
+    await asyncio.wait_for(burst_written.wait(), 5)
+    assert writes == [["alone"], ["burst 0", "burst 1", "burst 2"]]
+    hub.close(conn)
+    with pytest.raises(OutboxClosed):
+        await asyncio.wait_for(running, 5)
