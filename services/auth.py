@@ -11,6 +11,7 @@ import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,18 +112,35 @@ def _verified_claims(token: str, key: str, leeway: float) -> dict[str, Any]:
     claims = _json_object(payload)
     if claims.get("exp") is None:
         raise _Refused("invalid token")
-    now = time.time()
-    for name in ("iat", "nbf"):
-        if name in claims and _whole_seconds(claims[name]) > now + leeway:
-            raise _Refused("token not yet valid")
-    if _whole_seconds(claims["exp"]) <= now - leeway:
-        raise _Refused("token expired")
+    _check_times(claims.get("iat", _ABSENT), claims.get("nbf", _ABSENT), claims["exp"], time.time(), leeway)
     if claims.get("aud"):
         raise _Refused("invalid token")
     for name in ("sub", "jti"):
         if name in claims and not isinstance(claims[name], str):
             raise _Refused("invalid token")
     return claims
+
+
+_ABSENT = object()  # a claim the token does not have (`null` is a value: refused)
+
+
+def _check_times(iat: object, nbf: object, exp: object, now: float, leeway: float) -> None:
+    """A token's `iat` and `nbf` (if present) not in the future, its `exp` not past, each with `leeway`."""
+    for value in (iat, nbf):
+        if value is not _ABSENT and _whole_seconds(value) > now + leeway:
+            raise _Refused("token not yet valid")
+    if _whole_seconds(exp) <= now - leeway:
+        raise _Refused("token expired")
+
+
+def _number(value: object) -> float:
+    assert isinstance(value, (int, float))  # `authenticate` accepted no other
+    return float(value)
+
+
+def _check_lifetime(expires_at: float, issued_at: float | None, now: float, rules: TokenRules) -> None:
+    if expires_at - min(now, now if issued_at is None else issued_at) > rules.max_lifetime + rules.leeway:
+        raise Unauthenticated("token lifetime exceeds the server's maximum (TOKEN_MAX_LIFETIME)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +178,9 @@ def authenticate(token: str | None, rules: TokenRules) -> Actor:
     `user_id` and `sub` must agree; a service token (`role: service`) carries no user at all."""
     if not token:
         raise Unauthenticated("a token is required")
+    known = _accepted_before(token, rules.key)
+    if known is not None:
+        return known.actor(rules)
     try:
         claims = _verified_claims(token, rules.key, rules.leeway)
     except _Refused as refused:
@@ -171,23 +192,67 @@ def authenticate(token: str | None, rules: TokenRules) -> Actor:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise Unauthenticated("invalid token: exp, iat and nbf must be numbers")
             times[name] = float(value)
-    now = time.time()
-    expires_at = float(times["exp"])
-    issued_at = float(times.get("iat", now))
-    if expires_at - min(now, issued_at) > rules.max_lifetime + rules.leeway:
-        raise Unauthenticated("token lifetime exceeds the server's maximum (TOKEN_MAX_LIFETIME)")
+    _check_lifetime(times["exp"], times.get("iat"), time.time(), rules)
     users = {name: claims[name] for name in ("user_id", "sub") if claims.get(name) is not None}
     if claims.get("role") == "service":
         if users:
             raise Unauthenticated("invalid token: a service token carries no user")
-        return Actor.service(expires_at=expires_at)
-    try:
-        ids = {uuid.UUID(str(value)) for value in users.values()}
-    except ValueError:
-        raise Unauthenticated("invalid token") from None
-    if len(ids) != 1:
-        raise Unauthenticated("invalid token: user_id and sub disagree" if ids else "invalid token")
-    return Actor(user_id=ids.pop(), expires_at=expires_at)
+        actor = Actor.service(expires_at=times["exp"])
+    else:
+        try:
+            ids = {uuid.UUID(str(value)) for value in users.values()}
+        except ValueError:
+            raise Unauthenticated("invalid token") from None
+        if len(ids) != 1:
+            raise Unauthenticated("invalid token: user_id and sub disagree" if ids else "invalid token")
+        actor = Actor(user_id=ids.pop(), expires_at=times["exp"])
+    _remember(token, rules.key, _Accepted(actor, claims["exp"], claims.get("iat", _ABSENT), claims.get("nbf", _ABSENT)))
+    return actor
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """A token `authenticate` accepted: who it stands for, and its times as signed (to check them again)."""
+
+    who: Actor
+    exp: object  # numbers, as signed; `iat` and `nbf` may be _ABSENT
+    iat: object
+    nbf: object
+
+    def actor(self, rules: TokenRules) -> Actor:
+        """The actor again, if the token's times still hold (the checks `authenticate` makes, in its order)."""
+        now = time.time()
+        try:
+            _check_times(self.iat, self.nbf, self.exp, now, rules.leeway)
+        except _Refused as refused:
+            raise Unauthenticated(str(refused)) from None
+        _check_lifetime(_number(self.exp), None if self.iat is _ABSENT else _number(self.iat), now, rules)
+        return self.who
+
+
+# Tokens `authenticate` accepted, by a digest of the key and the token: a client reconnecting presents the token
+# its last socket opened with, and after a deploy every client does at once; the signature and the form of a token
+# never change, so only its times are checked again. At most this many (~0.4 KiB each), least recently used out.
+ACCEPTED_TOKENS_MAX = 16_384
+_accepted: OrderedDict[bytes, _Accepted] = OrderedDict()
+
+
+def _digest(token: str, key: str) -> bytes:
+    return hashlib.sha256(f"{len(key)}:{key}:{token}".encode()).digest()
+
+
+def _accepted_before(token: str, key: str) -> _Accepted | None:
+    digest = _digest(token, key)
+    known = _accepted.get(digest)
+    if known is not None:
+        _accepted.move_to_end(digest)
+    return known
+
+
+def _remember(token: str, key: str, accepted: _Accepted) -> None:
+    _accepted[_digest(token, key)] = accepted
+    if len(_accepted) > ACCEPTED_TOKENS_MAX:
+        _accepted.popitem(last=False)
 
 
 def refresh(current: Actor, token: str | None, rules: TokenRules) -> Actor:

@@ -11,6 +11,7 @@ import json
 import string
 import time
 import uuid
+from datetime import timedelta
 
 import jwt
 import pytest
@@ -24,15 +25,52 @@ KEY_B = "a-signing-key-of-thirty-two-bytes-or-more-0002"
 
 
 def test_a_key_is_prepared_once_for_every_token_it_checks() -> None:
-    user_id = uuid.uuid4()
-    token = issue_user_token(user_id, key=KEY_A)
-    authenticate(token, TokenRules(key=KEY_A))
+    authenticate(issue_user_token(uuid.uuid4(), key=KEY_A), TokenRules(key=KEY_A))
     before = auth._prepared_key.cache_info()
     for _ in range(3):
-        assert authenticate(token, TokenRules(key=KEY_A)).user_id == user_id
+        user_id = uuid.uuid4()
+        assert authenticate(issue_user_token(user_id, key=KEY_A), TokenRules(key=KEY_A)).user_id == user_id
     after = auth._prepared_key.cache_info()
     assert after.misses == before.misses
     assert after.hits == before.hits + 3
+
+
+def test_a_token_presented_again_is_not_verified_again_but_its_times_are_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reconnecting client presents the token it had: its signature was checked once; its times, every time."""
+    user_id = uuid.uuid4()
+    token = issue_user_token(user_id, key=KEY_A, ttl=timedelta(seconds=60))
+    first = authenticate(token, TokenRules(key=KEY_A, leeway=0))
+    assert first.user_id == user_id
+    before = auth._prepared_key.cache_info()
+    assert authenticate(token, TokenRules(key=KEY_A, leeway=0)) == first
+    assert auth._prepared_key.cache_info() == before, "verified again"
+    # Its times against the rules of the call: a shorter TOKEN_MAX_LIFETIME, then the clock past its exp.
+    with pytest.raises(Unauthenticated, match="lifetime exceeds"):
+        authenticate(token, TokenRules(key=KEY_A, leeway=0, max_lifetime=30))
+    later = time.time() + 120
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    with pytest.raises(Unauthenticated, match="token expired"):
+        authenticate(token, TokenRules(key=KEY_A, leeway=0))
+    assert authenticate(token, TokenRules(key=KEY_A, leeway=600)) == first  # within the clock-skew leeway
+    monkeypatch.undo()
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        authenticate(token, TokenRules(key=KEY_B))  # accepted under the key that signed it only
+
+
+def test_a_token_accepted_before_its_nbf_is_refused_the_same_way_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = int(time.time())
+    token = jwt.encode({"user_id": str(uuid.uuid4()), "nbf": now + 20, "exp": now + 60}, KEY_A, algorithm="HS256")
+    authenticate(token, TokenRules(key=KEY_A, leeway=30))  # within the leeway
+    with pytest.raises(Unauthenticated, match="not yet valid"):
+        authenticate(token, TokenRules(key=KEY_A, leeway=0))
+
+
+def test_the_tokens_remembered_are_bounded() -> None:
+    for _ in range(auth.ACCEPTED_TOKENS_MAX + 10):
+        authenticate(issue_user_token(uuid.uuid4(), key=KEY_A), TokenRules(key=KEY_A))
+    assert len(auth._accepted) == auth.ACCEPTED_TOKENS_MAX
 
 
 def test_a_prepared_key_does_not_verify_tokens_of_another_key() -> None:
