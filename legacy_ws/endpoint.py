@@ -285,8 +285,11 @@ class LegacySession:
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for runs the close as a task of its own, and the error
+            # of a socket the client already closed then holds wait_for's frame, which holds that task (a cycle).
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await self.websocket.close(code, reason)
 
 
 class LegacyEndpoint:
@@ -358,10 +361,13 @@ async def _serve(rt: Runtime, websocket: WebSocket, actor: Actor, stream: Stream
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        session.expiry.cancel()
+        session.expiry.close()
         for task in (reader, writer):
             task.cancel()
         results = await asyncio.gather(reader, writer, return_exceptions=True)
+        # A cancelled task keeps its CancelledError, whose traceback holds the session: without its tasks the session
+        # is not part of a cycle, and is freed by reference counting when the socket closes.
+        session.tasks = ()
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, (WebSocketDisconnect, asyncio.CancelledError)):
             log.warning("legacy connection %s ended with %r", conn.id, result)

@@ -36,6 +36,16 @@ class TokenExpiry:
             self._timer.cancel()
             self._timer = None
 
+    def close(self) -> None:
+        """Stop watching for good, and let go of the callback: it is usually a method of the object that holds this
+        one, a cycle only a full garbage collection would free once the socket is gone."""
+        self.cancel()
+        self._on_expired = _nothing
+
     def _expired(self) -> None:
         self._timer = None
         self._on_expired()
+
+
+def _nothing() -> None:
+    pass

@@ -134,6 +134,7 @@ class GraphQLApp(GraphQL[Context, None]):
             await super().__call__(scope, receive, socket.send)
         finally:
             socket.end()
+            del scope[SCOPE_SOCKET]  # the scope is the protocol's, which the socket's sends lead back to: no cycle
             log.info("graphql socket closed", extra=fields(client=client))
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:

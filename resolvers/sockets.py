@@ -125,7 +125,7 @@ class GraphQLSocket:
     def end(self) -> None:
         """The socket is gone: release what it held."""
         if self.expiry is not None:
-            self.expiry.cancel()
+            self.expiry.close()
         self.initialised()
         if self.user_id is not None:
             self._admission.release_user(self.user_id)

@@ -194,7 +194,8 @@ def _cut_off(stream: http.HttpStream) -> Callable[[], None]:
 
 async def _close_slow(websocket: WebSocket) -> None:
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(close_codes.TRY_AGAIN_LATER), CLOSE_TIMEOUT_SECONDS)
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):  # not wait_for: see legacy_ws.endpoint's `close`
+            await websocket.close(close_codes.TRY_AGAIN_LATER)
 
 
 def _convert(event: Any, cursor: str | None, rt: Any) -> Any:

@@ -74,7 +74,12 @@ class WebSocketGuard:
                 pass
             return {"type": "websocket.disconnect", "code": code}
 
-        await self.app(scope, guarded_receive, guarded_send)
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        finally:
+            # The scope is the server protocol's, and the guarded send leads back to it: left there, the two would
+            # be a cycle every closed socket leaves to a full garbage collection instead of reference counting.
+            del scope[SCOPE_SEND]
 
 
 def is_protocol_message(message: Message) -> bool:

@@ -12,6 +12,7 @@ import time
 from types import TracebackType
 
 import uvicorn
+from uvicorn.server import ServerState
 
 from app import create_app
 from server.config import Settings
@@ -26,8 +27,16 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
     return Settings(database_url=database_url, secret_key=SECRET, **overrides)  # type: ignore[arg-type]
 
 
+# The protocols `cli.py serve` gives uvicorn (server.uvicorn_protocols), for `InProcessServer(as_served=True)`.
+SERVED_PROTOCOLS = {
+    "http": "server.uvicorn_protocols:GuardedHttpToolsProtocol",
+    "ws": "server.uvicorn_protocols:GuardedWebSocketProtocol",
+}
+
+
 class InProcessServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, as_served: bool = False) -> None:
+        """`as_served`: on the server's own uvicorn protocols, as `cli.py serve` runs it."""
         self.settings = settings
         self.port = free_port()
         self.app = create_app(settings)
@@ -39,6 +48,7 @@ class InProcessServer:
                 log_level="warning",
                 ws_per_message_deflate=False,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                **(SERVED_PROTOCOLS if as_served else {}),
             )
         )
         self._task: asyncio.Task[None] | None = None
@@ -50,6 +60,11 @@ class InProcessServer:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def server_state(self) -> ServerState:
+        """uvicorn's own: its open connections' protocols and the tasks serving them."""
+        return self._server.server_state
 
     @property
     def runtime(self) -> Runtime:
