@@ -134,7 +134,8 @@ class GraphQLApp(GraphQL[Context, None]):
             await super().__call__(scope, receive, socket.send)
         finally:
             socket.end()
-            del scope[SCOPE_SOCKET]  # the scope is the protocol's, which the socket's sends lead back to: no cycle
+            # The scope is the server protocol's, which the socket's sends lead back to: left there, a cycle.
+            scope.pop(SCOPE_SOCKET, None)
             log.info("graphql socket closed", extra=fields(client=client))
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:

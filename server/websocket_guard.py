@@ -79,7 +79,7 @@ class WebSocketGuard:
         finally:
             # The scope is the server protocol's, and the guarded send leads back to it: left there, the two would
             # be a cycle every closed socket leaves to a full garbage collection instead of reference counting.
-            del scope[SCOPE_SEND]
+            scope.pop(SCOPE_SEND, None)
 
 
 def is_protocol_message(message: Message) -> bool:
