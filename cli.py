@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 
-from server.config import LISTEN_BACKLOG, ConfigError, Settings
+from server.config import HTTP_PROTOCOL, LISTEN_BACKLOG, WS_PROTOCOL, ConfigError, Settings
 from services.auth import issue_service_token, issue_user_token
 
 app = typer.Typer(
@@ -392,10 +392,8 @@ def serve_app(settings: Settings, sock: socket.socket, *, url: str, banner: str,
         # uvicorn listens again on the socket it is given (asyncio's `create_server` does), with its own backlog
         # (2,048 by default): without this, the queue `listening_socket` asked for would be cut back to that.
         backlog=LISTEN_BACKLOG,
-        # uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol
-        # violations logged as one line (uvicorn_protocols).
-        http="server.uvicorn_protocols:GuardedHttpToolsProtocol",
-        ws="server.uvicorn_protocols:GuardedWebSocketProtocol",
+        http=HTTP_PROTOCOL,
+        ws=WS_PROTOCOL,
         log_config=log_config(settings.log_format, settings.log_level),
     )
     # The socket itself, not its file descriptor: given `fd=`, uvicorn reopens it as a Unix socket, and the event

@@ -19,6 +19,10 @@ HISTORY_VISIBILITIES = ("shared", "joined")
 # net.core.somaxconn). A reconnect storm brings thousands of handshakes faster than a busy loop takes them; those that
 # find the queue full are dropped and retried by the client's TCP, and reset if that takes too long.
 LISTEN_BACKLOG = 16384
+# uvicorn's protocols with a request-head timeout, a cap on connections per client address, and protocol violations
+# logged as one line (server.uvicorn_protocols): what `cli.py serve` runs, named for uvicorn to import.
+HTTP_PROTOCOL = "server.uvicorn_protocols:GuardedHttpToolsProtocol"
+WS_PROTOCOL = "server.uvicorn_protocols:GuardedWebSocketProtocol"
 
 
 class ConfigError(ValueError):

@@ -15,7 +15,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from app import create_app
-from server.config import Settings
+from server.config import HTTP_PROTOCOL, WS_PROTOCOL, Settings
 from services.runtime import Runtime
 from tests.support import SECRET, STARTUP_TIMEOUT, free_port
 
@@ -25,13 +25,6 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 
 def settings_for(database_url: str, **overrides: object) -> Settings:
     return Settings(database_url=database_url, secret_key=SECRET, **overrides)  # type: ignore[arg-type]
-
-
-# The protocols `cli.py serve` gives uvicorn (server.uvicorn_protocols), for `InProcessServer(as_served=True)`.
-SERVED_PROTOCOLS = {
-    "http": "server.uvicorn_protocols:GuardedHttpToolsProtocol",
-    "ws": "server.uvicorn_protocols:GuardedWebSocketProtocol",
-}
 
 
 class InProcessServer:
@@ -48,7 +41,7 @@ class InProcessServer:
                 log_level="warning",
                 ws_per_message_deflate=False,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                **(SERVED_PROTOCOLS if as_served else {}),
+                **({"http": HTTP_PROTOCOL, "ws": WS_PROTOCOL} if as_served else {}),
             )
         )
         self._task: asyncio.Task[None] | None = None
