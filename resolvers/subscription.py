@@ -194,7 +194,9 @@ def _cut_off(stream: http.HttpStream) -> Callable[[], None]:
 
 async def _close_slow(websocket: WebSocket) -> None:
     with contextlib.suppress(Exception):
-        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):  # not wait_for: see legacy_ws.endpoint's `close`
+        # Not wait_for: Python 3.11's wait_for runs the close as a task of its own, and a close that fails (the client
+        # is gone) then holds wait_for's frame, which holds that task: a cycle. (This runs in a task of its own.)
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
             await websocket.close(close_codes.TRY_AGAIN_LATER)
 
 

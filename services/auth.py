@@ -178,7 +178,8 @@ def authenticate(token: str | None, rules: TokenRules) -> Actor:
     `user_id` and `sub` must agree; a service token (`role: service`) carries no user at all."""
     if not token:
         raise Unauthenticated("a token is required")
-    known = _accepted_before(token, rules.key)
+    digest = _digest(token, rules.key)
+    known = _accepted_before(digest)
     if known is not None:
         return known.actor(rules)
     try:
@@ -206,7 +207,7 @@ def authenticate(token: str | None, rules: TokenRules) -> Actor:
         if len(ids) != 1:
             raise Unauthenticated("invalid token: user_id and sub disagree" if ids else "invalid token")
         actor = Actor(user_id=ids.pop(), expires_at=times["exp"])
-    _remember(token, rules.key, _Accepted(actor, claims["exp"], claims.get("iat", _ABSENT), claims.get("nbf", _ABSENT)))
+    _remember(digest, _Accepted(actor, claims["exp"], claims.get("iat", _ABSENT), claims.get("nbf", _ABSENT)))
     return actor
 
 
@@ -241,16 +242,15 @@ def _digest(token: str, key: str) -> bytes:
     return hashlib.sha256(f"{len(key)}:{key}:{token}".encode()).digest()
 
 
-def _accepted_before(token: str, key: str) -> _Accepted | None:
-    digest = _digest(token, key)
+def _accepted_before(digest: bytes) -> _Accepted | None:
     known = _accepted.get(digest)
     if known is not None:
         _accepted.move_to_end(digest)
     return known
 
 
-def _remember(token: str, key: str, accepted: _Accepted) -> None:
-    _accepted[_digest(token, key)] = accepted
+def _remember(digest: bytes, accepted: _Accepted) -> None:
+    _accepted[digest] = accepted
     if len(_accepted) > ACCEPTED_TOKENS_MAX:
         _accepted.popitem(last=False)
 
