@@ -20,37 +20,43 @@ SCOPE_SEND = "tailtrail.guarded_send"
 
 
 class GuardedSend:
-    """A socket's send as the server gives it, with the guard's one rule: once the guard closed the socket, what the
-    app still sends has nowhere to go and is dropped.
+    """A socket's send as the server gives it, with the guard's one rule: once a close went out — the guard's
+    (`closed`) or the app's own —, what the app still sends has nowhere to go and is dropped. (A task of the app
+    may still be sending an event when another closes the socket: the server would refuse that send with an error.)
 
     A plain callable returning the server's own coroutine, not a coroutine of its own: a fan-out writes each event
     to thousands of sockets, and every wrapper between it and the server costs a coroutine per frame."""
 
-    __slots__ = ("_frames", "_send", "closed")
+    __slots__ = ("_frames", "_send", "closed", "ended")
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self.closed = False
+        self.closed = False  # the guard closed the socket
+        self.ended = False  # a close went out, the guard's or the app's
         # The server's protocol object, when it can write a frame serialized once for many sockets
         # (server.uvicorn_protocols): `send` is its bound method.
         frames = getattr(send, "__self__", None)
         self._frames: FrameWriter | None = frames if callable(getattr(frames, "write_frame", None)) else None
 
     def __call__(self, message: Message) -> Awaitable[None]:
-        if self.closed and message["type"] == "websocket.send":
-            return dropped()
+        kind = message["type"]
+        if kind == "websocket.send":
+            if self.ended or self.closed:
+                return dropped()
+        elif kind == "websocket.close":
+            self.ended = True
         return self._send(message)
 
     def write_frame(self, frame: bytes) -> bool:
-        """Write `frame` (`server_frame`) now, without a coroutine, if the socket can take it now; True also when
-        the guard closed the socket (the frame is dropped, as `__call__` drops it). False: send it the ASGI way."""
-        if self.closed:
+        """Write `frame` (`server_frame`) now, without a coroutine, if the socket can take it now; True also when a
+        close went out (the frame is dropped, as `__call__` drops it). False: send it the ASGI way."""
+        if self.ended or self.closed:
             return True
         return self._frames is not None and self._frames.write_frame(frame)
 
     def write_frames(self, frames: Sequence[bytes]) -> bool:
         """`write_frame` for several frames, in order, in one write."""
-        if self.closed:
+        if self.ended or self.closed:
             return True
         return self._frames is not None and self._frames.write_frames(frames)
 

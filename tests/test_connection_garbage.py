@@ -1,4 +1,4 @@
-"""A closed GraphQL connection is freed by reference counting: the server's objects of a socket form no reference cycle
+"""A closed connection is freed by reference counting: the server's objects of a socket form no reference cycle
 once it has closed, so closing thousands of them (a reconnect storm's drop) leaves nothing for a full garbage
 collection to walk and free (realtime.gcpolicy runs one per turnover; it took ~2 s after 10,000 sockets closed
 when each left ~40-80 objects in cycles).
@@ -82,14 +82,8 @@ async def test_closed_sockets_of_both_protocols_are_freed_by_reference_counting(
         async with asyncio.timeout(EVENT_TIMEOUT):
             while json.loads(await ws.recv())["type"] != answer:
                 pass
-    # GraphQL sockets only: a legacy socket whose close fails (the client already gone) still leaves a cycle
-    # through Python 3.11's asyncio.wait_for (see the note in legacy_ws.endpoint's `close`).
-    served_by = [
-        weakref.ref(p)
-        for p in state.connections
-        if isinstance(p, GuardedWebSocketProtocol) and p.scope["path"] == "/graphql"
-    ]
-    assert len(served_by) == SOCKETS
+    served_by = [weakref.ref(p) for p in state.connections if isinstance(p, GuardedWebSocketProtocol)]
+    assert len(served_by) == 2 * SOCKETS
 
     # Half close with the closing handshake; half just drop, as clients of a network that went away do (and as a
     # reconnect storm begins): the server learns it from the transport.

@@ -125,6 +125,19 @@ async def test_the_guard_drops_a_frame_on_a_socket_it_closed() -> None:
     socket.release.set()
 
 
+async def test_what_the_app_sends_after_its_own_close_is_dropped_not_an_error() -> None:
+    """One task of the app closes the socket while another still sends an event: uvicorn would refuse that send
+    with an error ("Unexpected ASGI message 'websocket.send', after sending 'websocket.close'")."""
+    socket = await served()
+    await socket.guarded({"type": "websocket.close", "code": 1008, "reason": "rate limit exceeded"})
+    assert socket.protocol.close_sent
+    socket.transport.written.clear()
+    await socket.guarded({"type": "websocket.send", "text": "after the close"})  # no error
+    assert socket.guarded.write_frame(server_frame("after the close too"))  # taken, and dropped
+    assert socket.transport.written == []
+    socket.release.set()
+
+
 def test_a_send_without_the_servers_protocol_has_no_frame_writes() -> None:
     async def plain_send(message: Message) -> None:
         return None
