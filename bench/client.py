@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvloop
 
@@ -47,10 +48,38 @@ STORM_TIMEOUT = 300.0  # for a storm's connections to open, and for its clients 
 # A storm's clients have stopped catching up once no message arrived for this long (longer than the product's
 # database pool timeout, 30 s, so a client waiting on the pool is still waited for).
 STORM_STALL = 45.0
+# A storm's connection that fails to open (refused, or closed by the server before its handshake completed: the one
+# client process, busy with thousands of sockets on one core, can send a request head later than the server waits
+# for one) is opened again, as a real client does, after STORM_RETRY_DELAY seconds times the attempt, plus up to as
+# much again at random (clients spread their retries); at most STORM_ATTEMPTS attempts in all. Both storms (the
+# product's and the floor's) retry alike, and count the retries.
+STORM_ATTEMPTS = 3
+STORM_RETRY_DELAY = 1.0
+
+
+T = TypeVar("T")
 
 
 class WorkloadError(RuntimeError):
     pass
+
+
+class Retried:
+    """Storm connections opened with retries (STORM_ATTEMPTS): how many attempts failed and were tried again."""
+
+    def __init__(self) -> None:
+        self.retries = 0
+
+    async def open(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        for n in range(1, STORM_ATTEMPTS + 1):
+            try:
+                return await attempt()
+            except Exception:
+                if n == STORM_ATTEMPTS:
+                    raise
+                self.retries += 1
+                await asyncio.sleep(STORM_RETRY_DELAY * n * (1 + random.random()))
+        raise AssertionError("unreachable")
 
 
 def shown(value: float | None, spec: str) -> str:
@@ -213,11 +242,13 @@ class Client:
 
         self.log(f"storm: {len(peers):,} clients reconnecting")
         started, cpu_before, errors_before = time.monotonic(), procstat.cpu_seconds(self.pid), tally.unexpected
+        retried = Retried()
 
         async def reconnect(user: int, graphql: bool, peer: ResumingPeer) -> None:
             dialect = self.dialect if graphql else legacy
-            assert isinstance(dialect, Legacy) and peer.cursor is not None
-            peer.attach(await dialect.resume(user, peer.cursor, STORM_TIMEOUT))
+            cursor = peer.cursor
+            assert isinstance(dialect, Legacy) and cursor is not None
+            peer.attach(await retried.open(lambda: dialect.resume(user, cursor, STORM_TIMEOUT)))
 
         results = await asyncio.gather(*(reconnect(*c) for c in clients), return_exceptions=True)
         reconnected = time.monotonic() - started
@@ -241,6 +272,7 @@ class Client:
             "duplicates": sum(p.duplicates() for p in peers),
             "closed_early": self.closed_early(peers),
             "failed_reconnections": len(failures),
+            "retried_reconnections": retried.retries,
             "unacknowledged_sends": unacknowledged,
             "error_frames": tally.unexpected - errors_before,
         }
@@ -248,7 +280,8 @@ class Client:
             f"storm: {len(peers):,} clients reconnected in {reconnected:.2f}s, "
             + (f"all streaming after {streaming:.2f}s" if caught_up else f"not all caught up after {streaming:.2f}s")
             + f", server CPU {cpu:.2f}s, missing {figures['missing']}, duplicates {figures['duplicates']}, "
-            f"{figures['error_frames']} error frames, {figures['closed_early']} closed by the server"
+            f"{figures['error_frames']} error frames, {figures['closed_early']} closed by the server, "
+            f"{retried.retries} reconnections retried"
         )
         await self.close_all(peers + senders)
         return figures
@@ -291,9 +324,10 @@ class Client:
         count = 2 * self.plan.storm_clients
         room = self.plan.lobby(0)
         started, cpu_before = time.monotonic(), procstat.cpu_seconds(self.pid)
+        retried = Retried()
 
         async def one() -> WebSocket:
-            return await connect(HOST, self.port, f"/ws?rooms={room}", within=STORM_TIMEOUT)
+            return await retried.open(lambda: connect(HOST, self.port, f"/ws?rooms={room}", within=STORM_TIMEOUT))
 
         results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
         seconds = time.monotonic() - started
@@ -303,10 +337,14 @@ class Client:
         failures = [r for r in results if not isinstance(r, WebSocket)]
         if failures:
             self.log(f"socket storm: {len(failures)} of {count} sockets failed to open, e.g. {failures[0]!r}")
-        self.log(f"socket storm: {count:,} sockets opened at once in {seconds:.2f}s, server CPU {cpu:.2f}s")
+        self.log(
+            f"socket storm: {count:,} sockets opened at once in {seconds:.2f}s, server CPU {cpu:.2f}s, "
+            f"{retried.retries} retried"
+        )
         return {
             "sockets": count,
             "failed": len(failures),
+            "retried": retried.retries,
             "open_seconds": round(seconds, 3),
             "server_cpu_seconds": round(cpu, 3),
             "cpu_ms_per_socket": round(cpu / count * 1e3, 3),
