@@ -74,6 +74,8 @@ class Retried:
         for n in range(1, STORM_ATTEMPTS + 1):
             try:
                 return await attempt()
+            except TimeoutError:  # no answer within STORM_TIMEOUT: a server that slow is not helped by another try
+                raise
             except Exception:
                 if n == STORM_ATTEMPTS:
                     raise

@@ -42,3 +42,17 @@ async def test_a_storm_connection_that_never_opens_fails_after_the_last_attempt(
     with pytest.raises(ConnectionError):
         await retried.open(attempt)
     assert len(calls) == STORM_ATTEMPTS and retried.retries == STORM_ATTEMPTS - 1
+
+
+async def test_a_storm_connection_that_timed_out_is_not_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "STORM_RETRY_DELAY", 0.0)
+    retried = Retried()
+    calls: list[int] = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        raise TimeoutError
+
+    with pytest.raises(TimeoutError):
+        await retried.open(attempt)
+    assert calls == [1] and retried.retries == 0
