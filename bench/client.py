@@ -71,17 +71,15 @@ class Retried:
         self.retries = 0
 
     async def open(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        for n in range(1, STORM_ATTEMPTS + 1):
+        for n in range(1, STORM_ATTEMPTS):
             try:
                 return await attempt()
             except TimeoutError:  # no answer within STORM_TIMEOUT: a server that slow is not helped by another try
                 raise
             except Exception:
-                if n == STORM_ATTEMPTS:
-                    raise
                 self.retries += 1
                 await asyncio.sleep(STORM_RETRY_DELAY * n * (1 + random.random()))
-        raise AssertionError("unreachable")
+        return await attempt()  # the last attempt: its error is the connection's
 
 
 def shown(value: float | None, spec: str) -> str:
